@@ -1,0 +1,227 @@
+//! The `accounts` Lambda function: integration accounts, the agent tool list, and health.
+//!
+//! Every route is declared once, here, with its OpenAPI description; `router` serves them and
+//! `openapi` documents them, so the two cannot drift apart.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use axum::Json;
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use pipewise::accounts::model::{
+    AccountList, AccountListQuery, AccountSecrets, AccountView, UpsertAccountRequest,
+};
+use pipewise::accounts::service::Upserted;
+use pipewise::accounts::tools::{ToolList, tools};
+use pipewise::accounts::{AccountId, AccountService, AccountStore, AccountType};
+use pipewise::api::{ApiJson, ApiPath, ApiQuery};
+use pipewise::auth::{AuthConfig, AuthUser, JwtVerifier, SECRETS_READ_SCOPE};
+use pipewise::config::{ConfigError, ConfigSource, vars};
+use pipewise::envelope::EnvelopeCipher;
+use pipewise::error::{ErrorBody, Result};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What the accounts handlers share; built once per cold start.
+#[derive(Clone)]
+pub struct AccountsState {
+    /// Bearer-token verifier.
+    pub verifier: Arc<JwtVerifier>,
+    /// Accounts and their secrets.
+    pub accounts: AccountService,
+}
+
+impl FromRef<AccountsState> for Arc<JwtVerifier> {
+    fn from_ref(state: &AccountsState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl AccountsState {
+    /// Reads the function's settings and builds its clients from one SDK configuration.
+    pub fn from_config(source: &ConfigSource<'_>, sdk: &SdkConfig) -> Result<Self, ConfigError> {
+        let auth = AuthConfig::from_source(source)?;
+        let store = AccountStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            source.required(vars::ACCOUNTS_TABLE)?,
+        );
+        let cipher = EnvelopeCipher::new(
+            aws_sdk_kms::Client::new(sdk),
+            source.required(vars::SECRETS_KMS_KEY_ID)?,
+        );
+        Ok(Self {
+            verifier: Arc::new(JwtVerifier::new(&auth)),
+            accounts: AccountService::new(store, cipher),
+        })
+    }
+}
+
+/// The function's routes with their OpenAPI descriptions.
+pub fn routes() -> OpenApiRouter<AccountsState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(list_accounts, upsert_account))
+        .routes(routes!(get_account, delete_account))
+        .routes(routes!(get_account_secrets))
+        .routes(routes!(list_tools))
+}
+
+/// The routes bound to their state, ready for `pipewise::api::serve_routes`.
+pub fn router(state: AccountsState) -> axum::Router {
+    routes().with_state(state).split_for_parts().0
+}
+
+/// The OpenAPI description of this function's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
+/// Answer of the health check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the function runs.
+    pub status: &'static str,
+    /// Service version.
+    pub version: &'static str,
+}
+
+/// Liveness: no auth, no dependency call.
+#[utoipa::path(get, path = "/api/user/health", tag = "health", security(()),
+    responses((status = 200, body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: pipewise::VERSION,
+    })
+}
+
+/// Lists the user's accounts, optionally of one type; secrets masked.
+#[utoipa::path(get, path = "/api/user/integrations/accounts", tag = "accounts",
+    params(AccountListQuery),
+    responses(
+        (status = 200, body = AccountList),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn list_accounts(
+    State(state): State<AccountsState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<AccountListQuery>,
+) -> Result<Json<AccountList>> {
+    let account_type = query
+        .account_type
+        .as_deref()
+        .map(|name| {
+            AccountType::parse(name).ok_or_else(|| {
+                pipewise::Error::invalid(
+                    "account_type",
+                    "must be one of calendar, crm, email, social",
+                )
+            })
+        })
+        .transpose()?;
+    let accounts = state.accounts.list(&user.user_id, account_type).await?;
+    Ok(Json(AccountList {
+        total: accounts.len(),
+        accounts,
+    }))
+}
+
+/// Creates (201) or replaces (200) an account by `account_id`. Secrets are sealed; posting
+/// `"********"` for a secret keeps the stored value.
+#[utoipa::path(post, path = "/api/user/integrations/accounts", tag = "accounts",
+    request_body = UpsertAccountRequest,
+    responses(
+        (status = 201, description = "created", body = AccountView),
+        (status = 200, description = "updated", body = AccountView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn upsert_account(
+    State(state): State<AccountsState>,
+    user: AuthUser,
+    ApiJson(request): ApiJson<UpsertAccountRequest>,
+) -> Result<(StatusCode, Json<AccountView>)> {
+    let (outcome, account) = state.accounts.upsert(&user.user_id, request).await?;
+    let status = match outcome {
+        Upserted::Created => StatusCode::CREATED,
+        Upserted::Updated => StatusCode::OK,
+    };
+    Ok((status, Json(account)))
+}
+
+/// One account, secrets masked.
+#[utoipa::path(get, path = "/api/user/integrations/accounts/{account_id}", tag = "accounts",
+    params(("account_id" = String, Path, description = "The account's id")),
+    responses(
+        (status = 200, body = AccountView),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn get_account(
+    State(state): State<AccountsState>,
+    user: AuthUser,
+    ApiPath(account_id): ApiPath<String>,
+) -> Result<Json<AccountView>> {
+    let account_id = parse_account_id(&account_id)?;
+    Ok(Json(state.accounts.get(&user.user_id, &account_id).await?))
+}
+
+/// Disconnects an account: the item and its ciphertext are deleted.
+#[utoipa::path(delete, path = "/api/user/integrations/accounts/{account_id}", tag = "accounts",
+    params(("account_id" = String, Path, description = "The account's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn delete_account(
+    State(state): State<AccountsState>,
+    user: AuthUser,
+    ApiPath(account_id): ApiPath<String>,
+) -> Result<StatusCode> {
+    let account_id = parse_account_id(&account_id)?;
+    state.accounts.delete(&user.user_id, &account_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The decrypted configuration, for agents holding the `integrations:secrets:read` scope.
+#[utoipa::path(get, path = "/api/user/integrations/accounts/{account_id}/secrets", tag = "accounts",
+    params(("account_id" = String, Path, description = "The account's id")),
+    responses(
+        (status = 200, body = AccountSecrets),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+async fn get_account_secrets(
+    State(state): State<AccountsState>,
+    user: AuthUser,
+    ApiPath(account_id): ApiPath<String>,
+) -> Result<Json<AccountSecrets>> {
+    user.require_scope(SECRETS_READ_SCOPE)?;
+    let account_id = parse_account_id(&account_id)?;
+    Ok(Json(
+        state.accounts.reveal(&user.user_id, &account_id).await?,
+    ))
+}
+
+/// What an agent can do with the user's connected accounts.
+#[utoipa::path(get, path = "/api/user/integrations/tools", tag = "accounts",
+    responses(
+        (status = 200, body = ToolList),
+        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+async fn list_tools(State(state): State<AccountsState>, user: AuthUser) -> Result<Json<ToolList>> {
+    let accounts = state.accounts.list(&user.user_id, None).await?;
+    Ok(Json(tools(&accounts)))
+}
+
+/// An id that cannot name an account names none: 404, like an unknown one.
+fn parse_account_id(value: &str) -> Result<AccountId> {
+    AccountId::parse(value).map_err(|_| pipewise::Error::NotFound)
+}

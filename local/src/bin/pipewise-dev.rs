@@ -1,0 +1,109 @@
+//! `make dev`: starts the AWS emulator, creates its resources from template.yaml, and serves
+//! every function on 127.0.0.1:8001 until Ctrl-C or SIGTERM, which also stops the emulator.
+//!
+//! Usage: `pipewise-dev MOTO_SERVER_PATH` with `AWS_ENDPOINT_URL=http://127.0.0.1:4566` (and dummy
+//! credentials and a region) in the environment, as the Makefile sets them.
+
+use std::os::unix::process::CommandExt;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use pipewise::config::ConfigSource;
+use pipewise_local::app::{api_router, local_environment};
+use pipewise_local::dev_auth::dev_parameters;
+use pipewise_local::stack::LocalStack;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+const API_ADDRESS: &str = "127.0.0.1:8001";
+const STACK_NAME: &str = "pipewise-dev";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    pipewise::telemetry::init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pipewise-dev: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let moto_server = std::env::args()
+        .nth(1)
+        .ok_or("usage: pipewise-dev MOTO_SERVER_PATH")?;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").map_err(|_| "AWS_ENDPOINT_URL is not set")?;
+    let emulator_address = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let (host, port) = emulator_address
+        .split_once(':')
+        .ok_or("AWS_ENDPOINT_URL needs host:port")?;
+
+    let mut command = std::process::Command::new(&moto_server);
+    command.args(["-H", host, "-p", port]);
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: prctl is async-signal-safe; it asks the kernel to stop the emulator if we die.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut emulator = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()?;
+    let result = serve(&emulator_address, &endpoint).await;
+    let _ = emulator.start_kill();
+    let _ = emulator.wait().await;
+    eprintln!("pipewise-dev: stopped (emulator stopped too)");
+    result
+}
+
+async fn serve(
+    emulator_address: &str,
+    endpoint: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    wait_for(emulator_address).await?;
+    let sdk = pipewise::aws::sdk_config().await;
+    let stack = LocalStack::create(&sdk, STACK_NAME, &dev_parameters()).await?;
+    let environment = local_environment(&stack);
+    let source = ConfigSource::from_map(&environment);
+    let router = api_router(&source, &sdk)?;
+    let listener = TcpListener::bind(API_ADDRESS).await?;
+    println!("PipeWise User API (local) on http://{API_ADDRESS}/api/user  (emulator: {endpoint})");
+    println!("  health: curl http://{API_ADDRESS}/api/user/health");
+    println!(
+        "  token:  make token SUB=alice            (add SCOPE=integrations:secrets:read for /secrets)"
+    );
+    println!(
+        "  call:   curl -H \"Authorization: Bearer $(make -s token SUB=alice)\" http://{API_ADDRESS}/api/user/integrations/accounts"
+    );
+    println!("  stop:   Ctrl-C or SIGTERM");
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+async fn wait_for(address: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("the emulator did not start on {address} within 30 s").into())
+}

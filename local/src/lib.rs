@@ -1,0 +1,7 @@
+//! The local stack: creates the emulator's resources from `template.yaml`, serves every
+//! function's router in one process, and mints development tokens. Never deployed.
+
+pub mod app;
+pub mod dev_auth;
+pub mod stack;
+pub mod template;

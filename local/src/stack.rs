@@ -1,0 +1,272 @@
+//! Creates the emulator's resources (tables, KMS keys and aliases, queues) from `template.yaml`
+//! and resolves the functions' environment against them. Used by `make dev` and by every test.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_yaml::Value;
+
+use crate::template::{Bindings, Resolved, Template, property_text};
+
+/// Account id the emulator (moto) reports.
+pub const EMULATOR_ACCOUNT_ID: &str = "123456789012";
+
+/// Any failure while bootstrapping.
+pub type StackError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The resources created for one stack, and the environment the functions run with.
+#[derive(Debug, Clone)]
+pub struct LocalStack {
+    /// Stack name; prefixes every physical name.
+    pub name: String,
+    /// The functions' environment variables, resolved (before local overrides).
+    pub environment: BTreeMap<String, String>,
+    /// Physical name (tables), ARN (keys) or URL (queues) of each logical id.
+    pub physical: HashMap<String, String>,
+}
+
+impl LocalStack {
+    /// Creates every table, key, alias and queue of the template under `name`, with the given
+    /// parameter values (missing ones take the template's defaults).
+    pub async fn create(
+        sdk: &SdkConfig,
+        name: &str,
+        parameters: &HashMap<String, Resolved>,
+    ) -> Result<Self, StackError> {
+        let template = Template::project()?;
+        let mut bindings = Bindings::default();
+        let region = sdk
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "us-east-1".into());
+        for (pseudo, value) in [
+            ("AWS::StackName", name.to_owned()),
+            ("AWS::Region", region.clone()),
+            ("AWS::AccountId", EMULATOR_ACCOUNT_ID.to_owned()),
+            ("AWS::Partition", "aws".to_owned()),
+            ("AWS::URLSuffix", "amazonaws.com".to_owned()),
+        ] {
+            bindings.bind_ref(pseudo, Resolved::Text(value));
+        }
+        for (parameter, value) in template
+            .parameter_defaults()
+            .into_iter()
+            .chain(parameters.clone())
+        {
+            bindings.bind_ref(parameter, value);
+        }
+        let mut physical = HashMap::new();
+
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        for (logical, resource) in template.resources_of_type("AWS::DynamoDB::Table") {
+            let table = format!("{name}-{logical}");
+            create_table(&dynamodb, &table, resource).await?;
+            bindings.bind_ref(&logical, Resolved::Text(table.clone()));
+            bindings.bind_attribute(
+                &logical,
+                "Arn",
+                format!("arn:aws:dynamodb:{region}:{EMULATOR_ACCOUNT_ID}:table/{table}"),
+            );
+            physical.insert(logical, table);
+        }
+
+        let kms = aws_sdk_kms::Client::new(sdk);
+        for (logical, resource) in template.resources_of_type("AWS::KMS::Key") {
+            let description =
+                property_text(resource, "Description", &bindings)?.unwrap_or_default();
+            let key = kms.create_key().description(description).send().await?;
+            let metadata = key.key_metadata.ok_or("CreateKey returned no metadata")?;
+            let arn = metadata.arn.ok_or("CreateKey returned no ARN")?;
+            bindings.bind_ref(&logical, Resolved::Text(metadata.key_id));
+            bindings.bind_attribute(&logical, "Arn", arn.clone());
+            physical.insert(logical, arn);
+        }
+        for (logical, resource) in template.resources_of_type("AWS::KMS::Alias") {
+            let alias = property_text(resource, "AliasName", &bindings)?
+                .ok_or("an alias has no AliasName")?;
+            let target = property_text(resource, "TargetKeyId", &bindings)?
+                .ok_or("an alias has no TargetKeyId")?;
+            kms.create_alias()
+                .alias_name(&alias)
+                .target_key_id(target)
+                .send()
+                .await?;
+            bindings.bind_ref(&logical, Resolved::Text(alias.clone()));
+            physical.insert(logical, alias);
+        }
+
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let mut queues = template.resources_of_type("AWS::SQS::Queue");
+        // Dead-letter queues first: the others refer to their ARNs.
+        queues.sort_by_key(|(_, resource)| has_property(resource, "RedrivePolicy"));
+        for (logical, resource) in queues {
+            let queue = format!("{name}-{logical}");
+            let (url, arn) = create_queue(&sqs, &queue, resource, &bindings).await?;
+            bindings.bind_ref(&logical, Resolved::Text(url.clone()));
+            bindings.bind_attribute(&logical, "Arn", arn);
+            bindings.bind_attribute(&logical, "QueueName", queue);
+            bindings.bind_attribute(&logical, "QueueUrl", url.clone());
+            physical.insert(logical, url);
+        }
+
+        Ok(Self {
+            name: name.to_owned(),
+            environment: template.environment(&bindings)?,
+            physical,
+        })
+    }
+}
+
+fn has_property(resource: &Value, name: &str) -> bool {
+    resource
+        .get("Properties")
+        .and_then(|p| p.get(name))
+        .is_some()
+}
+
+fn text_of(value: &Value, field: &str) -> Result<String, StackError> {
+    value
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("table definition lacks {field}").into())
+}
+
+fn key_schema(value: Option<&Value>) -> Result<Vec<KeySchemaElement>, StackError> {
+    value
+        .and_then(Value::as_sequence)
+        .ok_or("a KeySchema is missing")?
+        .iter()
+        .map(|element| {
+            Ok(KeySchemaElement::builder()
+                .attribute_name(text_of(element, "AttributeName")?)
+                .key_type(KeyType::from(text_of(element, "KeyType")?.as_str()))
+                .build()?)
+        })
+        .collect()
+}
+
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    resource: &Value,
+) -> Result<(), StackError> {
+    let properties = resource
+        .get("Properties")
+        .ok_or("a table has no Properties")?;
+    let mut request = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(properties.get("KeySchema"))?));
+    for definition in properties
+        .get("AttributeDefinitions")
+        .and_then(Value::as_sequence)
+        .ok_or("a table has no AttributeDefinitions")?
+    {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(text_of(definition, "AttributeName")?)
+                .attribute_type(ScalarAttributeType::from(
+                    text_of(definition, "AttributeType")?.as_str(),
+                ))
+                .build()?,
+        );
+    }
+    for index in properties
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let projection = index
+            .get("Projection")
+            .and_then(|p| p.get("ProjectionType"))
+            .and_then(Value::as_str)
+            .unwrap_or("ALL");
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(text_of(index, "IndexName")?)
+                .set_key_schema(Some(key_schema(index.get("KeySchema"))?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(projection))
+                        .build(),
+                )
+                .build()?,
+        );
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        Err(error) if pipewise::aws::error_code(&error) == Some("ResourceInUseException") => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn create_queue(
+    client: &aws_sdk_sqs::Client,
+    queue: &str,
+    resource: &Value,
+    bindings: &Bindings,
+) -> Result<(String, String), StackError> {
+    let mut attributes = HashMap::new();
+    for (property, attribute) in [
+        ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+        (
+            "MessageRetentionPeriod",
+            QueueAttributeName::MessageRetentionPeriod,
+        ),
+        (
+            "ReceiveMessageWaitTimeSeconds",
+            QueueAttributeName::ReceiveMessageWaitTimeSeconds,
+        ),
+    ] {
+        if let Some(value) = property_text(resource, property, bindings)? {
+            attributes.insert(attribute, value);
+        }
+    }
+    if let Some(redrive) = resource
+        .get("Properties")
+        .and_then(|p| p.get("RedrivePolicy"))
+    {
+        let target = redrive
+            .get("deadLetterTargetArn")
+            .ok_or("RedrivePolicy lacks deadLetterTargetArn")?;
+        let target = match crate::template::resolve(target, bindings)? {
+            Resolved::Text(text) => text,
+            Resolved::List(_) => return Err("deadLetterTargetArn is a list".into()),
+        };
+        let max_receives = redrive
+            .get("maxReceiveCount")
+            .and_then(Value::as_u64)
+            .ok_or("RedrivePolicy lacks maxReceiveCount")?;
+        attributes.insert(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": target, "maxReceiveCount": max_receives})
+                .to_string(),
+        );
+    }
+    let created = client
+        .create_queue()
+        .queue_name(queue)
+        .set_attributes(Some(attributes))
+        .send()
+        .await?;
+    let url = created.queue_url.ok_or("CreateQueue returned no URL")?;
+    let attributes = client
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    let arn = attributes
+        .attributes
+        .and_then(|mut map| map.remove(&QueueAttributeName::QueueArn))
+        .ok_or("GetQueueAttributes returned no ARN")?;
+    Ok((url, arn))
+}

@@ -1,0 +1,11 @@
+//! Integration accounts: which tools a user has connected, and how.
+
+pub mod model;
+pub mod secrets;
+pub mod service;
+pub mod store;
+pub mod tools;
+
+pub use model::{AccountId, AccountType};
+pub use service::AccountService;
+pub use store::AccountStore;

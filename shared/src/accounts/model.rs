@@ -1,0 +1,279 @@
+//! Integration accounts: request and response shapes, and the parsing that makes a draft valid.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::secrets::depth;
+use crate::error::{Error, FieldError};
+
+/// Largest serialised configuration, in bytes.
+pub const MAX_CONFIGURATION_BYTES: usize = 16 * 1024;
+/// Deepest configuration nesting (the configuration object itself is level 1).
+pub const MAX_CONFIGURATION_DEPTH: usize = 4;
+/// Most accounts one user may have.
+pub const MAX_ACCOUNTS_PER_USER: u32 = 200;
+const MAX_LABEL_CHARS: usize = 200;
+const MAX_STATUS_REASON_CHARS: usize = 500;
+
+/// A client-chosen account id: 1-64 of `[A-Za-z0-9_.-]`, unique per user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(String);
+
+impl AccountId {
+    /// Parses an account id, or says what is wrong with it.
+    pub fn parse(value: &str) -> Result<Self, &'static str> {
+        if value.is_empty() || value.len() > 64 {
+            return Err("must be 1-64 characters");
+        }
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return Err("may contain only letters, digits, '_', '.' and '-'");
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What kind of integration an account is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountType {
+    /// A calendar (Google, Outlook, ...).
+    Calendar,
+    /// A CRM (HubSpot, Salesforce, ...).
+    Crm,
+    /// An email sender.
+    Email,
+    /// A social network (X, Instagram, ...).
+    Social,
+}
+
+impl AccountType {
+    const ALL: [(&'static str, AccountType); 4] = [
+        ("calendar", Self::Calendar),
+        ("crm", Self::Crm),
+        ("email", Self::Email),
+        ("social", Self::Social),
+    ];
+
+    /// Parses the wire name.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map(|(_, kind)| *kind)
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, kind)| *kind == self)
+            .map(|(name, _)| *name)
+            .unwrap_or_default()
+    }
+}
+
+/// Body of `POST /api/user/integrations/accounts`. Unknown fields are ignored so a client can post
+/// back an account it read.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"account_id": "gmail-work", "account_type": "email", "provider": "google",
+    "configuration": {"from_address": "me@example.com", "access_token": "ya29..."}}))]
+pub struct UpsertAccountRequest {
+    /// Client-chosen id, 1-64 of `[A-Za-z0-9_.-]`.
+    pub account_id: String,
+    /// `calendar`, `crm`, `email` or `social`.
+    pub account_type: String,
+    /// Provider, e.g. `google`, `hubspot`, `twitter`.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Label telling two accounts of one provider apart.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Provider settings (≤ 16 KB, ≤ 4 levels); credential-named keys are secrets.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub configuration: Option<Map<String, Value>>,
+    /// Whether the account works (default true).
+    #[serde(default)]
+    pub connected: Option<bool>,
+    /// Why the account is not connected (required when `connected` is false).
+    #[serde(default)]
+    pub status_reason: Option<String>,
+}
+
+/// A validated account to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountDraft {
+    /// Id.
+    pub account_id: AccountId,
+    /// Type.
+    pub account_type: AccountType,
+    /// Provider.
+    pub provider: Option<String>,
+    /// Label.
+    pub label: Option<String>,
+    /// Configuration, secrets still in it.
+    pub configuration: Map<String, Value>,
+    /// Connected flag.
+    pub connected: bool,
+    /// Reason when not connected.
+    pub status_reason: Option<String>,
+}
+
+impl UpsertAccountRequest {
+    /// Validates every field at once: all problems come back in one 422.
+    pub fn parse(self) -> Result<AccountDraft, Error> {
+        let mut problems = Vec::new();
+        let account_id = AccountId::parse(&self.account_id)
+            .map_err(|problem| problems.push(FieldError::new("account_id", problem)))
+            .ok();
+        let account_type = AccountType::parse(&self.account_type);
+        if account_type.is_none() {
+            problems.push(FieldError::new(
+                "account_type",
+                "must be one of calendar, crm, email, social",
+            ));
+        }
+        let provider = self
+            .provider
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty());
+        if let Some(provider) = &provider
+            && (provider.len() > 64
+                || !provider
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)))
+        {
+            problems.push(FieldError::new(
+                "provider",
+                "must be 1-64 of letters, digits, '_', '.' and '-'",
+            ));
+        }
+        let label = trimmed(self.label);
+        if label
+            .as_ref()
+            .is_some_and(|l| l.chars().count() > MAX_LABEL_CHARS)
+        {
+            problems.push(FieldError::new("label", "must be at most 200 characters"));
+        }
+        let configuration = self.configuration.unwrap_or_default();
+        let size = serde_json::to_vec(&configuration)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_CONFIGURATION_BYTES {
+            problems.push(FieldError::new(
+                "configuration",
+                "must be at most 16 KB as JSON",
+            ));
+        }
+        if depth(&Value::Object(configuration.clone())) > MAX_CONFIGURATION_DEPTH {
+            problems.push(FieldError::new(
+                "configuration",
+                "must be nested at most 4 levels",
+            ));
+        }
+        let connected = self.connected.unwrap_or(true);
+        let status_reason = if connected {
+            None
+        } else {
+            trimmed(self.status_reason)
+        };
+        if !connected && status_reason.is_none() {
+            problems.push(FieldError::new(
+                "status_reason",
+                "is required when connected is false",
+            ));
+        }
+        if status_reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > MAX_STATUS_REASON_CHARS)
+        {
+            problems.push(FieldError::new(
+                "status_reason",
+                "must be at most 500 characters",
+            ));
+        }
+        match (account_id, account_type) {
+            (Some(account_id), Some(account_type)) if problems.is_empty() => Ok(AccountDraft {
+                account_id,
+                account_type,
+                provider,
+                label,
+                configuration,
+                connected,
+                status_reason,
+            }),
+            _ => Err(Error::Validation(problems)),
+        }
+    }
+}
+
+fn trimmed(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// An account as every response shows it: secrets masked.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AccountView {
+    /// Id.
+    pub account_id: String,
+    /// Type.
+    pub account_type: AccountType,
+    /// Provider.
+    pub provider: Option<String>,
+    /// Label.
+    pub label: Option<String>,
+    /// Configuration with each secret as `"********"`.
+    #[schema(value_type = Object)]
+    pub configuration: Map<String, Value>,
+    /// Dotted paths of the masked secrets (`api_key`, `oauth.refresh_token`).
+    pub secret_fields: Vec<String>,
+    /// Whether the account works.
+    pub connected: bool,
+    /// Why it does not, when `connected` is false.
+    pub status_reason: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// Answer of `GET /api/user/integrations/accounts`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountList {
+    /// The accounts, by `account_id`.
+    pub accounts: Vec<AccountView>,
+    /// How many.
+    pub total: usize,
+}
+
+/// Query of `GET /api/user/integrations/accounts`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccountListQuery {
+    /// Only accounts of this type.
+    pub account_type: Option<String>,
+}
+
+/// Answer of `GET .../accounts/{account_id}/secrets`: the decrypted configuration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountSecrets {
+    /// Id.
+    pub account_id: String,
+    /// Type.
+    pub account_type: AccountType,
+    /// Provider.
+    pub provider: Option<String>,
+    /// The configuration with its secrets in clear.
+    #[schema(value_type = Object)]
+    pub configuration: Map<String, Value>,
+}

@@ -1,0 +1,254 @@
+//! `AccountStore`: integration accounts in DynamoDB.
+//!
+//! Table key: `user_id` (partition) + `account_id` (sort). Besides the accounts, each user's
+//! partition holds one counter item (sort key [`QUOTA_ITEM`], which no account id can equal since
+//! `#` is not allowed in one) that transactions keep equal to the number of accounts.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+
+use super::model::{AccountId, AccountType, MAX_ACCOUNTS_PER_USER};
+use super::secrets::SecretPath;
+use crate::auth::UserId;
+use crate::aws::dependency_error;
+use crate::envelope::Envelope;
+use crate::error::Error;
+use crate::storage::{cancellation_codes, is_conditional_check_failed};
+
+/// Sort key of the per-user account counter.
+pub const QUOTA_ITEM: &str = "#quota";
+
+/// An account as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountItem {
+    /// Partition key: the owner.
+    pub user_id: String,
+    /// Sort key.
+    pub account_id: String,
+    /// Type.
+    pub account_type: AccountType,
+    /// Provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The configuration as JSON, each secret replaced by the mask.
+    pub configuration: String,
+    /// Where the secrets are; their values are only in `secrets`.
+    #[serde(default)]
+    pub secret_paths: Vec<SecretPath>,
+    /// The sealed secrets, when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<Envelope>,
+    /// Connected flag.
+    pub connected: bool,
+    /// Reason when not connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// Optimistic-lock version, +1 per write.
+    pub version: u64,
+}
+
+/// Integration accounts in one DynamoDB table.
+#[derive(Clone)]
+pub struct AccountStore {
+    dynamodb: Client,
+    table: String,
+}
+
+impl AccountStore {
+    /// A store over `table`.
+    pub fn new(dynamodb: Client, table: impl Into<String>) -> Self {
+        Self {
+            dynamodb,
+            table: table.into(),
+        }
+    }
+
+    /// The table name (part of the secrets' encryption context).
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn key(user: &UserId, account_id: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (
+                "user_id".to_owned(),
+                AttributeValue::S(user.as_str().to_owned()),
+            ),
+            (
+                "account_id".to_owned(),
+                AttributeValue::S(account_id.to_owned()),
+            ),
+        ])
+    }
+
+    /// One account, read consistently.
+    pub async fn get(
+        &self,
+        user: &UserId,
+        account_id: &AccountId,
+    ) -> Result<Option<AccountItem>, Error> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, account_id.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dependency_error)?;
+        output.item.map(decode).transpose()
+    }
+
+    /// Every account of a user, by account id (at most [`MAX_ACCOUNTS_PER_USER`], over several
+    /// pages when configurations are large). No KMS call: secrets stay sealed.
+    pub async fn list(&self, user: &UserId) -> Result<Vec<AccountItem>, Error> {
+        let mut pages = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("user_id = :user")
+            .expression_attribute_values(":user", AttributeValue::S(user.as_str().to_owned()))
+            .into_paginator()
+            .send();
+        let mut accounts = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(dependency_error)?;
+            for item in page.items.unwrap_or_default() {
+                let is_quota = matches!(item.get("account_id"), Some(AttributeValue::S(id)) if id == QUOTA_ITEM);
+                if !is_quota {
+                    accounts.push(decode(item)?);
+                }
+            }
+        }
+        Ok(accounts)
+    }
+
+    /// Creates an account and counts it, in one transaction: fails with 409 if it appeared
+    /// meanwhile and with 422 when the user already has the maximum.
+    pub async fn insert(&self, item: &AccountItem) -> Result<(), Error> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(encode(item)?))
+            .condition_expression("attribute_not_exists(account_id)")
+            .build()
+            .map_err(Error::internal)?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&user_of(item), QUOTA_ITEM)))
+            .update_expression("SET account_count = if_not_exists(account_count, :zero) + :one")
+            .condition_expression("attribute_not_exists(account_count) OR account_count < :max")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":max",
+                AttributeValue::N(MAX_ACCOUNTS_PER_USER.to_string()),
+            )
+            .build()
+            .map_err(Error::internal)?;
+        let result = self
+            .dynamodb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match cancellation_codes(&error).as_deref() {
+                Some([first, ..]) if first == "ConditionalCheckFailed" => Err(concurrent_change()),
+                Some([_, second, ..]) if second == "ConditionalCheckFailed" => {
+                    Err(Error::LimitExceeded {
+                        code: "account_limit_reached",
+                        message: format!(
+                            "A user can have at most {MAX_ACCOUNTS_PER_USER} accounts."
+                        ),
+                    })
+                }
+                _ => Err(dependency_error::<TransactWriteItemsError, _>(error)),
+            },
+        }
+    }
+
+    /// Replaces an account if it is still at `expected_version` (409 otherwise).
+    pub async fn replace(&self, item: &AccountItem, expected_version: u64) -> Result<(), Error> {
+        let result = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(encode(item)?))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_conditional_check_failed(&error) => Err(concurrent_change()),
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+
+    /// Deletes an account (item and ciphertext) and uncounts it; 404 when there is none.
+    pub async fn delete(&self, user: &UserId, account_id: &AccountId) -> Result<(), Error> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, account_id.as_str())))
+            .condition_expression("attribute_exists(account_id)")
+            .build()
+            .map_err(Error::internal)?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, QUOTA_ITEM)))
+            .update_expression("ADD account_count :minus_one")
+            .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
+            .build()
+            .map_err(Error::internal)?;
+        let result = self
+            .dynamodb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match cancellation_codes(&error).as_deref() {
+                Some([first, ..]) if first == "ConditionalCheckFailed" => Err(Error::NotFound),
+                _ => Err(dependency_error(error)),
+            },
+        }
+    }
+}
+
+fn user_of(item: &AccountItem) -> UserId {
+    UserId::from_verified_sub(item.user_id.clone())
+}
+
+fn concurrent_change() -> Error {
+    Error::Conflict {
+        code: "concurrent_update",
+        message: "The account was changed by another request meanwhile; retry.".into(),
+        existing_id: None,
+    }
+}
+
+fn encode(item: &AccountItem) -> Result<HashMap<String, AttributeValue>, Error> {
+    serde_dynamo::to_item(item).map_err(Error::internal)
+}
+
+fn decode(item: HashMap<String, AttributeValue>) -> Result<AccountItem, Error> {
+    serde_dynamo::from_item(item).map_err(Error::internal)
+}

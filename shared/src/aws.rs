@@ -1,0 +1,72 @@
+//! AWS SDK setup and the mapping of SDK failures onto API errors.
+//!
+//! Endpoints, region and credentials come only from the SDK's standard settings
+//! (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), so the same binary talks to AWS, LocalStack or moto.
+
+use std::fmt::Debug;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+use crate::error::Error;
+
+/// Loads the shared SDK configuration; call once per cold start and build every client from it.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "LimitExceededException",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "KMSInternalException",
+    "DependencyTimeoutException",
+    "TransactionInProgressException",
+];
+
+/// Whether a failed SDK call may succeed when retried (throttling, 5xx, timeouts, network).
+pub fn is_transient<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match error {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            TRANSIENT_CODES.contains(&code) || code.ends_with("InternalServerError")
+        }
+        SdkError::ConstructionFailure(_) => false,
+        // Timeouts, dispatch (network) failures and unparseable responses.
+        _ => true,
+    }
+}
+
+/// Turns an SDK failure into the API's answer: 503 with `Retry-After` for any failure of the
+/// dependency itself (throttling, outage, a disabled key, a missing table), 500 only when we could
+/// not even build the request (a bug). The SDK's text only reaches the log.
+pub fn dependency_error<E, R>(error: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: Debug + Send + Sync + 'static,
+{
+    match error {
+        SdkError::ConstructionFailure(_) => Error::internal(error),
+        _ => Error::unavailable(error),
+    }
+}
+
+/// The service error code of a failed call, if the service answered.
+pub fn error_code<E, R>(error: &SdkError<E, R>) -> Option<&str>
+where
+    E: ProvideErrorMetadata,
+{
+    match error {
+        SdkError::ServiceError(service) => service.err().code(),
+        _ => None,
+    }
+}

@@ -1,0 +1,1 @@
+//! Outreach: runs, communications, the queue between orchestrator and worker, and delivery.

@@ -1,0 +1,29 @@
+//! Shared core of the PipeWise User API.
+//!
+//! One crate for everything the Lambda functions have in common: typed configuration, the one
+//! error type and its wire shape, JWT authentication, HTTP plumbing, the KMS envelope, and the
+//! domains (accounts, targets, communications) with their DynamoDB storage.
+
+pub mod accounts;
+pub mod api;
+pub mod auth;
+pub mod aws;
+pub mod communications;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod storage;
+pub mod targets;
+pub mod telemetry;
+
+pub use error::{Error, Result};
+
+/// Version of this service, reported by `/api/user/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The current time as RFC 3339 (UTC, seconds precision plus fraction).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,1 @@
+//! Communication targets: the people a user wants to reach.

@@ -1,0 +1,225 @@
+//! Shared setup of the integration tests: the emulator's clients, tokens, and a `TestApp` that
+//! serves every router in process against resources created from `template.yaml` for that test.
+//!
+//! The emulator is started once per run by `make test` (tools/with-emulator), which sets
+//! `AWS_ENDPOINT_URL`; every test gets its own stack (tables, key, queues) under a random name.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use aws_config::SdkConfig;
+use pipewise::config::ConfigSource;
+use pipewise_local::app::{api_router, local_environment};
+use pipewise_local::dev_auth::{dev_parameters, dev_token};
+use pipewise_local::stack::LocalStack;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub use pipewise_local::dev_auth::{DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET};
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        pipewise::telemetry::init();
+    }
+});
+
+/// A served API with its own stack in the emulator.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// HTTP client for requests to the app.
+    pub client: reqwest::Client,
+    /// The SDK configuration pointing at the emulator.
+    pub sdk: SdkConfig,
+    /// The resources created for this test.
+    pub stack: LocalStack,
+    /// The environment the functions run with.
+    pub environment: HashMap<String, String>,
+}
+
+/// An answer: status, headers and the body as JSON (`Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct TestResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Body parsed as JSON.
+    pub body: Value,
+    /// Raw body.
+    pub text: String,
+}
+
+impl TestResponse {
+    /// The error code of an error body.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    /// Asserts the status, printing the body when it differs.
+    #[track_caller]
+    pub fn assert_status(&self, expected: u16) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            expected,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    /// Asserts an error answer in the contract's shape with this status and code.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> &Self {
+        self.assert_status(status);
+        let error = &self.body["error"];
+        assert_eq!(error["code"], code, "body: {}", self.text);
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "body: {}",
+            self.text
+        );
+        assert!(
+            error["request_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty()),
+            "body: {}",
+            self.text
+        );
+        self
+    }
+}
+
+/// The SDK configuration for the emulator (from `AWS_ENDPOINT_URL` and friends).
+pub async fn emulator_sdk() -> SdkConfig {
+    assert!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "AWS_ENDPOINT_URL is not set: run the tests with `make test`, which starts the emulator"
+    );
+    pipewise::aws::sdk_config().await
+}
+
+impl TestApp {
+    /// Creates a fresh stack and serves every router on a random local port.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], with a chance to change the functions' environment first.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        LazyLock::force(&TRACING);
+        let sdk = emulator_sdk().await;
+        let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let stack = LocalStack::create(&sdk, &name, &dev_parameters())
+            .await
+            .expect("create the test stack in the emulator");
+        let mut environment = local_environment(&stack);
+        adjust(&mut environment);
+        let router = api_router(&ConfigSource::from_map(&environment), &sdk)
+            .expect("configure the functions");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            sdk,
+            stack,
+            environment,
+        }
+    }
+
+    /// A development token for `sub`.
+    pub fn token(&self, sub: &str) -> String {
+        dev_token(sub, None, 3600)
+    }
+
+    /// A development token for `sub` with a scope.
+    pub fn token_with_scope(&self, sub: &str, scope: &str) -> String {
+        dev_token(sub, Some(scope), 3600)
+    }
+
+    /// The physical name (table), ARN (key) or URL (queue) of a template resource.
+    pub fn resource(&self, logical_id: &str) -> &str {
+        self.stack
+            .physical
+            .get(logical_id)
+            .unwrap_or_else(|| panic!("the stack has no {logical_id}"))
+    }
+
+    /// DynamoDB client on the emulator.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    /// KMS client on the emulator.
+    pub fn kms(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.sdk)
+    }
+
+    /// SQS client on the emulator.
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk)
+    }
+
+    /// A request builder for `path` on the app.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{}", self.address, path))
+    }
+
+    /// Sends a request and reads the answer.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> TestResponse {
+        let response = request.send().await.expect("request reaches the app");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("read body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// `GET path` as `user`.
+    pub async fn get(&self, path: &str, user: &str) -> TestResponse {
+        self.send(
+            self.request(Method::GET, path)
+                .bearer_auth(self.token(user)),
+        )
+        .await
+    }
+
+    /// `DELETE path` as `user`.
+    pub async fn delete(&self, path: &str, user: &str) -> TestResponse {
+        self.send(
+            self.request(Method::DELETE, path)
+                .bearer_auth(self.token(user)),
+        )
+        .await
+    }
+
+    /// `POST path` with a JSON body as `user`.
+    pub async fn post(&self, path: &str, user: &str, body: &Value) -> TestResponse {
+        self.send(
+            self.request(Method::POST, path)
+                .bearer_auth(self.token(user))
+                .json(body),
+        )
+        .await
+    }
+
+    /// `PATCH path` with a JSON body as `user`.
+    pub async fn patch(&self, path: &str, user: &str, body: &Value) -> TestResponse {
+        self.send(
+            self.request(Method::PATCH, path)
+                .bearer_auth(self.token(user))
+                .json(body),
+        )
+        .await
+    }
+}

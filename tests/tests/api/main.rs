@@ -1,0 +1,7 @@
+//! API tests: the real routers against the AWS emulator. One binary keeps link time down.
+
+mod accounts;
+mod auth;
+mod errors;
+mod routes;
+mod security;
