@@ -195,6 +195,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     // fit `T`), then the shape, with the path of the first field that does not fit.
     let document: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|error| json_error(error, String::new()))?;
+    from_json_value(document)
+}
+
+/// Reads a well-formed JSON value into `T`; a value of the wrong shape is a 422 naming the field.
+pub fn from_json_value<T: DeserializeOwned>(document: serde_json::Value) -> Result<T, Error> {
     serde_path_to_error::deserialize(document).map_err(|error| {
         let path = error.path().to_string();
         json_error(error.into_inner(), path)

@@ -1,9 +1,18 @@
-//! DynamoDB conditions and transaction outcomes, read from SDK errors.
+//! DynamoDB conditions and transactions, read from SDK errors.
 
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::TransactWriteItem;
 
-use crate::aws::error_code;
+use crate::aws::{dependency_error, error_code};
+use crate::error::Error;
+
+/// Attempts of a transaction that DynamoDB cancels because another transaction held one of its
+/// items (`TransactionConflict`); both would otherwise have to be retried by the client.
+const TRANSACTION_ATTEMPTS: u32 = 4;
 
 /// Whether a single-item write failed its condition expression.
 pub fn is_conditional_check_failed<E, R>(error: &SdkError<E, R>) -> bool
@@ -29,4 +38,64 @@ pub fn cancellation_codes<R>(error: &SdkError<TransactWriteItemsError, R>) -> Op
             .map(|reason| reason.code().unwrap_or("None").to_owned())
             .collect(),
     )
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug)]
+pub enum TransactionFailure {
+    /// A condition failed: `true` at the index of each item whose condition failed.
+    ConditionFailed(Vec<bool>),
+    /// DynamoDB or the network failed (503), or the request was malformed (500).
+    Dependency(Error),
+}
+
+impl From<TransactionFailure> for Error {
+    fn from(failure: TransactionFailure) -> Self {
+        match failure {
+            TransactionFailure::ConditionFailed(_) => {
+                Error::internal("a transaction condition failed unexpectedly")
+            }
+            TransactionFailure::Dependency(error) => error,
+        }
+    }
+}
+
+/// Writes `items` all-or-nothing. Retries cancellations caused only by concurrent transactions
+/// (each attempt with a fresh idempotency token, so the SDK's own retries of one attempt never
+/// apply it twice); reports failed conditions by item.
+pub async fn transact_write(
+    client: &Client,
+    items: Vec<TransactWriteItem>,
+) -> Result<(), TransactionFailure> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = client
+            .transact_write_items()
+            .set_transact_items(Some(items.clone()))
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        match cancellation_codes(&error) {
+            Some(codes) if codes.iter().any(|code| code == "ConditionalCheckFailed") => {
+                return Err(TransactionFailure::ConditionFailed(
+                    codes
+                        .iter()
+                        .map(|code| code == "ConditionalCheckFailed")
+                        .collect(),
+                ));
+            }
+            Some(codes)
+                if attempt < TRANSACTION_ATTEMPTS
+                    && codes.iter().any(|code| code == "TransactionConflict") =>
+            {
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+            }
+            _ => return Err(TransactionFailure::Dependency(dependency_error(error))),
+        }
+    }
 }

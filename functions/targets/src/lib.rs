@@ -1,1 +1,184 @@
-pub fn placeholder() {}
+//! The `targets` Lambda function: the people a user wants to reach.
+//!
+//! Every route is declared once, here, with its OpenAPI description.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use axum::Json;
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use pipewise::api::{ApiJson, ApiPath, ApiQuery};
+use pipewise::auth::{AuthConfig, AuthUser, JwtVerifier};
+use pipewise::config::{ConfigError, ConfigSource, vars};
+use pipewise::error::{Error, ErrorBody, Result};
+use pipewise::targets::batch::create_targets;
+use pipewise::targets::model::{
+    BatchCreateRequest, BatchCreateResponse, CreateTargetRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+    TargetListQuery, TargetPage, TargetView, UpdateTargetRequest,
+};
+use pipewise::targets::{TargetId, TargetStore};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What the targets handlers share; built once per cold start.
+#[derive(Clone)]
+pub struct TargetsState {
+    /// Bearer-token verifier.
+    pub verifier: Arc<JwtVerifier>,
+    /// Targets.
+    pub targets: TargetStore,
+}
+
+impl FromRef<TargetsState> for Arc<JwtVerifier> {
+    fn from_ref(state: &TargetsState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl TargetsState {
+    /// Reads the function's settings and builds its clients from one SDK configuration.
+    pub fn from_config(source: &ConfigSource<'_>, sdk: &SdkConfig) -> Result<Self, ConfigError> {
+        let auth = AuthConfig::from_source(source)?;
+        Ok(Self {
+            verifier: Arc::new(JwtVerifier::new(&auth)),
+            targets: TargetStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                source.required(vars::TARGETS_TABLE)?,
+            ),
+        })
+    }
+}
+
+/// The function's routes with their OpenAPI descriptions.
+pub fn routes() -> OpenApiRouter<TargetsState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_targets, create_target))
+        .routes(routes!(create_targets_batch))
+        .routes(routes!(update_target, delete_target))
+}
+
+/// The routes bound to their state, ready for `pipewise::api::serve_routes`.
+pub fn router(state: TargetsState) -> axum::Router {
+    routes().with_state(state).split_for_parts().0
+}
+
+/// The OpenAPI description of this function's routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
+/// Active targets, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/user/communication-targets", tag = "targets",
+    params(TargetListQuery),
+    responses(
+        (status = 200, body = TargetPage),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn list_targets(
+    State(state): State<TargetsState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<TargetListQuery>,
+) -> Result<Json<TargetPage>> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(Error::invalid("limit", "must be 1-100"));
+    }
+    let page = state
+        .targets
+        .page(
+            &user.user_id,
+            limit,
+            query.cursor.as_deref().filter(|c| !c.is_empty()),
+        )
+        .await?;
+    Ok(Json(page))
+}
+
+/// Adds one target.
+#[utoipa::path(post, path = "/api/user/communication-targets", tag = "targets",
+    request_body = CreateTargetRequest,
+    responses(
+        (status = 201, body = TargetView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, description = "an active target has this email; `existing_id` names it", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+async fn create_target(
+    State(state): State<TargetsState>,
+    user: AuthUser,
+    ApiJson(request): ApiJson<CreateTargetRequest>,
+) -> Result<(StatusCode, Json<TargetView>)> {
+    let draft = request.parse("").map_err(Error::Validation)?;
+    let target = state.targets.create(&user.user_id, draft).await?;
+    Ok((StatusCode::CREATED, Json(target)))
+}
+
+/// Adds up to 100 targets, with a result per item.
+#[utoipa::path(post, path = "/api/user/communication-targets/batch", tag = "targets",
+    request_body = BatchCreateRequest,
+    responses(
+        (status = 200, body = BatchCreateResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, description = "more than 100 items; nothing created", body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn create_targets_batch(
+    State(state): State<TargetsState>,
+    user: AuthUser,
+    ApiJson(request): ApiJson<BatchCreateRequest>,
+) -> Result<Json<BatchCreateResponse>> {
+    Ok(Json(
+        create_targets(&state.targets, &user.user_id, request).await?,
+    ))
+}
+
+/// Changes some fields of an active target (`null` clears an optional one).
+#[utoipa::path(patch, path = "/api/user/communication-targets/{target_id}", tag = "targets",
+    params(("target_id" = String, Path, description = "The target's id")),
+    request_body = UpdateTargetRequest,
+    responses(
+        (status = 200, body = TargetView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+async fn update_target(
+    State(state): State<TargetsState>,
+    user: AuthUser,
+    ApiPath(target_id): ApiPath<String>,
+    ApiJson(request): ApiJson<UpdateTargetRequest>,
+) -> Result<Json<TargetView>> {
+    let id = TargetId::parse(&target_id).ok_or(Error::NotFound)?;
+    let current = state
+        .targets
+        .get(&user.user_id, id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let draft = request.apply(&current.target).map_err(Error::Validation)?;
+    Ok(Json(
+        state.targets.update(&user.user_id, current, draft).await?,
+    ))
+}
+
+/// Soft-deletes a target (`active = false`) and frees its email.
+#[utoipa::path(delete, path = "/api/user/communication-targets/{target_id}", tag = "targets",
+    params(("target_id" = String, Path, description = "The target's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn delete_target(
+    State(state): State<TargetsState>,
+    user: AuthUser,
+    ApiPath(target_id): ApiPath<String>,
+) -> Result<StatusCode> {
+    let id = TargetId::parse(&target_id).ok_or(Error::NotFound)?;
+    state.targets.delete(&user.user_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +16,7 @@ use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::envelope::Envelope;
 use crate::error::Error;
-use crate::storage::{cancellation_codes, is_conditional_check_failed};
+use crate::storage::{TransactionFailure, is_conditional_check_failed, transact_write};
 
 /// Sort key of the per-user account counter.
 pub const QUOTA_ITEM: &str = "#quota";
@@ -156,27 +155,20 @@ impl AccountStore {
             )
             .build()
             .map_err(Error::internal)?;
-        let result = self
-            .dynamodb
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match cancellation_codes(&error).as_deref() {
-                Some([first, ..]) if first == "ConditionalCheckFailed" => Err(concurrent_change()),
-                Some([_, second, ..]) if second == "ConditionalCheckFailed" => {
-                    Err(Error::LimitExceeded {
-                        code: "account_limit_reached",
-                        message: format!(
-                            "A user can have at most {MAX_ACCOUNTS_PER_USER} accounts."
-                        ),
-                    })
-                }
-                _ => Err(dependency_error::<TransactWriteItemsError, _>(error)),
-            },
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(count).build(),
+        ];
+        match transact_write(&self.dynamodb, items).await {
+            Ok(()) => Ok(()),
+            Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => {
+                Err(concurrent_change())
+            }
+            Err(TransactionFailure::ConditionFailed(_)) => Err(Error::LimitExceeded {
+                code: "account_limit_reached",
+                message: format!("A user can have at most {MAX_ACCOUNTS_PER_USER} accounts."),
+            }),
+            Err(failure) => Err(failure.into()),
         }
     }
 
@@ -216,19 +208,14 @@ impl AccountStore {
             .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
             .build()
             .map_err(Error::internal)?;
-        let result = self
-            .dynamodb
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match cancellation_codes(&error).as_deref() {
-                Some([first, ..]) if first == "ConditionalCheckFailed" => Err(Error::NotFound),
-                _ => Err(dependency_error(error)),
-            },
+        let items = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            TransactWriteItem::builder().update(count).build(),
+        ];
+        match transact_write(&self.dynamodb, items).await {
+            Ok(()) => Ok(()),
+            Err(TransactionFailure::ConditionFailed(_)) => Err(Error::NotFound),
+            Err(failure) => Err(failure.into()),
         }
     }
 }

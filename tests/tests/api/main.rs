@@ -5,3 +5,4 @@ mod auth;
 mod errors;
 mod routes;
 mod security;
+mod targets;

@@ -9,7 +9,7 @@ use reqwest::Method;
 
 fn router_routes() -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
-    for document in [accounts::openapi()] {
+    for document in [accounts::openapi(), targets::openapi()] {
         for (path, item) in &document.paths.paths {
             for method in [
                 ("GET", item.get.is_some()),

@@ -1,0 +1,90 @@
+//! Batch create: up to 100 targets in one request, each with its own result.
+
+use super::model::{
+    BatchCounts, BatchCreateRequest, BatchCreateResponse, BatchItemResult, BatchItemStatus,
+    CreateTargetRequest, MAX_BATCH_ITEMS,
+};
+use super::store::TargetStore;
+use crate::api::from_json_value;
+use crate::auth::UserId;
+use crate::error::{Error, FieldError};
+
+/// Creates each item of a batch in order. Items are independent: an invalid or duplicate item
+/// does not stop the others (a later item with an earlier item's email is a duplicate of it). A
+/// batch over [`MAX_BATCH_ITEMS`] is refused whole (413); a dependency failure stops the batch
+/// with 503, and a retry reports the items already stored as duplicates when they have an email.
+pub async fn create_targets(
+    store: &TargetStore,
+    user: &UserId,
+    request: BatchCreateRequest,
+) -> Result<BatchCreateResponse, Error> {
+    if request.targets.len() > MAX_BATCH_ITEMS {
+        return Err(Error::PayloadTooLarge(format!(
+            "A batch holds at most {MAX_BATCH_ITEMS} targets ({} sent); nothing was created.",
+            request.targets.len()
+        )));
+    }
+    let mut results = Vec::with_capacity(request.targets.len());
+    let mut counts = BatchCounts::default();
+    // In order, one at a time: items never contend with each other for the user's counter.
+    for (index, value) in request.targets.into_iter().enumerate() {
+        let prefix = format!("targets[{index}]");
+        let parsed = from_json_value::<CreateTargetRequest>(value)
+            .map_err(|error| match error {
+                Error::Validation(details) => details
+                    .into_iter()
+                    .map(|d| FieldError::new(prefixed(&prefix, &d.field), d.problem))
+                    .collect(),
+                _ => vec![FieldError::new(prefix.clone(), "is not a target")],
+            })
+            .and_then(|request| request.parse(&prefix));
+        let result = match parsed {
+            Err(errors) => invalid(index, errors),
+            Ok(draft) => match store.create(user, draft).await {
+                Ok(target) => BatchItemResult {
+                    index,
+                    status: BatchItemStatus::Created,
+                    id: Some(target.id),
+                    existing_id: None,
+                    errors: Vec::new(),
+                },
+                Err(Error::Conflict { existing_id, .. }) => BatchItemResult {
+                    index,
+                    status: BatchItemStatus::Duplicate,
+                    id: None,
+                    existing_id,
+                    errors: Vec::new(),
+                },
+                Err(Error::LimitExceeded { message, .. }) => {
+                    invalid(index, vec![FieldError::new(prefix, message)])
+                }
+                Err(other) => return Err(other),
+            },
+        };
+        match result.status {
+            BatchItemStatus::Created => counts.created += 1,
+            BatchItemStatus::Duplicate => counts.duplicate += 1,
+            BatchItemStatus::Invalid => counts.invalid += 1,
+        }
+        results.push(result);
+    }
+    Ok(BatchCreateResponse { results, counts })
+}
+
+fn prefixed(prefix: &str, field: &str) -> String {
+    if field == "body" {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}.{field}")
+    }
+}
+
+fn invalid(index: usize, errors: Vec<FieldError>) -> BatchItemResult {
+    BatchItemResult {
+        index,
+        status: BatchItemStatus::Invalid,
+        id: None,
+        existing_id: None,
+        errors,
+    }
+}

@@ -1,0 +1,459 @@
+//! Targets: parse-don't-validate newtypes, request and response shapes.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::FieldError;
+
+/// Most active targets one user may have.
+pub const MAX_ACTIVE_TARGETS_PER_USER: u32 = 10_000;
+/// Most items in one batch create.
+pub const MAX_BATCH_ITEMS: usize = 100;
+/// Largest page of `GET /communication-targets`.
+pub const MAX_PAGE_SIZE: u32 = 100;
+/// Page size when `limit` is not given.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_NAME_CHARS: usize = 200;
+const MAX_NOTES_CHARS: usize = 2_000;
+
+/// A server-made target id: a UUID v7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetId(Uuid);
+
+impl TargetId {
+    /// A new id, later than every id made before it by this process.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Parses an id from a path or a cursor.
+    pub fn parse(value: &str) -> Option<Self> {
+        Uuid::try_parse(value).ok().map(Self)
+    }
+}
+
+impl Default for TargetId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for TargetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An email address, trimmed, lower-cased and checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// Parses an address: one `@`, a local part of 1-64 plain characters, a domain of dotted
+    /// labels with a top-level label of letters; at most 254 characters.
+    pub fn parse(value: &str) -> Result<Self, &'static str> {
+        let email = value.trim().to_lowercase();
+        const PROBLEM: &str = "must be a valid email address";
+        if email.is_empty() || email.len() > 254 {
+            return Err(PROBLEM);
+        }
+        let (local, domain) = email.split_once('@').ok_or(PROBLEM)?;
+        let local_ok = (1..=64).contains(&local.len())
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && local
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|label| {
+                (1..=63).contains(&label.len())
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            && labels
+                .last()
+                .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()));
+        if local_ok && domain_ok {
+            Ok(Self(email))
+        } else {
+            Err(PROBLEM)
+        }
+    }
+
+    /// The normalised address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An X (Twitter) handle without `@`: 1-15 of `[A-Za-z0-9_]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwitterHandle(String);
+
+impl TwitterHandle {
+    /// Parses a handle, stripping one leading `@`.
+    pub fn parse(value: &str) -> Result<Self, &'static str> {
+        let handle = value.trim();
+        let handle = handle.strip_prefix('@').unwrap_or(handle);
+        if (1..=15).contains(&handle.len())
+            && handle
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            Ok(Self(handle.to_owned()))
+        } else {
+            Err("must be 1-15 letters, digits or '_' (an optional leading '@' is removed)")
+        }
+    }
+
+    /// The handle.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An Instagram username: 1-30 of `[A-Za-z0-9._]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstagramHandle(String);
+
+impl InstagramHandle {
+    /// Parses a username, stripping one leading `@`.
+    pub fn parse(value: &str) -> Result<Self, &'static str> {
+        let handle = value.trim();
+        let handle = handle.strip_prefix('@').unwrap_or(handle);
+        if (1..=30).contains(&handle.len())
+            && handle
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._".contains(&b))
+        {
+            Ok(Self(handle.to_owned()))
+        } else {
+            Err("must be 1-30 letters, digits, '.' or '_'")
+        }
+    }
+
+    /// The username.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A valid target, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetDraft {
+    /// 1-200 characters, trimmed.
+    pub name: String,
+    /// Email, normalised.
+    pub email: Option<Email>,
+    /// X handle.
+    pub twitter_username: Option<TwitterHandle>,
+    /// Instagram username.
+    pub instagram_username: Option<InstagramHandle>,
+    /// Up to 2,000 characters.
+    pub notes: Option<String>,
+}
+
+/// Body of `POST /api/user/communication-targets` (and each item of a batch).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada Lovelace", "email": "Ada@Example.com", "twitter_username": "@ada"}))]
+pub struct CreateTargetRequest {
+    /// 1-200 characters.
+    pub name: String,
+    /// Valid email; stored lower-case; unique among the user's active targets.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// X handle, `@` optional.
+    #[serde(default)]
+    pub twitter_username: Option<String>,
+    /// Instagram username.
+    #[serde(default)]
+    pub instagram_username: Option<String>,
+    /// Free text, up to 2,000 characters.
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// Body of `PATCH /api/user/communication-targets/{target_id}`: absent fields stay, `null`
+/// clears an optional field.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTargetRequest {
+    /// New name.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// New email, or `null` to remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    /// New X handle, or `null`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub twitter_username: Option<Option<String>>,
+    /// New Instagram username, or `null`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub instagram_username: Option<Option<String>>,
+    /// New notes, or `null`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+fn field(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+impl CreateTargetRequest {
+    /// Validates every field; all problems are reported at once, each field path under `prefix`.
+    pub fn parse(self, prefix: &str) -> Result<TargetDraft, Vec<FieldError>> {
+        let mut problems = Vec::new();
+        let mut check = |name: &str, result: Result<(), &'static str>| {
+            if let Err(problem) = result {
+                problems.push(FieldError::new(field(prefix, name), problem));
+            }
+        };
+        let name = self.name.trim().to_owned();
+        check(
+            "name",
+            if (1..=MAX_NAME_CHARS).contains(&name.chars().count()) {
+                Ok(())
+            } else {
+                Err("must be 1-200 characters")
+            },
+        );
+        let email = non_empty(self.email).map(|v| Email::parse(&v));
+        let twitter = non_empty(self.twitter_username).map(|v| TwitterHandle::parse(&v));
+        let instagram = non_empty(self.instagram_username).map(|v| InstagramHandle::parse(&v));
+        let notes = non_empty(self.notes);
+        if let Some(Err(problem)) = &email {
+            check("email", Err(problem));
+        }
+        if let Some(Err(problem)) = &twitter {
+            check("twitter_username", Err(problem));
+        }
+        if let Some(Err(problem)) = &instagram {
+            check("instagram_username", Err(problem));
+        }
+        if notes
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > MAX_NOTES_CHARS)
+        {
+            check("notes", Err("must be at most 2,000 characters"));
+        }
+        if email.is_none() && twitter.is_none() && instagram.is_none() {
+            check(
+                "email",
+                Err("at least one of email, twitter_username, instagram_username is required"),
+            );
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(TargetDraft {
+            name,
+            email: email.and_then(Result::ok),
+            twitter_username: twitter.and_then(Result::ok),
+            instagram_username: instagram.and_then(Result::ok),
+            notes,
+        })
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+impl UpdateTargetRequest {
+    /// Applies the change to a stored target's fields and validates the result.
+    pub fn apply(self, current: &TargetView) -> Result<TargetDraft, Vec<FieldError>> {
+        let name_removed = matches!(self.name, Some(None));
+        let pick = |change: Option<Option<String>>, stored: &Option<String>| match change {
+            Some(value) => value,
+            None => stored.clone(),
+        };
+        let merged = CreateTargetRequest {
+            name: pick(self.name, &Some(current.name.clone())).unwrap_or_default(),
+            email: pick(self.email, &current.email),
+            twitter_username: pick(self.twitter_username, &current.twitter_username),
+            instagram_username: pick(self.instagram_username, &current.instagram_username),
+            notes: pick(self.notes, &current.notes),
+        };
+        match merged.parse("") {
+            Ok(draft) => Ok(draft),
+            Err(mut problems) => {
+                if name_removed {
+                    for problem in problems.iter_mut().filter(|p| p.field == "name") {
+                        problem.problem = "cannot be removed".into();
+                    }
+                }
+                Err(problems)
+            }
+        }
+    }
+}
+
+/// A target as every response shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TargetView {
+    /// Server-made UUID (v7: sorts by creation time).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Email, lower-case.
+    pub email: Option<String>,
+    /// X handle without `@`.
+    pub twitter_username: Option<String>,
+    /// Instagram username.
+    pub instagram_username: Option<String>,
+    /// Notes.
+    pub notes: Option<String>,
+    /// False once deleted.
+    pub active: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// Query of `GET /api/user/communication-targets`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TargetListQuery {
+    /// Page size, 1-100 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of targets, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetPage {
+    /// The targets.
+    pub targets: Vec<TargetView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Body of `POST /api/user/communication-targets/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCreateRequest {
+    /// Up to 100 targets (more: 413, nothing created).
+    #[schema(value_type = Vec<CreateTargetRequest>)]
+    pub targets: Vec<serde_json::Value>,
+}
+
+/// Outcome of one batch item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchItemStatus {
+    /// Stored; `id` is the new target.
+    Created,
+    /// An active target (or an earlier item of the batch) has this email; `existing_id` is it.
+    Duplicate,
+    /// Not stored; `errors` says why.
+    Invalid,
+}
+
+/// Result of one batch item, in request order.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchItemResult {
+    /// Position in the request.
+    pub index: usize,
+    /// What happened.
+    pub status: BatchItemStatus,
+    /// The new target's id (created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The target that already has this email (duplicate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing_id: Option<String>,
+    /// What is wrong (invalid).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// How many items ended each way.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct BatchCounts {
+    /// Created.
+    pub created: usize,
+    /// Duplicates.
+    pub duplicate: usize,
+    /// Invalid.
+    pub invalid: usize,
+}
+
+/// Answer of the batch create.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchCreateResponse {
+    /// One result per item, in request order.
+    pub results: Vec<BatchItemResult>,
+    /// Totals.
+    pub counts: BatchCounts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(
+            Email::parse(" Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "ada@exa_mple.com",
+            "ada..x@example.com",
+            "ada@-example.com",
+            "ada@example.c0m",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn handles_are_stripped_and_checked() {
+        assert_eq!(TwitterHandle::parse("@ada_l").unwrap().as_str(), "ada_l");
+        assert!(TwitterHandle::parse("@").is_err());
+        assert!(TwitterHandle::parse("a_very_long_handle_16").is_err());
+        assert!(TwitterHandle::parse("ada.l").is_err());
+        assert_eq!(
+            InstagramHandle::parse("ada.l_1").unwrap().as_str(),
+            "ada.l_1"
+        );
+        assert!(InstagramHandle::parse("ada-l").is_err());
+    }
+
+    #[test]
+    fn ids_sort_by_creation() {
+        let ids: Vec<TargetId> = (0..100).map(|_| TargetId::new()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_by_key(ToString::to_string);
+        assert_eq!(ids, sorted);
+    }
+}
