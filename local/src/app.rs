@@ -22,8 +22,12 @@ pub fn local_environment(stack: &LocalStack) -> HashMap<String, String> {
 /// The routers of every HTTP function, merged and wrapped exactly as each Lambda wraps its own.
 pub fn api_router(source: &ConfigSource<'_>, sdk: &SdkConfig) -> Result<axum::Router, ConfigError> {
     let http = HttpConfig::from_source(source)?;
-    let routes = accounts::router(accounts::AccountsState::from_config(source, sdk)?).merge(
-        targets::router(targets::TargetsState::from_config(source, sdk)?),
-    );
+    let routes = accounts::router(accounts::AccountsState::from_config(source, sdk)?)
+        .merge(targets::router(targets::TargetsState::from_config(
+            source, sdk,
+        )?))
+        .merge(orchestrator::router(
+            orchestrator::OrchestratorState::from_config(source, sdk)?,
+        ));
     Ok(serve_routes(routes, &http))
 }

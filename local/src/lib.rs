@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod dev_auth;
+pub mod queue_poller;
 pub mod stack;
 pub mod template;

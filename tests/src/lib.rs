@@ -11,16 +11,22 @@ use aws_config::SdkConfig;
 use pipewise::config::ConfigSource;
 use pipewise_local::app::{api_router, local_environment};
 use pipewise_local::dev_auth::{dev_parameters, dev_token};
+use pipewise_local::queue_poller::poll_once;
 use pipewise_local::stack::LocalStack;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+pub mod fake_x;
+
 pub use pipewise_local::dev_auth::{DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET};
 
-static TRACING: LazyLock<()> = LazyLock::new(|| {
+/// Once per test process: logs when `TEST_LOG` is set, and the TLS provider of the test
+/// client (reqwest is built without one; the service configures its own explicitly).
+static PROCESS_SETUP: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
         pipewise::telemetry::init();
     }
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 });
 
 /// A served API with its own stack in the emulator.
@@ -107,7 +113,7 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with a chance to change the functions' environment first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
-        LazyLock::force(&TRACING);
+        LazyLock::force(&PROCESS_SETUP);
         let sdk = emulator_sdk().await;
         let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let stack = LocalStack::create(&sdk, &name, &dev_parameters())
@@ -162,6 +168,116 @@ impl TestApp {
     /// SQS client on the emulator.
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk)
+    }
+
+    /// The worker, configured exactly like the functions.
+    pub fn worker(&self) -> pipewise::communications::CommunicationsWorker {
+        communications_worker::worker_from_config(
+            &ConfigSource::from_map(&self.environment),
+            &self.sdk,
+        )
+        .expect("configure the worker")
+    }
+
+    /// URL of a queue of the stack.
+    pub fn queue_url(&self, logical_id: &str) -> String {
+        self.resource(logical_id).to_owned()
+    }
+
+    /// Runs the worker on the communications queue until it is empty; returns how many messages
+    /// were received in all.
+    pub async fn drain_queue(&self) -> usize {
+        let worker = self.worker();
+        let sqs = self.sqs();
+        let url = self.queue_url("CommunicationsQueue");
+        let mut received = 0;
+        loop {
+            let report = poll_once(&sqs, &url, &worker, 0)
+                .await
+                .expect("poll the queue");
+            received += report.received;
+            if report.received == 0 {
+                return received;
+            }
+        }
+    }
+
+    /// Receives up to ten messages without handling or deleting them.
+    pub async fn receive_messages(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        self.sqs()
+            .receive_message()
+            .queue_url(self.queue_url("CommunicationsQueue"))
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default()
+    }
+
+    /// Marks an address as a verified SES sender in the emulator, as `make verify-sender` does.
+    pub async fn verify_sender(&self, email: &str) {
+        aws_sdk_sesv2::Client::new(&self.sdk)
+            .create_email_identity()
+            .email_identity(email)
+            .send()
+            .await
+            .expect("verify the sender");
+    }
+
+    /// Emails the emulator's SES accepted from `sender`: `(to, subject, body)`.
+    pub async fn sent_emails(&self, sender: &str) -> Vec<(String, String, String)> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+        let state: Value = self
+            .client
+            .get(format!(
+                "{}/moto-api/data.json",
+                endpoint.trim_end_matches('/')
+            ))
+            .send()
+            .await
+            .expect("read the emulator's state")
+            .json()
+            .await
+            .expect("emulator state is JSON");
+        state["ses"]["Message"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|message| message["source"] == sender)
+            .map(|message| {
+                let to = message["destinations"]["ToAddresses"][0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let text = |field: &str| message[field].as_str().unwrap_or_default().to_owned();
+                (to, text("subject"), text("body"))
+            })
+            .collect()
+    }
+
+    /// Another server over the same stack with a changed environment (e.g. a broken queue URL).
+    pub async fn serve_variant(
+        &self,
+        adjust: impl FnOnce(&mut HashMap<String, String>),
+    ) -> TestApp {
+        let mut environment = self.environment.clone();
+        adjust(&mut environment);
+        let router = api_router(&ConfigSource::from_map(&environment), &self.sdk)
+            .expect("configure the functions");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            sdk: self.sdk.clone(),
+            stack: self.stack.clone(),
+            environment,
+        }
     }
 
     /// A request builder for `path` on the app.

@@ -1,1 +1,14 @@
-fn main() {}
+//! Lambda entry point: wiring only.
+
+use pipewise::api::{HttpConfig, serve_routes};
+use pipewise::config::ConfigSource;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    pipewise::telemetry::init();
+    let source = ConfigSource::env();
+    let sdk = pipewise::aws::sdk_config().await;
+    let state = orchestrator::OrchestratorState::from_config(&source, &sdk)?;
+    let http = HttpConfig::from_source(&source)?;
+    lambda_http::run(serve_routes(orchestrator::router(state), &http)).await
+}

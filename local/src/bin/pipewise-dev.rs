@@ -11,6 +11,7 @@ use std::time::Duration;
 use pipewise::config::ConfigSource;
 use pipewise_local::app::{api_router, local_environment};
 use pipewise_local::dev_auth::dev_parameters;
+use pipewise_local::queue_poller::poll_once;
 use pipewise_local::stack::LocalStack;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -75,6 +76,21 @@ async fn serve(
     let environment = local_environment(&stack);
     let source = ConfigSource::from_map(&environment);
     let router = api_router(&source, &sdk)?;
+    let worker = communications_worker::worker_from_config(&source, &sdk)?;
+    let queue_url = environment
+        .get(pipewise::config::vars::COMMUNICATIONS_QUEUE_URL)
+        .cloned()
+        .ok_or("template.yaml gives no COMMUNICATIONS_QUEUE_URL")?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    // The same worker handler Lambda runs, fed by a poller instead of an event source mapping.
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = poll_once(&sqs, &queue_url, &worker, 5).await {
+                eprintln!("pipewise-dev: queue poll failed: {error}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    });
     let listener = TcpListener::bind(API_ADDRESS).await?;
     println!("PipeWise User API (local) on http://{API_ADDRESS}/api/user  (emulator: {endpoint})");
     println!("  health: curl http://{API_ADDRESS}/api/user/health");
@@ -83,6 +99,9 @@ async fn serve(
     );
     println!(
         "  call:   curl -H \"Authorization: Bearer $(make -s token SUB=alice)\" http://{API_ADDRESS}/api/user/integrations/accounts"
+    );
+    println!(
+        "  email:  outreach email needs a verified sender, as in AWS: make verify-sender EMAIL=you@example.com"
     );
     println!("  stop:   Ctrl-C or SIGTERM");
     let mut terminate = signal(SignalKind::terminate())?;

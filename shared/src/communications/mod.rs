@@ -1,1 +1,13 @@
 //! Outreach: runs, communications, the queue between orchestrator and worker, and delivery.
+
+pub mod delivery;
+pub mod idempotency;
+pub mod model;
+pub mod outreach;
+pub mod queue;
+pub mod store;
+pub mod worker;
+
+pub use outreach::Outreach;
+pub use store::RunStore;
+pub use worker::CommunicationsWorker;

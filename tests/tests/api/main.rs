@@ -3,6 +3,7 @@
 mod accounts;
 mod auth;
 mod errors;
+mod outreach;
 mod routes;
 mod security;
 mod targets;

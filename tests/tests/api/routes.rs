@@ -9,7 +9,11 @@ use reqwest::Method;
 
 fn router_routes() -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
-    for document in [accounts::openapi(), targets::openapi()] {
+    for document in [
+        accounts::openapi(),
+        targets::openapi(),
+        orchestrator::openapi(),
+    ] {
         for (path, item) in &document.paths.paths {
             for method in [
                 ("GET", item.get.is_some()),

@@ -1,0 +1,306 @@
+//! `Idempotency-Key` records for initiate, as a small state machine in DynamoDB.
+//!
+//! A request claims its key with a conditional write (`in_progress`, a hash of the body, the run
+//! id it will create and a lock deadline). A finished request stores its answer (`completed`)
+//! and later requests with the key and body get that answer back; another body is a 409. A
+//! request that failed with a dependency error releases the lock but keeps the run id, so a
+//! retry finishes the same run. A client error forgets the key, so the client can fix the body.
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+
+use super::model::InitiateResponse;
+use super::store::epoch_seconds;
+use crate::auth::UserId;
+use crate::aws::dependency_error;
+use crate::error::Error;
+use crate::storage::is_conditional_check_failed;
+
+const KEY_PREFIX: &str = "I#";
+/// How long a key is remembered (also the table's TTL attribute `expires_at`).
+pub const KEY_LIFETIME_SECONDS: i64 = 24 * 3600;
+/// How long a request holds its key before another request may take it over.
+pub const LOCK_SECONDS: i64 = 60;
+const MAX_KEY_LEN: usize = 255;
+
+/// An idempotency record as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IdempotencyRecord {
+    user_id: String,
+    sk: String,
+    body_hash: String,
+    state: String,
+    run_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response: Option<String>,
+    locked_until: i64,
+    expires_at: i64,
+}
+
+/// What a request may do with its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Go ahead and create (or finish) this run.
+    Proceed {
+        /// The run id to use.
+        run_id: String,
+        /// Whether an earlier attempt with this key was interrupted.
+        resumed: bool,
+    },
+    /// An earlier request with this key and body finished: answer the same.
+    Replay(InitiateResponse),
+}
+
+/// Checks an `Idempotency-Key` header value: 1-255 visible ASCII characters.
+pub fn parse_key(value: &str) -> Result<&str, Error> {
+    if value.is_empty() || value.len() > MAX_KEY_LEN || !value.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Error::BadHeader {
+            field: "Idempotency-Key",
+            problem: "must be 1-255 visible ASCII characters",
+        });
+    }
+    Ok(value)
+}
+
+/// Hash of a request body in canonical form (object keys sorted), so key order and whitespace
+/// do not make two equal bodies differ.
+pub fn body_hash(body: &serde_json::Value) -> String {
+    let canonical = serde_json::to_vec(body).unwrap_or_default();
+    digest(&SHA256, &canonical)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Idempotency records, kept in the runs table.
+#[derive(Clone)]
+pub struct IdempotencyStore {
+    dynamodb: Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+impl IdempotencyStore {
+    /// A store over the runs table.
+    pub fn new(dynamodb: Client, table: impl Into<String>) -> Self {
+        Self {
+            dynamodb,
+            table: table.into(),
+        }
+    }
+
+    fn key(user: &UserId, key: &str) -> std::collections::HashMap<String, AttributeValue> {
+        std::collections::HashMap::from([
+            ("user_id".to_owned(), s(user.as_str())),
+            ("sk".to_owned(), s(format!("{KEY_PREFIX}{key}"))),
+        ])
+    }
+
+    async fn read(&self, user: &UserId, key: &str) -> Result<Option<IdempotencyRecord>, Error> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dependency_error)?;
+        output
+            .item
+            .map(|item| serde_dynamo::from_item(item).map_err(Error::internal))
+            .transpose()
+    }
+
+    /// Claims `key` for a request with this body hash.
+    pub async fn claim(&self, user: &UserId, key: &str, hash: &str) -> Result<Claim, Error> {
+        for _ in 0..3 {
+            let now = epoch_seconds();
+            match self.read(user, key).await? {
+                Some(record) if record.expires_at > now => {
+                    if record.body_hash != hash {
+                        return Err(Error::Conflict {
+                            code: "idempotency_key_reused",
+                            message: "This Idempotency-Key was used with another body.".into(),
+                            existing_id: Some(record.run_id),
+                        });
+                    }
+                    if record.state == "completed" {
+                        let response = record
+                            .response
+                            .as_deref()
+                            .ok_or_else(|| Error::internal("completed key without a response"))?;
+                        return serde_json::from_str(response)
+                            .map(Claim::Replay)
+                            .map_err(Error::internal);
+                    }
+                    if record.locked_until > now {
+                        return Err(in_progress());
+                    }
+                    if self.take_over(user, key, record.locked_until).await? {
+                        return Ok(Claim::Proceed {
+                            run_id: record.run_id,
+                            resumed: true,
+                        });
+                    }
+                }
+                _ => {
+                    let run_id = uuid::Uuid::now_v7().to_string();
+                    if self.create(user, key, hash, &run_id, now).await? {
+                        return Ok(Claim::Proceed {
+                            run_id,
+                            resumed: false,
+                        });
+                    }
+                }
+            }
+        }
+        Err(in_progress())
+    }
+
+    async fn create(
+        &self,
+        user: &UserId,
+        key: &str,
+        hash: &str,
+        run_id: &str,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let record = IdempotencyRecord {
+            user_id: user.as_str().to_owned(),
+            sk: format!("{KEY_PREFIX}{key}"),
+            body_hash: hash.to_owned(),
+            state: "in_progress".into(),
+            run_id: run_id.to_owned(),
+            response: None,
+            locked_until: now + LOCK_SECONDS,
+            expires_at: now + KEY_LIFETIME_SECONDS,
+        };
+        let item = serde_dynamo::to_item(&record).map_err(Error::internal)?;
+        let result = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_conditional_check_failed(&error) => Ok(false),
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+
+    async fn take_over(&self, user: &UserId, key: &str, seen_lock: i64) -> Result<bool, Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, key)))
+            .update_expression("SET locked_until = :lock")
+            .condition_expression("locked_until = :seen AND #state = :in_progress")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":lock", n(epoch_seconds() + LOCK_SECONDS))
+            .expression_attribute_values(":seen", n(seen_lock))
+            .expression_attribute_values(":in_progress", s("in_progress"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_conditional_check_failed(&error) => Ok(false),
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+
+    /// Stores the answer of a finished request.
+    pub async fn complete(
+        &self,
+        user: &UserId,
+        key: &str,
+        response: &InitiateResponse,
+    ) -> Result<(), Error> {
+        let response = serde_json::to_string(response).map_err(Error::internal)?;
+        self.dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, key)))
+            .update_expression(
+                "SET #state = :completed, #response = :response, locked_until = :zero",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#response", "response")
+            .expression_attribute_values(":completed", s("completed"))
+            .expression_attribute_values(":response", s(response))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await
+            .map_err(dependency_error)?;
+        Ok(())
+    }
+
+    /// Lets a retry resume at once after a dependency failure (the run id is kept).
+    pub async fn release(&self, user: &UserId, key: &str) -> Result<(), Error> {
+        self.dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, key)))
+            .update_expression("SET locked_until = :zero")
+            .condition_expression("#state = :in_progress")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":in_progress", s("in_progress"))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|error| {
+                if is_conditional_check_failed(&error) {
+                    Ok(())
+                } else {
+                    Err(dependency_error(error))
+                }
+            })
+    }
+
+    /// Forgets a key whose request was refused, so a corrected request may use it.
+    pub async fn forget(&self, user: &UserId, key: &str) -> Result<(), Error> {
+        self.dynamodb
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, key)))
+            .condition_expression("#state = :in_progress")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":in_progress", s("in_progress"))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|error| {
+                if is_conditional_check_failed(&error) {
+                    Ok(())
+                } else {
+                    Err(dependency_error(error))
+                }
+            })
+    }
+}
+
+fn in_progress() -> Error {
+    Error::Conflict {
+        code: "idempotency_key_in_progress",
+        message: "A request with this Idempotency-Key is still being processed; retry shortly."
+            .into(),
+        existing_id: None,
+    }
+}

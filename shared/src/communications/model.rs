@@ -1,0 +1,398 @@
+//! Outreach shapes: channels, the initiate request, the message template, runs and their
+//! communications as the API shows them.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::FieldError;
+use crate::targets::model::TargetView;
+
+/// Most communications one run may hold.
+pub const MAX_COMMUNICATIONS_PER_RUN: usize = 1_000;
+/// Longest message body, in characters.
+pub const MAX_BODY_CHARS: usize = 10_000;
+/// Longest subject, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 200;
+/// Subject of an email whose request gave none.
+pub const DEFAULT_SUBJECT: &str = "Hello {{name}}";
+/// Placeholders a message may use; each is a field of the target.
+pub const PLACEHOLDERS: [&str; 5] = [
+    "name",
+    "first_name",
+    "email",
+    "twitter_username",
+    "instagram_username",
+];
+
+/// How a communication reaches its target.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Email through SES from the user's email account.
+    Email,
+    /// A direct message on X through the user's X account.
+    Twitter,
+    /// A direct message on Instagram through the user's Instagram account.
+    Instagram,
+}
+
+impl Channel {
+    /// Every channel, in the order communications are planned.
+    pub const ALL: [Channel; 3] = [Channel::Email, Channel::Twitter, Channel::Instagram];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Twitter => "twitter",
+            Self::Instagram => "instagram",
+        }
+    }
+
+    /// The target's address on this channel, if it has one.
+    pub fn address(self, target: &TargetView) -> Option<&str> {
+        match self {
+            Self::Email => target.email.as_deref(),
+            Self::Twitter => target.twitter_username.as_deref(),
+            Self::Instagram => target.instagram_username.as_deref(),
+        }
+    }
+}
+
+/// The message to send, with `{{placeholder}}`s for target fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageTemplate {
+    /// Email subject (default `Hello {{name}}`); unused by social channels.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The text, 1-10,000 characters.
+    pub body: String,
+}
+
+/// Body of `POST /api/user/orchestrator/initiate-communications`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"message": {"subject": "Hi {{name}}", "body": "Hello {{first_name}}, ..."}}))]
+pub struct InitiateRequest {
+    /// Targets to reach (default: every active target).
+    #[serde(default)]
+    pub target_ids: Option<Vec<String>>,
+    /// Channels to use (default: every channel the target has and the user has a connected
+    /// account for).
+    #[serde(default)]
+    pub channels: Option<Vec<Channel>>,
+    /// The message.
+    pub message: MessageTemplate,
+}
+
+impl MessageTemplate {
+    /// Checks lengths and that every placeholder is known.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut problems = Vec::new();
+        let body_chars = self.body.trim().chars().count();
+        if body_chars == 0 || self.body.chars().count() > MAX_BODY_CHARS {
+            problems.push(FieldError::new(
+                "message.body",
+                "must be 1-10,000 characters",
+            ));
+        }
+        if let Some(subject) = &self.subject
+            && subject.chars().count() > MAX_SUBJECT_CHARS
+        {
+            problems.push(FieldError::new(
+                "message.subject",
+                "must be at most 200 characters",
+            ));
+        }
+        for (field, text) in [
+            ("message.subject", self.subject.as_deref()),
+            ("message.body", Some(self.body.as_str())),
+        ] {
+            for name in placeholders(text.unwrap_or_default()) {
+                if !PLACEHOLDERS.contains(&name) {
+                    problems.push(FieldError::new(
+                        field,
+                        format!(
+                            "uses an unknown placeholder; known: {}",
+                            PLACEHOLDERS.join(", ")
+                        ),
+                    ));
+                    break;
+                }
+            }
+        }
+        problems
+    }
+}
+
+fn placeholders(text: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        names.push(after[..end].trim());
+        rest = &after[end + 2..];
+    }
+    names
+}
+
+/// Replaces each `{{placeholder}}` with the target's field (empty when it has none). Values are
+/// inserted as plain text, once: a value that itself looks like `{{...}}` is not expanded again.
+pub fn render(template: &str, target: &RecipientSnapshot) -> String {
+    let mut output = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        output.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            output.push_str(&rest[start..]);
+            return output;
+        };
+        let value = match after[..end].trim() {
+            "name" => target.name.as_str(),
+            "first_name" => target.name.split_whitespace().next().unwrap_or_default(),
+            "email" => target.email.as_deref().unwrap_or_default(),
+            "twitter_username" => target.twitter_username.as_deref().unwrap_or_default(),
+            "instagram_username" => target.instagram_username.as_deref().unwrap_or_default(),
+            _ => &rest[start..start + 2 + end + 2],
+        };
+        output.push_str(value);
+        rest = &after[end + 2..];
+    }
+    output.push_str(rest);
+    output
+}
+
+/// A one-line header value: line breaks and other control characters become spaces, so a
+/// rendered subject can never start another header.
+pub fn single_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// The target's fields at the time the run was created, kept with each communication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientSnapshot {
+    /// Name.
+    pub name: String,
+    /// Email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// X handle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twitter_username: Option<String>,
+    /// Instagram username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instagram_username: Option<String>,
+}
+
+impl From<&TargetView> for RecipientSnapshot {
+    fn from(target: &TargetView) -> Self {
+        Self {
+            name: target.name.clone(),
+            email: target.email.clone(),
+            twitter_username: target.twitter_username.clone(),
+            instagram_username: target.instagram_username.clone(),
+        }
+    }
+}
+
+/// Where a communication stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CommunicationStatus {
+    /// Waiting in the queue.
+    Queued,
+    /// A worker claimed it and is delivering it.
+    Sending,
+    /// Delivered to the provider.
+    Sent,
+    /// Not delivered; `reason` says why.
+    Failed,
+    /// Cancelled before it was sent.
+    Cancelled,
+}
+
+impl CommunicationStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the communication is finished.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Sent | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// Where a run stands, derived from its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Nothing picked up yet.
+    Queued,
+    /// Some communications are being or have been delivered.
+    Running,
+    /// Every communication finished and none failed.
+    Completed,
+    /// Every communication finished and some failed.
+    CompletedWithErrors,
+}
+
+/// A target/channel pair that the run leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Skipped {
+    /// The target.
+    pub target_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// `target_has_no_address` or `no_connected_account`.
+    pub reason: String,
+}
+
+/// Answer of initiate (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InitiateResponse {
+    /// The run.
+    pub run_id: String,
+    /// How many communications were queued.
+    pub queued: usize,
+    /// What was left out.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Counts of a run's communications by outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunCounts {
+    /// All communications of the run.
+    pub total: u32,
+    /// Not finished yet (queued or sending).
+    pub pending: u32,
+    /// Sent.
+    pub sent: u32,
+    /// Failed.
+    pub failed: u32,
+    /// Cancelled.
+    pub cancelled: u32,
+}
+
+/// One communication of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CommunicationView {
+    /// Id of the communication.
+    pub communication_id: String,
+    /// The target.
+    pub target_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// Where it stands.
+    pub status: CommunicationStatus,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    /// RFC 3339 of the last change.
+    pub updated_at: String,
+}
+
+/// A run as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RunView {
+    /// Id.
+    pub run_id: String,
+    /// Status, derived from the counts.
+    pub status: RunStatus,
+    /// Whether cancelling was asked for.
+    pub cancel_requested: bool,
+    /// Counts by outcome.
+    pub counts: RunCounts,
+    /// Left out when the run was created.
+    pub skipped: Vec<Skipped>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, once every communication finished.
+    pub completed_at: Option<String>,
+    /// Each communication (only in `GET .../runs/{run_id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub communications: Option<Vec<CommunicationView>>,
+}
+
+/// Answer of `GET /api/user/orchestrator/runs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    /// Recent runs, newest first, without their communications.
+    pub runs: Vec<RunView>,
+}
+
+/// Query of `GET /api/user/orchestrator/runs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunListQuery {
+    /// How many runs, 1-100 (default 20).
+    pub limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ada() -> RecipientSnapshot {
+        RecipientSnapshot {
+            name: "Ada Lovelace".into(),
+            email: Some("ada@example.com".into()),
+            twitter_username: None,
+            instagram_username: None,
+        }
+    }
+
+    #[test]
+    fn rendering_fills_placeholders_once_and_leaves_text_alone() {
+        assert_eq!(
+            render("Hi {{name}} ({{ first_name }}) <{{email}}>", &ada()),
+            "Hi Ada Lovelace (Ada) <ada@example.com>"
+        );
+        assert_eq!(render("{{twitter_username}}|", &ada()), "|");
+        assert_eq!(
+            render("<b>{{name}}</b> {{", &ada()),
+            "<b>Ada Lovelace</b> {{"
+        );
+        let tricky = RecipientSnapshot {
+            name: "{{email}}".into(),
+            ..ada()
+        };
+        assert_eq!(
+            render("{{name}}", &tricky),
+            "{{email}}",
+            "values are not expanded again"
+        );
+    }
+
+    #[test]
+    fn subjects_stay_on_one_line() {
+        assert_eq!(
+            single_line("Hi\r\nBcc: evil@example.com"),
+            "Hi  Bcc: evil@example.com"
+        );
+    }
+
+    #[test]
+    fn unknown_placeholders_and_empty_bodies_are_refused() {
+        let message = MessageTemplate {
+            subject: Some("{{nmae}}".into()),
+            body: " ".into(),
+        };
+        let fields: Vec<String> = message.validate().into_iter().map(|p| p.field).collect();
+        assert_eq!(fields, ["message.body", "message.subject"]);
+    }
+}

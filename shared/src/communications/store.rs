@@ -1,0 +1,617 @@
+//! `RunStore`: outreach runs and their communications in DynamoDB.
+//!
+//! One partition per user (`user_id`), sort key `sk`:
+//! - `R#<run_id>`: the run, with its counters (`remaining`, `sent`, `failed`, `cancelled`) and
+//!   the enqueue watermark `enqueued_through`.
+//! - `C#<run_id>#<index>`: one communication (target x channel), with its state.
+//! - `I#<key>`: an idempotency record (see `idempotency`).
+//!
+//! A communication's final state and its run's counters change in one transaction, so the
+//! counters always equal the states and the run's status (derived from them) is never stale.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
+use serde::{Deserialize, Serialize};
+
+use super::model::{
+    Channel, CommunicationStatus, CommunicationView, MessageTemplate, RecipientSnapshot, RunCounts,
+    RunStatus, RunView, Skipped,
+};
+use crate::auth::UserId;
+use crate::aws::dependency_error;
+use crate::error::Error;
+use crate::storage::{TransactionFailure, is_conditional_check_failed, transact_write};
+
+const RUN_PREFIX: &str = "R#";
+const COMMUNICATION_PREFIX: &str = "C#";
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunItem {
+    /// Owner.
+    pub user_id: String,
+    /// `R#<run_id>`.
+    pub sk: String,
+    /// Id (UUID v7).
+    pub run_id: String,
+    /// Number of communications.
+    pub total: u32,
+    /// Not yet finished.
+    pub remaining: u32,
+    /// Sent.
+    pub sent: u32,
+    /// Failed.
+    pub failed: u32,
+    /// Cancelled.
+    pub cancelled: u32,
+    /// Communications with an index below this are on the queue.
+    pub enqueued_through: u32,
+    /// Whether cancelling was asked for.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// Pairs left out.
+    pub skipped: Vec<Skipped>,
+    /// The message.
+    pub message: MessageTemplate,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339 of the first delivery attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339 of the last communication's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+impl RunItem {
+    /// A new run with nothing sent yet.
+    pub fn new(
+        user: &UserId,
+        run_id: &str,
+        total: u32,
+        skipped: Vec<Skipped>,
+        message: MessageTemplate,
+    ) -> Self {
+        Self {
+            user_id: user.as_str().to_owned(),
+            sk: format!("{RUN_PREFIX}{run_id}"),
+            run_id: run_id.to_owned(),
+            total,
+            remaining: total,
+            sent: 0,
+            failed: 0,
+            cancelled: 0,
+            enqueued_through: 0,
+            cancel_requested: false,
+            skipped,
+            message,
+            created_at: crate::now_rfc3339(),
+            started_at: None,
+            completed_at: None,
+        }
+    }
+
+    /// The run's status, derived from its counters.
+    pub fn status(&self) -> RunStatus {
+        if self.remaining == 0 {
+            if self.failed == 0 {
+                RunStatus::Completed
+            } else {
+                RunStatus::CompletedWithErrors
+            }
+        } else if self.started_at.is_some() || self.remaining < self.total {
+            RunStatus::Running
+        } else {
+            RunStatus::Queued
+        }
+    }
+
+    /// The API view, with the communications when given.
+    pub fn view(&self, communications: Option<Vec<CommunicationView>>) -> RunView {
+        RunView {
+            run_id: self.run_id.clone(),
+            status: self.status(),
+            cancel_requested: self.cancel_requested,
+            counts: RunCounts {
+                total: self.total,
+                pending: self.remaining,
+                sent: self.sent,
+                failed: self.failed,
+                cancelled: self.cancelled,
+            },
+            skipped: self.skipped.clone(),
+            created_at: self.created_at.clone(),
+            completed_at: self.completed_at.clone(),
+            communications,
+        }
+    }
+}
+
+/// A communication as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommunicationItem {
+    /// Owner.
+    pub user_id: String,
+    /// `C#<run_id>#<index>`.
+    pub sk: String,
+    /// The run.
+    pub run_id: String,
+    /// Position in the run (enqueue order).
+    pub index: u32,
+    /// The target.
+    pub target_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// The account that sends it.
+    pub account_id: String,
+    /// The target's fields when the run was made.
+    pub recipient: RecipientSnapshot,
+    /// State.
+    pub status: CommunicationStatus,
+    /// Why it failed or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Delivery attempts started.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the current attempt started (epoch seconds), while `sending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_since: Option<i64>,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl CommunicationItem {
+    /// The sort key of a run's communication.
+    pub fn sort_key(run_id: &str, index: u32) -> String {
+        format!("{COMMUNICATION_PREFIX}{run_id}#{index:04}")
+    }
+
+    /// Public id: run id and index.
+    pub fn communication_id(&self) -> String {
+        format!("{}-{:04}", self.run_id, self.index)
+    }
+
+    /// The API view.
+    pub fn view(&self) -> CommunicationView {
+        CommunicationView {
+            communication_id: self.communication_id(),
+            target_id: self.target_id.clone(),
+            channel: self.channel,
+            status: self.status,
+            reason: self.reason.clone(),
+            updated_at: self.updated_at.clone(),
+        }
+    }
+}
+
+/// Runs and communications in one DynamoDB table.
+#[derive(Clone)]
+pub struct RunStore {
+    dynamodb: Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Seconds since the Unix epoch.
+pub fn epoch_seconds() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl RunStore {
+    /// A store over `table`.
+    pub fn new(dynamodb: Client, table: impl Into<String>) -> Self {
+        Self {
+            dynamodb,
+            table: table.into(),
+        }
+    }
+
+    /// The DynamoDB client (shared with the idempotency records of the same table).
+    pub fn client(&self) -> &Client {
+        &self.dynamodb
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn key(user: &str, sk: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([("user_id".to_owned(), s(user)), ("sk".to_owned(), s(sk))])
+    }
+
+    /// One run.
+    pub async fn run(&self, user: &UserId, run_id: &str) -> Result<Option<RunItem>, Error> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                user.as_str(),
+                &format!("{RUN_PREFIX}{run_id}"),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dependency_error)?;
+        output.item.map(decode).transpose()
+    }
+
+    /// The user's most recent runs, newest first.
+    pub async fn recent_runs(&self, user: &UserId, limit: u32) -> Result<Vec<RunItem>, Error> {
+        let output = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("user_id = :user AND begins_with(sk, :run)")
+            .expression_attribute_values(":user", s(user.as_str()))
+            .expression_attribute_values(":run", s(RUN_PREFIX))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(dependency_error)?;
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// Every communication of a run, by index.
+    pub async fn communications(
+        &self,
+        user: &UserId,
+        run_id: &str,
+    ) -> Result<Vec<CommunicationItem>, Error> {
+        let mut pages = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("user_id = :user AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":user", s(user.as_str()))
+            .expression_attribute_values(":prefix", s(format!("{COMMUNICATION_PREFIX}{run_id}#")))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut items = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(dependency_error)?.items.unwrap_or_default() {
+                items.push(decode(item)?);
+            }
+        }
+        Ok(items)
+    }
+
+    /// One communication.
+    pub async fn communication(
+        &self,
+        user: &str,
+        run_id: &str,
+        index: u32,
+    ) -> Result<Option<CommunicationItem>, Error> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                user,
+                &CommunicationItem::sort_key(run_id, index),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dependency_error)?;
+        output.item.map(decode).transpose()
+    }
+
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), Error> {
+        while !requests.is_empty() {
+            let rest = requests.split_off(requests.len().min(25));
+            let mut pending = Some(std::mem::replace(&mut requests, rest));
+            // BatchWriteItem may leave items unprocessed under load: send those again.
+            for attempt in 0.. {
+                let Some(batch) = pending.take().filter(|batch| !batch.is_empty()) else {
+                    break;
+                };
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 * attempt)).await;
+                }
+                let output = self
+                    .dynamodb
+                    .batch_write_item()
+                    .request_items(&self.table, batch)
+                    .send()
+                    .await
+                    .map_err(dependency_error)?;
+                pending = output
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.table));
+                if attempt >= 8 && pending.as_ref().is_some_and(|left| !left.is_empty()) {
+                    return Err(Error::unavailable("DynamoDB left batch items unprocessed"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes new communications (none of them is on the queue yet, so plain puts are safe).
+    pub async fn put_new_communications(&self, items: &[CommunicationItem]) -> Result<(), Error> {
+        let requests = items
+            .iter()
+            .map(|item| {
+                let put = PutRequest::builder()
+                    .set_item(Some(encode(item)?))
+                    .build()
+                    .map_err(Error::internal)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.batch_write(requests).await
+    }
+
+    /// Removes the communications an interrupted first attempt wrote for a run whose run item
+    /// was never stored (so none of them was ever enqueued).
+    pub async fn delete_unstarted_communications(
+        &self,
+        user: &UserId,
+        run_id: &str,
+    ) -> Result<(), Error> {
+        let stale = self.communications(user, run_id).await?;
+        let requests = stale
+            .iter()
+            .map(|item| {
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(Self::key(&item.user_id, &item.sk)))
+                    .build()
+                    .map_err(Error::internal)?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.batch_write(requests).await
+    }
+
+    /// Stores a new run; `false` when a run with this id already exists.
+    pub async fn create_run(&self, run: &RunItem) -> Result<bool, Error> {
+        let result = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(encode(run)?))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_conditional_check_failed(&error) => Ok(false),
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+
+    /// Records that every communication with an index below `through` is on the queue.
+    pub async fn advance_enqueued(
+        &self,
+        user: &UserId,
+        run_id: &str,
+        through: u32,
+    ) -> Result<(), Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                user.as_str(),
+                &format!("{RUN_PREFIX}{run_id}"),
+            )))
+            .update_expression("SET enqueued_through = :through")
+            .condition_expression("enqueued_through < :through")
+            .expression_attribute_values(":through", n(through))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_conditional_check_failed(&error) => Ok(()),
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+
+    /// Claims a queued communication for delivery (`queued` -> `sending`); `false` when it is not
+    /// queued any more (a duplicate message, or cancelled).
+    pub async fn claim(&self, item: &CommunicationItem) -> Result<bool, Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .update_expression(
+                "SET #status = :sending, sending_since = :now, updated_at = :at ADD attempts :one",
+            )
+            .condition_expression("#status = :queued")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
+            .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
+            .expression_attribute_values(":now", n(epoch_seconds()))
+            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_conditional_check_failed(&error) => Ok(false),
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+
+    /// Gives a claimed communication back to the queue after a transient failure
+    /// (`sending` -> `queued`).
+    pub async fn release(&self, item: &CommunicationItem) -> Result<(), Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .update_expression("SET #status = :queued, updated_at = :at REMOVE sending_since")
+            .condition_expression("#status = :sending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
+            .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
+            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_conditional_check_failed(&error) => Ok(()),
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+
+    /// Ends a communication (`from` -> `to`, a final state) and counts it on its run, in one
+    /// transaction; `false` when it was not in `from` any more. The last one stamps the run's
+    /// `completed_at`.
+    pub async fn finish(
+        &self,
+        item: &CommunicationItem,
+        from: CommunicationStatus,
+        to: CommunicationStatus,
+        reason: Option<&str>,
+    ) -> Result<bool, Error> {
+        let counter = match to {
+            CommunicationStatus::Sent => "sent",
+            CommunicationStatus::Failed => "failed",
+            CommunicationStatus::Cancelled => "cancelled",
+            _ => return Err(Error::internal("finish needs a final state")),
+        };
+        let now = crate::now_rfc3339();
+        let mut communication = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":at", s(&now));
+        communication = match reason {
+            Some(reason) => communication
+                .update_expression(
+                    "SET #status = :to, reason = :reason, updated_at = :at REMOVE sending_since",
+                )
+                .expression_attribute_values(":reason", s(reason)),
+            None => communication
+                .update_expression("SET #status = :to, updated_at = :at REMOVE sending_since"),
+        };
+        let run = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                &item.user_id,
+                &format!("{RUN_PREFIX}{}", item.run_id),
+            )))
+            .update_expression(format!("ADD {counter} :one, remaining :minus_one"))
+            .condition_expression("remaining > :zero")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":minus_one", n(-1))
+            .expression_attribute_values(":zero", n(0))
+            .build()
+            .map_err(Error::internal)?;
+        let items = vec![
+            TransactWriteItem::builder()
+                .update(communication.build().map_err(Error::internal)?)
+                .build(),
+            TransactWriteItem::builder().update(run).build(),
+        ];
+        match transact_write(&self.dynamodb, items).await {
+            Ok(()) => {}
+            Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => return Ok(false),
+            Err(failure) => return Err(failure.into()),
+        }
+        self.stamp_completion(&item.user_id, &item.run_id, &now)
+            .await?;
+        Ok(true)
+    }
+
+    /// Sets `completed_at` once the run has nothing remaining (a no-op before).
+    async fn stamp_completion(&self, user: &str, run_id: &str, now: &str) -> Result<(), Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, &format!("{RUN_PREFIX}{run_id}"))))
+            .update_expression("SET completed_at = :now")
+            .condition_expression("remaining = :zero AND attribute_not_exists(completed_at)")
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_conditional_check_failed(&error) => Ok(()),
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+
+    /// Records the first delivery attempt of a run (once).
+    pub async fn mark_started(&self, user: &str, run_id: &str) -> Result<(), Error> {
+        self.dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, &format!("{RUN_PREFIX}{run_id}"))))
+            .update_expression("SET started_at = if_not_exists(started_at, :now)")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":now", s(crate::now_rfc3339()))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|error| {
+                if is_conditional_check_failed(&error) {
+                    Ok(())
+                } else {
+                    Err(dependency_error(error))
+                }
+            })
+    }
+
+    /// Marks a run as cancelled; `false` when there is no such run.
+    pub async fn request_cancel(&self, user: &UserId, run_id: &str) -> Result<bool, Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                user.as_str(),
+                &format!("{RUN_PREFIX}{run_id}"),
+            )))
+            .update_expression("SET cancel_requested = :yes")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_conditional_check_failed(&error) => Ok(false),
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+}
+
+fn encode<T: Serialize>(item: &T) -> Result<HashMap<String, AttributeValue>, Error> {
+    let mut encoded: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(item).map_err(Error::internal)?;
+    encoded.retain(|_, value| !matches!(value, AttributeValue::Null(_)));
+    Ok(encoded)
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(item: HashMap<String, AttributeValue>) -> Result<T, Error> {
+    serde_dynamo::from_item(item).map_err(Error::internal)
+}

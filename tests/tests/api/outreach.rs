@@ -1,0 +1,667 @@
+use std::collections::HashSet;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::types::AttributeValue;
+use pipewise_tests::TestApp;
+use pipewise_tests::fake_x::FakeX;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const INITIATE: &str = "/api/user/orchestrator/initiate-communications";
+const RUNS: &str = "/api/user/orchestrator/runs";
+
+/// A sender and recipient domain of this test's own, since the emulator's SES is shared.
+fn unique_domain() -> String {
+    format!(
+        "t{}.example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+struct Outreach {
+    app: TestApp,
+    sender: String,
+    domain: String,
+}
+
+/// An app with `alice`'s email account (sender verified unless told otherwise) and `count`
+/// targets with emails.
+async fn setup(count: usize, verified: bool) -> (Outreach, Vec<String>) {
+    let app = TestApp::spawn().await;
+    let domain = unique_domain();
+    let sender = format!("sales@{domain}");
+    if verified {
+        app.verify_sender(&sender).await;
+    }
+    app.post(
+        "/api/user/integrations/accounts",
+        "alice",
+        &json!({"account_id": "gmail", "account_type": "email", "configuration": {"from_address": sender}}),
+    )
+    .await
+    .assert_status(201);
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let created = app
+            .post(
+                "/api/user/communication-targets",
+                "alice",
+                &json!({"name": format!("Person{i} Surname"), "email": format!("p{i}@{domain}")}),
+            )
+            .await;
+        created.assert_status(201);
+        ids.push(created.body["id"].as_str().unwrap().to_owned());
+    }
+    (
+        Outreach {
+            app,
+            sender,
+            domain,
+        },
+        ids,
+    )
+}
+
+fn message() -> Value {
+    json!({"message": {"subject": "Hi {{first_name}}", "body": "Hello {{name}}, <b>not html</b>"}})
+}
+
+async fn initiate(app: &TestApp, key: Option<&str>, body: &Value) -> pipewise_tests::TestResponse {
+    let mut request = app
+        .request(Method::POST, INITIATE)
+        .bearer_auth(app.token("alice"))
+        .json(body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    app.send(request).await
+}
+
+async fn queue_depth(app: &TestApp) -> usize {
+    let attributes = app
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(app.queue_url("CommunicationsQueue"))
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+    ]
+    .iter()
+    .map(|name| {
+        attributes
+            .get(&aws_sdk_sqs::types::QueueAttributeName::from(*name))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    })
+    .sum()
+}
+
+fn event_of(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for message in messages {
+        let mut record = SqsMessage::default();
+        record.message_id = message.message_id.clone();
+        record.body = message.body.clone();
+        record
+            .attributes
+            .insert("ApproximateReceiveCount".into(), "1".into());
+        event.records.push(record);
+    }
+    event
+}
+
+#[tokio::test]
+async fn a_run_emails_every_target_once_and_completes() {
+    let (outreach, ids) = setup(5, true).await;
+    let app = &outreach.app;
+    let started = initiate(app, None, &message()).await;
+    started.assert_status(202);
+    assert_eq!(started.body["queued"], 5);
+    assert_eq!(started.body["skipped"], json!([]));
+    let run_id = started.body["run_id"].as_str().unwrap().to_owned();
+
+    let queued = app.get(&format!("{RUNS}/{run_id}"), "alice").await;
+    queued.assert_status(200);
+    assert_eq!(queued.body["status"], "queued");
+    assert_eq!(queued.body["counts"]["pending"], 5);
+
+    assert_eq!(app.drain_queue().await, 5);
+    let run = app.get(&format!("{RUNS}/{run_id}"), "alice").await;
+    run.assert_status(200);
+    assert_eq!(run.body["status"], "completed");
+    assert_eq!(
+        run.body["counts"],
+        json!({"total": 5, "pending": 0, "sent": 5, "failed": 0, "cancelled": 0})
+    );
+    assert!(run.body["completed_at"].is_string());
+    let communications = run.body["communications"].as_array().unwrap();
+    assert_eq!(communications.len(), 5);
+    let targets: HashSet<&str> = communications
+        .iter()
+        .map(|c| c["target_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ids.iter().map(String::as_str).collect());
+    assert!(
+        communications
+            .iter()
+            .all(|c| c["status"] == "sent" && c["channel"] == "email")
+    );
+
+    let mut emails = app.sent_emails(&outreach.sender).await;
+    emails.sort();
+    assert_eq!(emails.len(), 5, "exactly five emails");
+    for (i, (to, subject, body)) in emails.iter().enumerate() {
+        assert_eq!(to, &format!("p{i}@{}", outreach.domain));
+        assert_eq!(subject, &format!("Hi Person{i}"));
+        assert_eq!(body, &format!("Hello Person{i} Surname, <b>not html</b>"));
+    }
+    let listed = app.get(RUNS, "alice").await;
+    listed.assert_status(200);
+    assert_eq!(listed.body["runs"][0]["run_id"], run_id.as_str());
+    assert_eq!(listed.body["runs"][0]["status"], "completed");
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_same_run_and_enqueues_nothing_more() {
+    let (outreach, _) = setup(3, true).await;
+    let app = &outreach.app;
+    let first = initiate(app, Some("key-1"), &message()).await;
+    first.assert_status(202);
+    assert_eq!(queue_depth(app).await, 3);
+    let again = initiate(app, Some("key-1"), &message()).await;
+    again.assert_status(202);
+    assert_eq!(again.body, first.body);
+    assert_eq!(queue_depth(app).await, 3, "nothing enqueued twice");
+
+    let mut other = message();
+    other["message"]["body"] = json!("Another text");
+    let conflict = initiate(app, Some("key-1"), &other).await;
+    conflict.assert_error(409, "idempotency_key_reused");
+    assert_eq!(
+        app.get(RUNS, "alice").await.body["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // A malformed key is refused before anything happens.
+    initiate(app, Some("bad key with spaces"), &message())
+        .await
+        .assert_error(400, "bad_request");
+}
+
+#[tokio::test]
+async fn ten_concurrent_initiates_with_one_key_make_one_run() {
+    let (outreach, _) = setup(2, true).await;
+    let app = &outreach.app;
+    let body = message();
+    let responses =
+        futures::future::join_all((0..10).map(|_| initiate(app, Some("same-key"), &body))).await;
+    let run_ids: HashSet<String> = responses
+        .iter()
+        .filter(|r| r.status == 202)
+        .map(|r| r.body["run_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        run_ids.len(),
+        1,
+        "{:?}",
+        responses.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
+    for response in &responses {
+        if response.status != 202 {
+            response.assert_error(409, "idempotency_key_in_progress");
+        }
+    }
+    assert_eq!(
+        app.get(RUNS, "alice").await.body["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(queue_depth(app).await, 2);
+}
+
+#[tokio::test]
+async fn a_message_delivered_twice_sends_one_email() {
+    let (outreach, _) = setup(1, true).await;
+    let app = &outreach.app;
+    initiate(app, None, &message()).await.assert_status(202);
+    let messages = app.receive_messages().await;
+    assert_eq!(messages.len(), 1);
+    let worker = app.worker();
+    // The same message twice in one batch and once more in a later batch.
+    let mut event = event_of(&messages);
+    let mut copy = event.records[0].clone();
+    copy.message_id = Some("duplicate-delivery".into());
+    event.records.push(copy);
+    assert!(
+        worker
+            .handle_batch(event)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert!(
+        worker
+            .handle_batch(event_of(&messages))
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(app.sent_emails(&outreach.sender).await.len(), 1);
+}
+
+#[tokio::test]
+async fn poison_messages_are_the_only_batch_failures_and_end_in_the_dlq() {
+    let (outreach, _) = setup(1, true).await;
+    let app = &outreach.app;
+    initiate(app, None, &message()).await.assert_status(202);
+    let mut event = event_of(&app.receive_messages().await);
+    for (id, body) in [
+        ("poison-1", "not json"),
+        ("poison-2", r#"{"user_id": "alice"}"#),
+    ] {
+        let mut record = SqsMessage::default();
+        record.message_id = Some(id.into());
+        record.body = Some(body.into());
+        event.records.push(record);
+    }
+    let response = app.worker().handle_batch(event).await;
+    let failed: HashSet<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    assert_eq!(
+        failed,
+        HashSet::from(["poison-1".to_owned(), "poison-2".to_owned()])
+    );
+    assert_eq!(app.sent_emails(&outreach.sender).await.len(), 1);
+
+    // Through the real queue: an undecodable message is retried until SQS moves it to the DLQ.
+    let sqs = app.sqs();
+    let queue = app.queue_url("CommunicationsQueue");
+    sqs.purge_queue().queue_url(&queue).send().await.unwrap();
+    // Failed messages come back at once instead of after the visibility timeout.
+    sqs.set_queue_attributes()
+        .queue_url(&queue)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "0",
+        )
+        .send()
+        .await
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body("garbage")
+        .send()
+        .await
+        .unwrap();
+    let worker = app.worker();
+    let mut receives = 0;
+    for _ in 0..10 {
+        let report = pipewise_local::queue_poller::poll_once(&sqs, &queue, &worker, 0)
+            .await
+            .unwrap();
+        assert_eq!(report.failed, report.received);
+        receives += report.received;
+        if report.received == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        receives,
+        pipewise::communications::worker::MAX_RECEIVES as usize
+    );
+    let dead = sqs
+        .receive_message()
+        .queue_url(app.queue_url("CommunicationsDeadLetterQueue"))
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body(), Some("garbage"));
+}
+
+#[tokio::test]
+async fn an_unverified_sender_fails_with_a_reason_and_is_not_retried() {
+    let (outreach, _) = setup(2, false).await;
+    let app = &outreach.app;
+    let run_id = initiate(app, None, &message()).await.body["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.drain_queue().await,
+        2,
+        "received once each: permanent failures are not retried"
+    );
+    assert_eq!(queue_depth(app).await, 0);
+    let run = app.get(&format!("{RUNS}/{run_id}"), "alice").await;
+    assert_eq!(run.body["status"], "completed_with_errors");
+    assert_eq!(run.body["counts"]["failed"], 2);
+    for communication in run.body["communications"].as_array().unwrap() {
+        assert_eq!(communication["status"], "failed");
+        assert_eq!(communication["reason"], "sender_not_verified");
+    }
+}
+
+#[tokio::test]
+async fn cancel_stops_every_unsent_communication() {
+    let (outreach, _) = setup(3, true).await;
+    let app = &outreach.app;
+    let run_id = initiate(app, None, &message()).await.body["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cancelled = app
+        .post(&format!("{RUNS}/{run_id}/cancel"), "alice", &json!({}))
+        .await;
+    cancelled.assert_status(200);
+    assert_eq!(cancelled.body["cancel_requested"], true);
+    assert_eq!(cancelled.body["counts"]["cancelled"], 3);
+    assert_eq!(cancelled.body["status"], "completed");
+    app.drain_queue().await;
+    assert!(
+        app.sent_emails(&outreach.sender).await.is_empty(),
+        "nothing sent after cancel"
+    );
+    let run = app.get(&format!("{RUNS}/{run_id}"), "alice").await;
+    assert!(
+        run.body["communications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "cancelled")
+    );
+}
+
+#[tokio::test]
+async fn another_users_run_is_404() {
+    let (outreach, _) = setup(1, true).await;
+    let app = &outreach.app;
+    let run_id = initiate(app, None, &message()).await.body["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.get(&format!("{RUNS}/{run_id}"), "bob")
+        .await
+        .assert_error(404, "not_found");
+    app.post(&format!("{RUNS}/{run_id}/cancel"), "bob", &json!({}))
+        .await
+        .assert_error(404, "not_found");
+    app.get(&format!("{RUNS}/not-a-run"), "alice")
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(app.get(RUNS, "bob").await.body["runs"], json!([]));
+}
+
+#[tokio::test]
+async fn requests_that_cannot_be_delivered_are_422_with_reasons() {
+    let app = TestApp::spawn().await;
+    let target = app
+        .post(
+            "/api/user/communication-targets",
+            "alice",
+            &json!({"name": "Ada", "email": "ada@example.com"}),
+        )
+        .await;
+    let id = target.body["id"].as_str().unwrap().to_owned();
+    let nothing = initiate(&app, None, &message()).await;
+    nothing.assert_error(422, "nothing_deliverable");
+    assert_eq!(
+        nothing.body["error"]["details"][0]["problem"],
+        "no_connected_account"
+    );
+
+    let mut unknown = message();
+    unknown["target_ids"] = json!([id, uuid::Uuid::now_v7().to_string()]);
+    let refused = initiate(&app, None, &unknown).await;
+    refused.assert_error(422, "unknown_targets");
+    assert_eq!(
+        refused.body["error"]["details"][0]["field"],
+        "target_ids[1]"
+    );
+
+    let mut invalid = message();
+    invalid["channels"] = json!(["fax"]);
+    initiate(&app, None, &invalid)
+        .await
+        .assert_error(422, "validation_failed");
+    let placeholder = json!({"message": {"body": "Hi {{nickname}}"}});
+    initiate(&app, None, &placeholder)
+        .await
+        .assert_error(422, "validation_failed");
+    // A refused request leaves no run and no key behind: the key works for a corrected request.
+    initiate(&app, Some("k"), &message())
+        .await
+        .assert_error(422, "nothing_deliverable");
+    assert_eq!(app.get(RUNS, "alice").await.body["runs"], json!([]));
+}
+
+#[tokio::test]
+async fn a_run_over_1000_communications_is_refused() {
+    let (outreach, _) = setup(0, true).await;
+    let app = &outreach.app;
+    app.post("/api/user/integrations/accounts", "alice",
+        &json!({"account_id": "x", "account_type": "social", "provider": "twitter", "configuration": {"access_token": "t"}}))
+        .await
+        .assert_status(201);
+    // 501 targets on two channels: 1,002 communications. Written straight to the table (as the
+    // targets function stores them) to keep the test fast; the limit is the orchestrator's.
+    let items: Vec<aws_sdk_dynamodb::types::WriteRequest> = (0..501)
+        .map(|i| {
+            let id = uuid::Uuid::now_v7().to_string();
+            let put = aws_sdk_dynamodb::types::PutRequest::builder()
+                .item("user_id", AttributeValue::S("alice".into()))
+                .item("sk", AttributeValue::S(format!("T#{id}")))
+                .item("id", AttributeValue::S(id))
+                .item("name", AttributeValue::S(format!("P{i}")))
+                .item(
+                    "email",
+                    AttributeValue::S(format!("p{i}@{}", outreach.domain)),
+                )
+                .item("twitter_username", AttributeValue::S(format!("p{i}")))
+                .item("active", AttributeValue::Bool(true))
+                .item(
+                    "created_at",
+                    AttributeValue::S("2026-01-01T00:00:00Z".into()),
+                )
+                .item(
+                    "updated_at",
+                    AttributeValue::S("2026-01-01T00:00:00Z".into()),
+                )
+                .item("version", AttributeValue::N("1".into()))
+                .build()
+                .unwrap();
+            aws_sdk_dynamodb::types::WriteRequest::builder()
+                .put_request(put)
+                .build()
+        })
+        .collect();
+    for chunk in items.chunks(25) {
+        app.dynamodb()
+            .batch_write_item()
+            .request_items(app.resource("TargetsTable"), chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+    }
+    initiate(app, None, &message())
+        .await
+        .assert_error(422, "run_too_large");
+    assert_eq!(queue_depth(app).await, 0);
+}
+
+#[tokio::test]
+async fn after_an_enqueue_failure_a_retry_with_the_key_finishes_the_run_once() {
+    let (outreach, _) = setup(4, true).await;
+    let app = &outreach.app;
+    let broken = app
+        .serve_variant(|environment| {
+            let url = environment["COMMUNICATIONS_QUEUE_URL"].clone();
+            environment.insert("COMMUNICATIONS_QUEUE_URL".into(), format!("{url}-missing"));
+        })
+        .await;
+    let failed = initiate(&broken, Some("retry-me"), &message()).await;
+    failed.assert_error(503, "service_unavailable");
+    assert!(failed.headers.contains_key("retry-after"));
+    assert_eq!(queue_depth(app).await, 0);
+
+    let retried = initiate(app, Some("retry-me"), &message()).await;
+    retried.assert_status(202);
+    assert_eq!(retried.body["queued"], 4);
+    assert_eq!(queue_depth(app).await, 4);
+    assert_eq!(
+        app.get(RUNS, "alice").await.body["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let again = initiate(app, Some("retry-me"), &message()).await;
+    assert_eq!(again.body, retried.body);
+    assert_eq!(app.drain_queue().await, 4);
+    assert_eq!(app.sent_emails(&outreach.sender).await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_communication_stuck_in_sending_is_resolved_without_sending_again() {
+    let (outreach, _) = setup(1, true).await;
+    let app = &outreach.app;
+    let run_id = initiate(app, None, &message()).await.body["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A worker claimed it ten minutes ago and died.
+    app.dynamodb()
+        .update_item()
+        .table_name(app.resource("RunsTable"))
+        .key("user_id", AttributeValue::S("alice".into()))
+        .key("sk", AttributeValue::S(format!("C#{run_id}#0000")))
+        .update_expression("SET #s = :sending, sending_since = :then")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":sending", AttributeValue::S("sending".into()))
+        .expression_attribute_values(":then", AttributeValue::N((time_now() - 600).to_string()))
+        .send()
+        .await
+        .unwrap();
+    app.drain_queue().await;
+    let run = app.get(&format!("{RUNS}/{run_id}"), "alice").await;
+    assert_eq!(run.body["communications"][0]["status"], "failed");
+    assert_eq!(
+        run.body["communications"][0]["reason"],
+        "delivery_outcome_unknown"
+    );
+    assert_eq!(run.body["status"], "completed_with_errors");
+    assert!(app.sent_emails(&outreach.sender).await.is_empty());
+}
+
+fn time_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn x_messages_retry_transient_failures_and_record_revoked_tokens() {
+    let fake = FakeX::start().await;
+    let base = fake.base_url.clone();
+    let app = TestApp::spawn_with(|environment| {
+        environment.insert("X_API_BASE_URL".into(), base);
+    })
+    .await;
+    app.post("/api/user/integrations/accounts", "alice",
+        &json!({"account_id": "x-main", "account_type": "social", "provider": "twitter", "configuration": {"oauth": {"access_token": "tok-123"}, "access_token": "tok-123"}}))
+        .await
+        .assert_status(201);
+    for (name, handle) in [("Ada", "ada"), ("Grace", "grace")] {
+        app.post(
+            "/api/user/communication-targets",
+            "alice",
+            &json!({"name": name, "twitter_username": handle}),
+        )
+        .await
+        .assert_status(201);
+    }
+    fake.answer_with(&[503]);
+    let started = initiate(&app, None, &json!({"message": {"body": "Hi {{name}}"}})).await;
+    started.assert_status(202);
+    let run_id = started.body["run_id"].as_str().unwrap().to_owned();
+    let messages = app.receive_messages().await;
+    assert_eq!(messages.len(), 2);
+    let worker = app.worker();
+    let first = worker.handle_batch(event_of(&messages)).await;
+    assert_eq!(
+        first.batch_item_failures.len(),
+        1,
+        "the 503 is retried through SQS"
+    );
+    let mut retry = event_of(&messages);
+    for record in &mut retry.records {
+        record
+            .attributes
+            .insert("ApproximateReceiveCount".into(), "2".into());
+    }
+    assert!(
+        worker
+            .handle_batch(retry)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let mut sent = fake.sent();
+    sent.sort();
+    assert_eq!(
+        sent,
+        vec![
+            (
+                "tok-123".to_owned(),
+                "id-ada".to_owned(),
+                "Hi Ada".to_owned()
+            ),
+            (
+                "tok-123".to_owned(),
+                "id-grace".to_owned(),
+                "Hi Grace".to_owned()
+            ),
+        ],
+        "each delivered exactly once with the account's token"
+    );
+    let run = app.get(&format!("{RUNS}/{run_id}"), "alice").await;
+    assert_eq!(run.body["status"], "completed");
+
+    // A revoked token is a permanent failure: recorded, not retried.
+    fake.answer_with(&[401]);
+    let targets = app.get("/api/user/communication-targets", "alice").await;
+    let ada = targets.body["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Ada")
+        .unwrap()["id"]
+        .clone();
+    let second = initiate(
+        &app,
+        None,
+        &json!({"target_ids": [ada], "message": {"body": "Again"}}),
+    )
+    .await;
+    let run_id = second.body["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.drain_queue().await, 1);
+    let run = app.get(&format!("{RUNS}/{run_id}"), "alice").await;
+    assert_eq!(run.body["communications"][0]["reason"], "token_revoked");
+    assert_eq!(fake.sent().len(), 2);
+}
