@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod dev_auth;
+pub mod openapi;
 pub mod queue_poller;
 pub mod stack;
 pub mod template;

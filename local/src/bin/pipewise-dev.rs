@@ -1,8 +1,10 @@
 //! `make dev`: starts the AWS emulator, creates its resources from template.yaml, and serves
 //! every function on 127.0.0.1:8001 until Ctrl-C or SIGTERM, which also stops the emulator.
 //!
-//! Usage: `pipewise-dev MOTO_SERVER_PATH` with `AWS_ENDPOINT_URL=http://127.0.0.1:4566` (and dummy
-//! credentials and a region) in the environment, as the Makefile sets them.
+//! Usage: `pipewise-dev [--emulator MOTO_SERVER_PATH] [--listen ADDR] [--stack NAME]` with
+//! `AWS_ENDPOINT_URL` (and dummy credentials and a region) in the environment, as the Makefile
+//! sets them. With `--emulator` it starts moto at `AWS_ENDPOINT_URL` and stops it on exit; without,
+//! it uses the emulator already there (the contract tests share `make test`'s emulator).
 
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
@@ -16,8 +18,8 @@ use pipewise_local::stack::LocalStack;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-const API_ADDRESS: &str = "127.0.0.1:8001";
-const STACK_NAME: &str = "pipewise-dev";
+const DEFAULT_LISTEN: &str = "127.0.0.1:8001";
+const DEFAULT_STACK: &str = "pipewise-dev";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -31,20 +33,49 @@ async fn main() -> ExitCode {
     }
 }
 
+struct Options {
+    emulator: Option<String>,
+    listen: String,
+    stack: String,
+}
+
+fn options() -> Result<Options, String> {
+    let mut options = Options {
+        emulator: None,
+        listen: DEFAULT_LISTEN.to_owned(),
+        stack: DEFAULT_STACK.to_owned(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--emulator" => options.emulator = Some(value),
+            "--listen" => options.listen = value,
+            "--stack" => options.stack = value,
+            _ => {
+                return Err(format!(
+                    "unknown option {flag}; see the header of pipewise-dev.rs"
+                ));
+            }
+        }
+    }
+    Ok(options)
+}
+
 async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let moto_server = std::env::args()
-        .nth(1)
-        .ok_or("usage: pipewise-dev MOTO_SERVER_PATH")?;
+    let options = options()?;
     let endpoint = std::env::var("AWS_ENDPOINT_URL").map_err(|_| "AWS_ENDPOINT_URL is not set")?;
     let emulator_address = endpoint
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
+    let Some(moto_server) = &options.emulator else {
+        return serve(&options, &emulator_address, &endpoint).await;
+    };
     let (host, port) = emulator_address
         .split_once(':')
         .ok_or("AWS_ENDPOINT_URL needs host:port")?;
-
-    let mut command = std::process::Command::new(&moto_server);
+    let mut command = std::process::Command::new(moto_server);
     command.args(["-H", host, "-p", port]);
     command
         .stdout(std::process::Stdio::null())
@@ -59,7 +90,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut emulator = tokio::process::Command::from(command)
         .kill_on_drop(true)
         .spawn()?;
-    let result = serve(&emulator_address, &endpoint).await;
+    let result = serve(&options, &emulator_address, &endpoint).await;
     let _ = emulator.start_kill();
     let _ = emulator.wait().await;
     eprintln!("pipewise-dev: stopped (emulator stopped too)");
@@ -67,12 +98,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 }
 
 async fn serve(
+    options: &Options,
     emulator_address: &str,
     endpoint: &str,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     wait_for(emulator_address).await?;
     let sdk = pipewise::aws::sdk_config().await;
-    let stack = LocalStack::create(&sdk, STACK_NAME, &dev_parameters()).await?;
+    let stack = LocalStack::create(&sdk, &options.stack, &dev_parameters()).await?;
     let environment = local_environment(&stack);
     let source = ConfigSource::from_map(&environment);
     let router = api_router(&source, &sdk)?;
@@ -91,14 +123,15 @@ async fn serve(
             }
         }
     });
-    let listener = TcpListener::bind(API_ADDRESS).await?;
-    println!("PipeWise User API (local) on http://{API_ADDRESS}/api/user  (emulator: {endpoint})");
-    println!("  health: curl http://{API_ADDRESS}/api/user/health");
+    let listener = TcpListener::bind(&options.listen).await?;
+    let address = &options.listen;
+    println!("PipeWise User API (local) on http://{address}/api/user  (emulator: {endpoint})");
+    println!("  health: curl http://{address}/api/user/health");
     println!(
         "  token:  make token SUB=alice            (add SCOPE=integrations:secrets:read for /secrets)"
     );
     println!(
-        "  call:   curl -H \"Authorization: Bearer $(make -s token SUB=alice)\" http://{API_ADDRESS}/api/user/integrations/accounts"
+        "  call:   curl -H \"Authorization: Bearer $(make -s token SUB=alice)\" http://{address}/api/user/integrations/accounts"
     );
     println!(
         "  email:  outreach email needs a verified sender, as in AWS: make verify-sender EMAIL=you@example.com"

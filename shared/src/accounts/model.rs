@@ -89,8 +89,10 @@ impl AccountType {
     "configuration": {"from_address": "me@example.com", "access_token": "ya29..."}}))]
 pub struct UpsertAccountRequest {
     /// Client-chosen id, 1-64 of `[A-Za-z0-9_.-]`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub account_id: String,
     /// `calendar`, `crm`, `email` or `social`.
+    #[schema(value_type = AccountType)]
     pub account_type: String,
     /// Provider, e.g. `google`, `hubspot`, `twitter`.
     #[serde(default)]
@@ -261,6 +263,7 @@ pub struct AccountList {
 #[into_params(parameter_in = Query)]
 pub struct AccountListQuery {
     /// Only accounts of this type.
+    #[param(value_type = Option<AccountType>)]
     pub account_type: Option<String>,
 }
 

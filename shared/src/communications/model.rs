@@ -67,8 +67,10 @@ impl Channel {
 pub struct MessageTemplate {
     /// Email subject (default `Hello {{name}}`); unused by social channels.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub subject: Option<String>,
     /// The text, 1-10,000 characters.
+    #[schema(min_length = 1, max_length = 10000)]
     pub body: String,
 }
 
@@ -79,6 +81,7 @@ pub struct MessageTemplate {
 pub struct InitiateRequest {
     /// Targets to reach (default: every active target).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<uuid::Uuid>>)]
     pub target_ids: Option<Vec<String>>,
     /// Channels to use (default: every channel the target has and the user has a connected
     /// account for).
@@ -340,6 +343,7 @@ pub struct RunList {
 #[into_params(parameter_in = Query)]
 pub struct RunListQuery {
     /// How many runs, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

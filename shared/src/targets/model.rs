@@ -165,18 +165,23 @@ pub struct TargetDraft {
 #[schema(example = json!({"name": "Ada Lovelace", "email": "Ada@Example.com", "twitter_username": "@ada"}))]
 pub struct CreateTargetRequest {
     /// 1-200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Valid email; stored lower-case; unique among the user's active targets.
     #[serde(default)]
+    #[schema(format = Email)]
     pub email: Option<String>,
     /// X handle, `@` optional.
     #[serde(default)]
+    #[schema(pattern = "^@?[A-Za-z0-9_]{1,15}$")]
     pub twitter_username: Option<String>,
     /// Instagram username.
     #[serde(default)]
+    #[schema(pattern = "^@?[A-Za-z0-9._]{1,30}$")]
     pub instagram_username: Option<String>,
     /// Free text, up to 2,000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub notes: Option<String>,
 }
 
@@ -337,6 +342,7 @@ pub struct TargetView {
 #[into_params(parameter_in = Query)]
 pub struct TargetListQuery {
     /// Page size, 1-100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

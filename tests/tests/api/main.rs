@@ -3,7 +3,9 @@
 mod accounts;
 mod auth;
 mod errors;
+mod events;
 mod outreach;
 mod routes;
 mod security;
 mod targets;
+mod template;
