@@ -10,13 +10,15 @@ EMULATOR_ENV := AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS
 DEV_EMULATOR := http://127.0.0.1:4566
 TEST_EMULATOR_PORT := 4567
 
-.PHONY: help dev token test lint tools verify-sender openapi
+.PHONY: help dev token test lint tools verify-sender openapi package sam-build
 
 help:
 	@echo "make dev                  run the API on http://127.0.0.1:8001 against a local AWS emulator"
 	@echo "make token SUB=alice      print a dev JWT (SCOPE=integrations:secrets:read for /secrets)"
 	@echo "make test                 format, lint and every test against a fresh emulator"
 	@echo "make openapi              regenerate docs/openapi.json from the code"
+	@echo "make package              release arm64 bootstrap of every function, zipped, with sizes"
+	@echo "make sam-build            sam build (cargo-lambda, no Docker)"
 	@echo "make verify-sender EMAIL=...  verify an SES sender in the dev emulator (needed for email outreach)"
 
 # Python tools (moto, cfn-lint, sam, schemathesis, cargo-lambda, zig) in a venv, pinned.
@@ -43,8 +45,35 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-test: $(TOOLS) lint
-	tools/with-emulator $(TEST_EMULATOR_PORT) cargo nextest run --workspace --no-fail-fast
+BROWSER := tests/browser/node_modules/.installed-$(shell cksum < tests/browser/package-lock.json | cut -d' ' -f1)
+
+# playwright-core drives Debian's chromium (.ci/run installs it); no browser download.
+$(BROWSER): tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --silent
+	rm -f tests/browser/node_modules/.installed-*
+	touch $@
+
+# One emulator for the whole run: the Rust tests, then the contract checks (template linters,
+# schemathesis, the browser) against a local stack on 127.0.0.1:8011.
+test: $(TOOLS) $(BROWSER) lint
+	@command -v $${CHROMIUM_PATH:-/usr/bin/chromium} >/dev/null || { echo "chromium is missing: apt-get install chromium (.ci/run does)" >&2; exit 1; }
+	cargo build --quiet -p pipewise-local --bins
+	tools/with-emulator $(TEST_EMULATOR_PORT) bash -c 'cargo nextest run --workspace --no-fail-fast && tools/contract-tests'
+
+# Release arm64 builds of every function, zipped as Lambda takes them; prints each size.
+package: $(TOOLS)
+	rustup target add aarch64-unknown-linux-gnu >/dev/null
+	PATH="$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 \
+	  --bin accounts --bin targets --bin orchestrator --bin communications-worker
+	@for fn in accounts targets orchestrator communications-worker; do \
+	  dir=$(CARGO_TARGET_DIR)/lambda-arm64/$$fn; rm -f $$dir/bootstrap.zip; \
+	  (cd $$dir && $(VENV)/bin/python -c 'import zipfile; z = zipfile.ZipFile("bootstrap.zip", "w", zipfile.ZIP_DEFLATED); z.write("bootstrap"); z.close()'); \
+	  printf '%-24s bootstrap %8s bytes   zipped %8s bytes\n' $$fn $$(stat -c %s $$dir/bootstrap) $$(stat -c %s $$dir/bootstrap.zip); \
+	done
+
+# What `sam build` does (cargo-lambda per function, no Docker), then `sam deploy --guided`.
+sam-build: $(TOOLS)
+	PATH="$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam build
 
 # Outreach email needs a verified sender in the emulator's SES, exactly as in AWS.
 verify-sender: $(TOOLS)

@@ -303,3 +303,99 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    use super::*;
+
+    /// A P-256 key pair: the signing key and its public JWK.
+    fn es256_key(kid: &str) -> (EncodingKey, serde_json::Value) {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let pkcs8 = pair.to_pkcs8v1().unwrap();
+        let point = pair.public_key().as_ref().to_vec(); // 0x04 || x || y
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        });
+        (EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
+    }
+
+    fn verifier(jwks: serde_json::Value) -> JwtVerifier {
+        let text = jwks.to_string();
+        let map = std::collections::HashMap::from([
+            (vars::JWT_JWKS.to_owned(), text),
+            (
+                vars::JWT_ISSUER.to_owned(),
+                "https://issuer.example".to_owned(),
+            ),
+            (vars::JWT_AUDIENCE.to_owned(), "pipewise".to_owned()),
+        ]);
+        JwtVerifier::new(&AuthConfig::from_source(&ConfigSource::from_map(&map)).unwrap())
+    }
+
+    fn claims() -> serde_json::Value {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        json!({"sub": "alice", "iss": "https://issuer.example", "aud": "pipewise", "exp": now + 300, "scope": "a b"})
+    }
+
+    fn es256(key: &EncodingKey, kid: Option<&str>) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = kid.map(str::to_owned);
+        encode(&header, &claims(), key).unwrap()
+    }
+
+    #[test]
+    fn es256_tokens_verify_against_the_jwks_by_kid() {
+        let (key, jwk) = es256_key("k1");
+        let (other_key, other_jwk) = es256_key("k2");
+        let verifier = verifier(json!({"keys": [jwk, other_jwk]}));
+        let user = verifier.verify(&es256(&key, Some("k1"))).unwrap();
+        assert_eq!(user.user_id.as_str(), "alice");
+        assert!(user.require_scope("b").is_ok());
+        assert!(user.require_scope(SECRETS_READ_SCOPE).is_err());
+        assert!(verifier.verify(&es256(&other_key, Some("k2"))).is_ok());
+        // Signed by k2 but claiming k1: refused.
+        assert_eq!(
+            verifier.verify(&es256(&other_key, Some("k1"))).unwrap_err(),
+            TokenRejection::Invalid
+        );
+        assert_eq!(
+            verifier.verify(&es256(&key, Some("unknown"))).unwrap_err(),
+            TokenRejection::Invalid
+        );
+    }
+
+    #[test]
+    fn hs256_is_refused_when_only_a_jwks_is_configured() {
+        let (_, jwk) = es256_key("k1");
+        let verifier = verifier(json!({"keys": [jwk.clone()]}));
+        // The classic confusion: an HMAC token keyed with the public key's text.
+        let forged = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(jwk.to_string().as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            verifier.verify(&forged).unwrap_err(),
+            TokenRejection::Invalid
+        );
+    }
+
+    #[test]
+    fn a_configuration_without_any_key_is_refused() {
+        let map = std::collections::HashMap::new();
+        assert!(AuthConfig::from_source(&ConfigSource::from_map(&map)).is_err());
+        let short = std::collections::HashMap::from([(
+            vars::JWT_HS256_SECRET.to_owned(),
+            "short".to_owned(),
+        )]);
+        assert!(AuthConfig::from_source(&ConfigSource::from_map(&short)).is_err());
+    }
+}
