@@ -10,7 +10,7 @@ EMULATOR_ENV := AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS
 DEV_EMULATOR := http://127.0.0.1:4566
 TEST_EMULATOR_PORT := 4567
 
-.PHONY: help dev token test lint tools verify-sender openapi package sam-build
+.PHONY: help dev token test lint tools verify-sender openapi package sam-build bench
 
 help:
 	@echo "make dev                  run the API on http://127.0.0.1:8001 against a local AWS emulator"
@@ -19,6 +19,7 @@ help:
 	@echo "make openapi              regenerate docs/openapi.json from the code"
 	@echo "make package              release arm64 bootstrap of every function, zipped, with sizes"
 	@echo "make sam-build            sam build (cargo-lambda, no Docker)"
+	@echo "make bench                cold start of every function vs a hello-world baseline"
 	@echo "make verify-sender EMAIL=...  verify an SES sender in the dev emulator (needed for email outreach)"
 
 # Python tools (moto, cfn-lint, sam, schemathesis, cargo-lambda, zig) in a venv, pinned.
@@ -70,6 +71,11 @@ package: $(TOOLS)
 	  (cd $$dir && $(VENV)/bin/python -c 'import zipfile; z = zipfile.ZipFile("bootstrap.zip", "w", zipfile.ZIP_DEFLATED); z.write("bootstrap"); z.close()'); \
 	  printf '%-24s bootstrap %8s bytes   zipped %8s bytes\n' $$fn $$(stat -c %s $$dir/bootstrap) $$(stat -c %s $$dir/bootstrap.zip); \
 	done
+
+# Cold start of every function against a hello-world baseline built side by side (docs/benchmarks.md).
+bench:
+	cargo build --release --bin hello-lambda --bin accounts --bin targets --bin orchestrator --bin communications-worker
+	tools/bench-cold-start $(CARGO_TARGET_DIR)/release $${ROUNDS:-30}
 
 # What `sam build` does (cargo-lambda per function, no Docker), then `sam deploy --guided`.
 sam-build: $(TOOLS)

@@ -22,12 +22,10 @@ pub fn local_environment(stack: &LocalStack) -> HashMap<String, String> {
 /// The routers of every HTTP function, merged and wrapped exactly as each Lambda wraps its own.
 pub fn api_router(source: &ConfigSource<'_>, sdk: &SdkConfig) -> Result<axum::Router, ConfigError> {
     let http = HttpConfig::from_source(source)?;
-    let routes = accounts::router(accounts::AccountsState::from_config(source, sdk)?)
-        .merge(targets::router(targets::TargetsState::from_config(
+    let routes = accounts::router(accounts::state_from_config(source, sdk)?)
+        .merge(targets::router(targets::state_from_config(source, sdk)?))
+        .merge(orchestrator::router(orchestrator::state_from_config(
             source, sdk,
-        )?))
-        .merge(orchestrator::router(
-            orchestrator::OrchestratorState::from_config(source, sdk)?,
-        ));
+        )?));
     Ok(serve_routes(routes, &http))
 }

@@ -7,7 +7,9 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{
+    DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, Path, Query, Request,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
@@ -15,6 +17,7 @@ use axum::response::Response;
 use serde::de::DeserializeOwned;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::{AuthConfig, JwtVerifier};
 use crate::config::{ConfigError, ConfigSource, vars};
 use crate::error::{Error, FieldError};
 
@@ -34,6 +37,34 @@ tokio::task_local! {
 /// The id of the request being served (empty outside a request).
 pub fn current_request_id() -> String {
     REQUEST_ID.try_with(|id| id.to_string()).unwrap_or_default()
+}
+
+/// What an HTTP function's handlers share, built once per cold start: the bearer-token verifier
+/// (which the [`crate::auth::AuthUser`] extractor finds through `FromRef`) and the function's own
+/// service.
+#[derive(Clone)]
+pub struct FunctionState<T> {
+    /// Bearer-token verifier.
+    pub verifier: Arc<JwtVerifier>,
+    /// The function's domain service or store.
+    pub service: T,
+}
+
+impl<T> FunctionState<T> {
+    /// Reads the auth settings and pairs the verifier with `service`.
+    pub fn new(source: &ConfigSource<'_>, service: T) -> Result<Self, ConfigError> {
+        let auth = AuthConfig::from_source(source)?;
+        Ok(Self {
+            verifier: Arc::new(JwtVerifier::new(&auth)),
+            service,
+        })
+    }
+}
+
+impl<T> FromRef<FunctionState<T>> for Arc<JwtVerifier> {
+    fn from_ref(state: &FunctionState<T>) -> Self {
+        state.verifier.clone()
+    }
 }
 
 /// HTTP settings: which browser origins may call the API.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 
 use crate::aws::{dependency_error, error_code};
 use crate::error::Error;
@@ -13,6 +13,42 @@ use crate::error::Error;
 /// Attempts of a transaction that DynamoDB cancels because another transaction held one of its
 /// items (`TransactionConflict`); both would otherwise have to be retried by the client.
 const TRANSACTION_ATTEMPTS: u32 = 4;
+
+/// A string attribute.
+pub fn text(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+/// A number attribute.
+pub fn number(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// The key of an item in a user's partition: `user_id` plus the table's sort key.
+pub fn user_key(
+    user_id: &str,
+    sort_name: &str,
+    sort_value: &str,
+) -> std::collections::HashMap<String, AttributeValue> {
+    std::collections::HashMap::from([
+        ("user_id".to_owned(), text(user_id)),
+        (sort_name.to_owned(), text(sort_value)),
+    ])
+}
+
+/// The outcome of a conditional single-item write: `true` when it was applied, `false` when its
+/// condition did not hold, the API error (503) when DynamoDB failed.
+pub fn conditional<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, Error>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if is_conditional_check_failed(&error) => Ok(false),
+        Err(error) => Err(dependency_error(error)),
+    }
+}
 
 /// Whether a single-item write failed its condition expression.
 pub fn is_conditional_check_failed<E, R>(error: &SdkError<E, R>) -> bool

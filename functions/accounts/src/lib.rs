@@ -3,11 +3,9 @@
 //! Every route is declared once, here, with its OpenAPI description; `router` serves them and
 //! `openapi` documents them, so the two cannot drift apart.
 
-use std::sync::Arc;
-
 use aws_config::SdkConfig;
 use axum::Json;
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use pipewise::accounts::model::{
     AccountList, AccountListQuery, AccountSecrets, AccountView, UpsertAccountRequest,
@@ -15,8 +13,8 @@ use pipewise::accounts::model::{
 use pipewise::accounts::service::Upserted;
 use pipewise::accounts::tools::{ToolList, tools};
 use pipewise::accounts::{AccountId, AccountService, AccountStore, AccountType};
-use pipewise::api::{ApiJson, ApiPath, ApiQuery};
-use pipewise::auth::{AuthConfig, AuthUser, JwtVerifier, SECRETS_READ_SCOPE};
+use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState};
+use pipewise::auth::{AuthUser, SECRETS_READ_SCOPE};
 use pipewise::config::{ConfigError, ConfigSource, vars};
 use pipewise::envelope::EnvelopeCipher;
 use pipewise::error::{ErrorBody, Result};
@@ -25,38 +23,23 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// What the accounts handlers share; built once per cold start.
-#[derive(Clone)]
-pub struct AccountsState {
-    /// Bearer-token verifier.
-    pub verifier: Arc<JwtVerifier>,
-    /// Accounts and their secrets.
-    pub accounts: AccountService,
-}
+/// What the accounts handlers share: the verifier and the accounts service.
+pub type AccountsState = FunctionState<AccountService>;
 
-impl FromRef<AccountsState> for Arc<JwtVerifier> {
-    fn from_ref(state: &AccountsState) -> Self {
-        state.verifier.clone()
-    }
-}
-
-impl AccountsState {
-    /// Reads the function's settings and builds its clients from one SDK configuration.
-    pub fn from_config(source: &ConfigSource<'_>, sdk: &SdkConfig) -> Result<Self, ConfigError> {
-        let auth = AuthConfig::from_source(source)?;
-        let store = AccountStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
-            source.required(vars::ACCOUNTS_TABLE)?,
-        );
-        let cipher = EnvelopeCipher::new(
-            aws_sdk_kms::Client::new(sdk),
-            source.required(vars::SECRETS_KMS_KEY_ID)?,
-        );
-        Ok(Self {
-            verifier: Arc::new(JwtVerifier::new(&auth)),
-            accounts: AccountService::new(store, cipher),
-        })
-    }
+/// Reads the function's settings and builds its clients from one SDK configuration.
+pub fn state_from_config(
+    source: &ConfigSource<'_>,
+    sdk: &SdkConfig,
+) -> Result<AccountsState, ConfigError> {
+    let store = AccountStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        source.required(vars::ACCOUNTS_TABLE)?,
+    );
+    let cipher = EnvelopeCipher::new(
+        aws_sdk_kms::Client::new(sdk),
+        source.required(vars::SECRETS_KMS_KEY_ID)?,
+    );
+    FunctionState::new(source, AccountService::new(store, cipher))
 }
 
 /// The function's routes with their OpenAPI descriptions.
@@ -123,7 +106,7 @@ async fn list_accounts(
             })
         })
         .transpose()?;
-    let accounts = state.accounts.list(&user.user_id, account_type).await?;
+    let accounts = state.service.list(&user.user_id, account_type).await?;
     Ok(Json(AccountList {
         total: accounts.len(),
         accounts,
@@ -147,7 +130,7 @@ async fn upsert_account(
     user: AuthUser,
     ApiJson(request): ApiJson<UpsertAccountRequest>,
 ) -> Result<(StatusCode, Json<AccountView>)> {
-    let (outcome, account) = state.accounts.upsert(&user.user_id, request).await?;
+    let (outcome, account) = state.service.upsert(&user.user_id, request).await?;
     let status = match outcome {
         Upserted::Created => StatusCode::CREATED,
         Upserted::Updated => StatusCode::OK,
@@ -169,7 +152,7 @@ async fn get_account(
     ApiPath(account_id): ApiPath<String>,
 ) -> Result<Json<AccountView>> {
     let account_id = parse_account_id(&account_id)?;
-    Ok(Json(state.accounts.get(&user.user_id, &account_id).await?))
+    Ok(Json(state.service.get(&user.user_id, &account_id).await?))
 }
 
 /// Disconnects an account: the item and its ciphertext are deleted.
@@ -186,7 +169,7 @@ async fn delete_account(
     ApiPath(account_id): ApiPath<String>,
 ) -> Result<StatusCode> {
     let account_id = parse_account_id(&account_id)?;
-    state.accounts.delete(&user.user_id, &account_id).await?;
+    state.service.delete(&user.user_id, &account_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -206,7 +189,7 @@ async fn get_account_secrets(
     user.require_scope(SECRETS_READ_SCOPE)?;
     let account_id = parse_account_id(&account_id)?;
     Ok(Json(
-        state.accounts.reveal(&user.user_id, &account_id).await?,
+        state.service.reveal(&user.user_id, &account_id).await?,
     ))
 }
 
@@ -217,7 +200,7 @@ async fn get_account_secrets(
         (status = 401, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn list_tools(State(state): State<AccountsState>, user: AuthUser) -> Result<Json<ToolList>> {
-    let accounts = state.accounts.list(&user.user_id, None).await?;
+    let accounts = state.service.list(&user.user_id, None).await?;
     Ok(Json(tools(&accounts)))
 }
 

@@ -8,7 +8,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     pipewise::telemetry::init();
     let source = ConfigSource::env();
     let sdk = pipewise::aws::sdk_config().await;
-    let state = accounts::AccountsState::from_config(&source, &sdk)?;
+    let state = accounts::state_from_config(&source, &sdk)?;
     let http = HttpConfig::from_source(&source)?;
     lambda_http::run(serve_routes(accounts::router(state), &http)).await
 }

@@ -2,15 +2,13 @@
 //!
 //! Every route is declared once, here, with its OpenAPI description.
 
-use std::sync::Arc;
-
 use aws_config::SdkConfig;
 use axum::Json;
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use pipewise::accounts::AccountStore;
-use pipewise::api::{ApiJson, ApiPath, ApiQuery, IDEMPOTENCY_KEY_HEADER};
-use pipewise::auth::{AuthConfig, AuthUser, JwtVerifier};
+use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, IDEMPOTENCY_KEY_HEADER};
+use pipewise::auth::AuthUser;
 use pipewise::communications::idempotency::parse_key;
 use pipewise::communications::model::{
     InitiateRequest, InitiateResponse, RunList, RunListQuery, RunView,
@@ -23,40 +21,25 @@ use pipewise::targets::TargetStore;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// What the orchestrator handlers share; built once per cold start.
-#[derive(Clone)]
-pub struct OrchestratorState {
-    /// Bearer-token verifier.
-    pub verifier: Arc<JwtVerifier>,
-    /// Runs.
-    pub outreach: Outreach,
-}
+/// What the orchestrator handlers share: the verifier and the outreach service.
+pub type OrchestratorState = FunctionState<Outreach>;
 
-impl FromRef<OrchestratorState> for Arc<JwtVerifier> {
-    fn from_ref(state: &OrchestratorState) -> Self {
-        state.verifier.clone()
-    }
-}
-
-impl OrchestratorState {
-    /// Reads the function's settings and builds its clients from one SDK configuration.
-    pub fn from_config(source: &ConfigSource<'_>, sdk: &SdkConfig) -> Result<Self, ConfigError> {
-        let auth = AuthConfig::from_source(source)?;
-        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-        let outreach = Outreach::new(
-            RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?),
-            TargetStore::new(dynamodb.clone(), source.required(vars::TARGETS_TABLE)?),
-            AccountStore::new(dynamodb, source.required(vars::ACCOUNTS_TABLE)?),
-            CommunicationQueue::new(
-                aws_sdk_sqs::Client::new(sdk),
-                source.required(vars::COMMUNICATIONS_QUEUE_URL)?,
-            ),
-        );
-        Ok(Self {
-            verifier: Arc::new(JwtVerifier::new(&auth)),
-            outreach,
-        })
-    }
+/// Reads the function's settings and builds its clients from one SDK configuration.
+pub fn state_from_config(
+    source: &ConfigSource<'_>,
+    sdk: &SdkConfig,
+) -> Result<OrchestratorState, ConfigError> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let outreach = Outreach::new(
+        RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?),
+        TargetStore::new(dynamodb.clone(), source.required(vars::TARGETS_TABLE)?),
+        AccountStore::new(dynamodb, source.required(vars::ACCOUNTS_TABLE)?),
+        CommunicationQueue::new(
+            aws_sdk_sqs::Client::new(sdk),
+            source.required(vars::COMMUNICATIONS_QUEUE_URL)?,
+        ),
+    );
+    FunctionState::new(source, outreach)
 }
 
 /// The function's routes with their OpenAPI descriptions.
@@ -110,7 +93,7 @@ async fn initiate_communications(
         })
         .transpose()?;
     let response = state
-        .outreach
+        .service
         .initiate_communications(&user.user_id, key, body)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(response)))
@@ -133,7 +116,7 @@ async fn list_runs(
     if !(1..=100).contains(&limit) {
         return Err(Error::invalid("limit", "must be 1-100"));
     }
-    let runs = state.outreach.recent_runs(&user.user_id, limit).await?;
+    let runs = state.service.recent_runs(&user.user_id, limit).await?;
     Ok(Json(RunList { runs }))
 }
 
@@ -151,7 +134,7 @@ async fn get_run(
     ApiPath(run_id): ApiPath<String>,
 ) -> Result<Json<RunView>> {
     let run_id = parse_run_id(&run_id)?;
-    Ok(Json(state.outreach.run(&user.user_id, &run_id).await?))
+    Ok(Json(state.service.run(&user.user_id, &run_id).await?))
 }
 
 /// Cancels the run's communications that are not sent yet.
@@ -168,7 +151,7 @@ async fn cancel_run(
     ApiPath(run_id): ApiPath<String>,
 ) -> Result<Json<RunView>> {
     let run_id = parse_run_id(&run_id)?;
-    Ok(Json(state.outreach.cancel(&user.user_id, &run_id).await?))
+    Ok(Json(state.service.cancel(&user.user_id, &run_id).await?))
 }
 
 /// Run ids are UUIDs; anything else names no run.

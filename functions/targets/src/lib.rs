@@ -2,14 +2,12 @@
 //!
 //! Every route is declared once, here, with its OpenAPI description.
 
-use std::sync::Arc;
-
 use aws_config::SdkConfig;
 use axum::Json;
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use pipewise::api::{ApiJson, ApiPath, ApiQuery};
-use pipewise::auth::{AuthConfig, AuthUser, JwtVerifier};
+use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState};
+use pipewise::auth::AuthUser;
 use pipewise::config::{ConfigError, ConfigSource, vars};
 use pipewise::error::{Error, ErrorBody, Result};
 use pipewise::targets::batch::create_targets;
@@ -21,33 +19,19 @@ use pipewise::targets::{TargetId, TargetStore};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// What the targets handlers share; built once per cold start.
-#[derive(Clone)]
-pub struct TargetsState {
-    /// Bearer-token verifier.
-    pub verifier: Arc<JwtVerifier>,
-    /// Targets.
-    pub targets: TargetStore,
-}
+/// What the targets handlers share: the verifier and the targets store.
+pub type TargetsState = FunctionState<TargetStore>;
 
-impl FromRef<TargetsState> for Arc<JwtVerifier> {
-    fn from_ref(state: &TargetsState) -> Self {
-        state.verifier.clone()
-    }
-}
-
-impl TargetsState {
-    /// Reads the function's settings and builds its clients from one SDK configuration.
-    pub fn from_config(source: &ConfigSource<'_>, sdk: &SdkConfig) -> Result<Self, ConfigError> {
-        let auth = AuthConfig::from_source(source)?;
-        Ok(Self {
-            verifier: Arc::new(JwtVerifier::new(&auth)),
-            targets: TargetStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                source.required(vars::TARGETS_TABLE)?,
-            ),
-        })
-    }
+/// Reads the function's settings and builds its clients from one SDK configuration.
+pub fn state_from_config(
+    source: &ConfigSource<'_>,
+    sdk: &SdkConfig,
+) -> Result<TargetsState, ConfigError> {
+    let targets = TargetStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        source.required(vars::TARGETS_TABLE)?,
+    );
+    FunctionState::new(source, targets)
 }
 
 /// The function's routes with their OpenAPI descriptions.
@@ -86,7 +70,7 @@ async fn list_targets(
         return Err(Error::invalid("limit", "must be 1-100"));
     }
     let page = state
-        .targets
+        .service
         .page(
             &user.user_id,
             limit,
@@ -112,7 +96,7 @@ async fn create_target(
     ApiJson(request): ApiJson<CreateTargetRequest>,
 ) -> Result<(StatusCode, Json<TargetView>)> {
     let draft = request.parse("").map_err(Error::Validation)?;
-    let target = state.targets.create(&user.user_id, draft).await?;
+    let target = state.service.create(&user.user_id, draft).await?;
     Ok((StatusCode::CREATED, Json(target)))
 }
 
@@ -132,7 +116,7 @@ async fn create_targets_batch(
     ApiJson(request): ApiJson<BatchCreateRequest>,
 ) -> Result<Json<BatchCreateResponse>> {
     Ok(Json(
-        create_targets(&state.targets, &user.user_id, request).await?,
+        create_targets(&state.service, &user.user_id, request).await?,
     ))
 }
 
@@ -155,13 +139,13 @@ async fn update_target(
 ) -> Result<Json<TargetView>> {
     let id = TargetId::parse(&target_id).ok_or(Error::NotFound)?;
     let current = state
-        .targets
+        .service
         .get(&user.user_id, id)
         .await?
         .ok_or(Error::NotFound)?;
     let draft = request.apply(&current.target).map_err(Error::Validation)?;
     Ok(Json(
-        state.targets.update(&user.user_id, current, draft).await?,
+        state.service.update(&user.user_id, current, draft).await?,
     ))
 }
 
@@ -179,6 +163,6 @@ async fn delete_target(
     ApiPath(target_id): ApiPath<String>,
 ) -> Result<StatusCode> {
     let id = TargetId::parse(&target_id).ok_or(Error::NotFound)?;
-    state.targets.delete(&user.user_id, id).await?;
+    state.service.delete(&user.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     pipewise::telemetry::init();
     let source = ConfigSource::env();
     let sdk = pipewise::aws::sdk_config().await;
-    let state = targets::TargetsState::from_config(&source, &sdk)?;
+    let state = targets::state_from_config(&source, &sdk)?;
     let http = HttpConfig::from_source(&source)?;
     lambda_http::run(serve_routes(targets::router(state), &http)).await
 }

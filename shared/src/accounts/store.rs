@@ -16,7 +16,7 @@ use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::envelope::Envelope;
 use crate::error::Error;
-use crate::storage::{TransactionFailure, is_conditional_check_failed, transact_write};
+use crate::storage::{TransactionFailure, conditional, transact_write, user_key};
 
 /// Sort key of the per-user account counter.
 pub const QUOTA_ITEM: &str = "#quota";
@@ -79,16 +79,7 @@ impl AccountStore {
     }
 
     fn key(user: &UserId, account_id: &str) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            (
-                "user_id".to_owned(),
-                AttributeValue::S(user.as_str().to_owned()),
-            ),
-            (
-                "account_id".to_owned(),
-                AttributeValue::S(account_id.to_owned()),
-            ),
-        ])
+        user_key(user.as_str(), "account_id", account_id)
     }
 
     /// One account, read consistently.
@@ -186,10 +177,10 @@ impl AccountStore {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if is_conditional_check_failed(&error) => Err(concurrent_change()),
-            Err(error) => Err(dependency_error(error)),
+        if conditional(result)? {
+            Ok(())
+        } else {
+            Err(concurrent_change())
         }
     }
 

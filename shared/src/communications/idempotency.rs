@@ -16,7 +16,7 @@ use super::store::epoch_seconds;
 use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::error::Error;
-use crate::storage::is_conditional_check_failed;
+use crate::storage::{conditional, number as n, text as s, user_key};
 
 const KEY_PREFIX: &str = "I#";
 /// How long a key is remembered (also the table's TTL attribute `expires_at`).
@@ -83,14 +83,6 @@ pub struct IdempotencyStore {
     table: String,
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: i64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
 impl IdempotencyStore {
     /// A store over the runs table.
     pub fn new(dynamodb: Client, table: impl Into<String>) -> Self {
@@ -101,10 +93,7 @@ impl IdempotencyStore {
     }
 
     fn key(user: &UserId, key: &str) -> std::collections::HashMap<String, AttributeValue> {
-        std::collections::HashMap::from([
-            ("user_id".to_owned(), s(user.as_str())),
-            ("sk".to_owned(), s(format!("{KEY_PREFIX}{key}"))),
-        ])
+        user_key(user.as_str(), "sk", &format!("{KEY_PREFIX}{key}"))
     }
 
     async fn read(&self, user: &UserId, key: &str) -> Result<Option<IdempotencyRecord>, Error> {
@@ -197,11 +186,7 @@ impl IdempotencyStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if is_conditional_check_failed(&error) => Ok(false),
-            Err(error) => Err(dependency_error(error)),
-        }
+        conditional(result)
     }
 
     async fn take_over(&self, user: &UserId, key: &str, seen_lock: i64) -> Result<bool, Error> {
@@ -218,11 +203,7 @@ impl IdempotencyStore {
             .expression_attribute_values(":in_progress", s("in_progress"))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if is_conditional_check_failed(&error) => Ok(false),
-            Err(error) => Err(dependency_error(error)),
-        }
+        conditional(result)
     }
 
     /// Stores the answer of a finished request.
@@ -253,7 +234,8 @@ impl IdempotencyStore {
 
     /// Lets a retry resume at once after a dependency failure (the run id is kept).
     pub async fn release(&self, user: &UserId, key: &str) -> Result<(), Error> {
-        self.dynamodb
+        let result = self
+            .dynamodb
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(user, key)))
@@ -263,20 +245,14 @@ impl IdempotencyStore {
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":in_progress", s("in_progress"))
             .send()
-            .await
-            .map(|_| ())
-            .or_else(|error| {
-                if is_conditional_check_failed(&error) {
-                    Ok(())
-                } else {
-                    Err(dependency_error(error))
-                }
-            })
+            .await;
+        conditional(result).map(|_| ())
     }
 
     /// Forgets a key whose request was refused, so a corrected request may use it.
     pub async fn forget(&self, user: &UserId, key: &str) -> Result<(), Error> {
-        self.dynamodb
+        let result = self
+            .dynamodb
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(user, key)))
@@ -284,15 +260,8 @@ impl IdempotencyStore {
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":in_progress", s("in_progress"))
             .send()
-            .await
-            .map(|_| ())
-            .or_else(|error| {
-                if is_conditional_check_failed(&error) {
-                    Ok(())
-                } else {
-                    Err(dependency_error(error))
-                }
-            })
+            .await;
+        conditional(result).map(|_| ())
     }
 }
 

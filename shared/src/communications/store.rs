@@ -24,7 +24,9 @@ use super::model::{
 use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::error::Error;
-use crate::storage::{TransactionFailure, is_conditional_check_failed, transact_write};
+use crate::storage::{
+    TransactionFailure, conditional, number as n, text as s, transact_write, user_key,
+};
 
 const RUN_PREFIX: &str = "R#";
 const COMMUNICATION_PREFIX: &str = "C#";
@@ -196,14 +198,6 @@ pub struct RunStore {
     table: String,
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
 /// Seconds since the Unix epoch.
 pub fn epoch_seconds() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -229,7 +223,7 @@ impl RunStore {
     }
 
     fn key(user: &str, sk: &str) -> HashMap<String, AttributeValue> {
-        HashMap::from([("user_id".to_owned(), s(user)), ("sk".to_owned(), s(sk))])
+        user_key(user, "sk", sk)
     }
 
     /// One run.
@@ -394,11 +388,7 @@ impl RunStore {
             .condition_expression("attribute_not_exists(sk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if is_conditional_check_failed(&error) => Ok(false),
-            Err(error) => Err(dependency_error(error)),
-        }
+        conditional(result)
     }
 
     /// Records that every communication with an index below `through` is on the queue.
@@ -421,11 +411,7 @@ impl RunStore {
             .expression_attribute_values(":through", n(through))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if is_conditional_check_failed(&error) => Ok(()),
-            Err(error) => Err(dependency_error(error)),
-        }
+        conditional(result).map(|_| ())
     }
 
     /// Claims a queued communication for delivery (`queued` -> `sending`); `false` when it is not
@@ -448,11 +434,7 @@ impl RunStore {
             .expression_attribute_values(":one", n(1))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if is_conditional_check_failed(&error) => Ok(false),
-            Err(error) => Err(dependency_error(error)),
-        }
+        conditional(result)
     }
 
     /// Gives a claimed communication back to the queue after a transient failure
@@ -471,11 +453,7 @@ impl RunStore {
             .expression_attribute_values(":at", s(crate::now_rfc3339()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if is_conditional_check_failed(&error) => Ok(()),
-            Err(error) => Err(dependency_error(error)),
-        }
+        conditional(result).map(|_| ())
     }
 
     /// Ends a communication (`from` -> `to`, a final state) and counts it on its run, in one
@@ -554,16 +532,13 @@ impl RunStore {
             .expression_attribute_values(":zero", n(0))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if is_conditional_check_failed(&error) => Ok(()),
-            Err(error) => Err(dependency_error(error)),
-        }
+        conditional(result).map(|_| ())
     }
 
     /// Records the first delivery attempt of a run (once).
     pub async fn mark_started(&self, user: &str, run_id: &str) -> Result<(), Error> {
-        self.dynamodb
+        let result = self
+            .dynamodb
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(user, &format!("{RUN_PREFIX}{run_id}"))))
@@ -571,15 +546,8 @@ impl RunStore {
             .condition_expression("attribute_exists(sk)")
             .expression_attribute_values(":now", s(crate::now_rfc3339()))
             .send()
-            .await
-            .map(|_| ())
-            .or_else(|error| {
-                if is_conditional_check_failed(&error) {
-                    Ok(())
-                } else {
-                    Err(dependency_error(error))
-                }
-            })
+            .await;
+        conditional(result).map(|_| ())
     }
 
     /// Marks a run as cancelled; `false` when there is no such run.
@@ -597,11 +565,7 @@ impl RunStore {
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if is_conditional_check_failed(&error) => Ok(false),
-            Err(error) => Err(dependency_error(error)),
-        }
+        conditional(result)
     }
 }
 

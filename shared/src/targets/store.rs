@@ -22,7 +22,7 @@ use super::model::{MAX_ACTIVE_TARGETS_PER_USER, TargetDraft, TargetId, TargetPag
 use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::error::Error;
-use crate::storage::{TransactionFailure, transact_write};
+use crate::storage::{TransactionFailure, number as n, text as s, transact_write, user_key};
 
 const ACTIVE_PREFIX: &str = "T#";
 const DELETED_PREFIX: &str = "D#";
@@ -51,14 +51,6 @@ pub struct TargetStore {
     table: String,
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
 impl TargetStore {
     /// A store over `table`.
     pub fn new(dynamodb: Client, table: impl Into<String>) -> Self {
@@ -69,10 +61,7 @@ impl TargetStore {
     }
 
     fn key(user: &UserId, sk: &str) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            ("user_id".to_owned(), s(user.as_str())),
-            ("sk".to_owned(), s(sk)),
-        ])
+        user_key(user.as_str(), "sk", sk)
     }
 
     fn guard_put(

@@ -48,14 +48,10 @@ fn function_router(
     sdk: &aws_config::SdkConfig,
 ) -> axum::Router {
     let routes = match function {
-        "AccountsFunction" => {
-            accounts::router(accounts::AccountsState::from_config(source, sdk).unwrap())
-        }
-        "TargetsFunction" => {
-            targets::router(targets::TargetsState::from_config(source, sdk).unwrap())
-        }
+        "AccountsFunction" => accounts::router(accounts::state_from_config(source, sdk).unwrap()),
+        "TargetsFunction" => targets::router(targets::state_from_config(source, sdk).unwrap()),
         "OrchestratorFunction" => {
-            orchestrator::router(orchestrator::OrchestratorState::from_config(source, sdk).unwrap())
+            orchestrator::router(orchestrator::state_from_config(source, sdk).unwrap())
         }
         other => panic!("no HTTP function {other}"),
     };
