@@ -17,6 +17,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 pub mod fake_x;
+pub mod log_capture;
 
 pub use pipewise_local::dev_auth::{DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET};
 

@@ -138,3 +138,43 @@ async fn keeping_every_secret_reuses_the_stored_envelope() {
     assert_eq!(before["secrets"], after["secrets"]);
     assert!(contains_text(&after["configuration"], b"\"region\":\"us\""));
 }
+
+#[tokio::test]
+async fn secrets_never_reach_a_log_line_and_reading_them_is_audited() {
+    let logs = pipewise_tests::log_capture::LogCapture::install();
+    let app = TestApp::spawn().await;
+    let body = json!({"account_id": "stripe", "account_type": "crm", "configuration": {"api_key": SECRET}});
+    app.post(ACCOUNTS, "alice", &body).await.assert_status(201);
+    app.get(ACCOUNTS, "alice").await.assert_status(200);
+    let revealed = app
+        .send(
+            app.request(reqwest::Method::GET, &format!("{ACCOUNTS}/stripe/secrets"))
+                .bearer_auth(app.token_with_scope("alice", "integrations:secrets:read")),
+        )
+        .await;
+    revealed.assert_status(200);
+    assert_eq!(revealed.body["configuration"]["api_key"], SECRET);
+    // A refused request with a secret in its body is not logged with it either.
+    let bad = json!({"account_id": "bad id", "account_type": "crm", "configuration": {"api_key": SECRET}});
+    app.post(ACCOUNTS, "alice", &bad).await.assert_status(422);
+
+    let text = logs.text();
+    assert!(
+        !text.contains(SECRET) && !text.contains("sk_live"),
+        "a secret reached the log"
+    );
+    let audit: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("account_secrets_read"))
+        .collect();
+    assert_eq!(audit.len(), 1, "one audit line per read:\n{text}");
+    assert!(
+        audit[0].contains("\"user_id\":\"alice\"") && audit[0].contains("api_key"),
+        "{}",
+        audit[0]
+    );
+    assert!(
+        !text.contains(&app.token("alice")[..40]),
+        "tokens are not logged"
+    );
+}
