@@ -26,6 +26,18 @@ pub fn api_router(source: &ConfigSource<'_>, sdk: &SdkConfig) -> Result<axum::Ro
         .merge(targets::router(targets::state_from_config(source, sdk)?))
         .merge(orchestrator::router(orchestrator::state_from_config(
             source, sdk,
-        )?));
+        )?))
+        // Local only: the document the frontend and tools read while developing.
+        .route(
+            "/api/user/openapi.json",
+            axum::routing::get(openapi_document),
+        );
     Ok(serve_routes(routes, &http))
+}
+
+async fn openapi_document() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::openapi::api_document_json(),
+    )
 }

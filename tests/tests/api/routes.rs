@@ -153,3 +153,13 @@ async fn every_template_route_is_answered_by_a_router() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_local_stack_serves_the_openapi_document() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .send(app.request(Method::GET, "/api/user/openapi.json"))
+        .await;
+    response.assert_status(200);
+    assert_eq!(response.text, committed_document());
+}
