@@ -106,7 +106,7 @@ impl Outreach {
         run_id: &str,
         resumed: bool,
         request: &InitiateRequest,
-        target_ids: Option<Vec<TargetId>>,
+        target_ids: Option<Vec<(usize, TargetId)>>,
         channels: Option<Vec<Channel>>,
     ) -> Result<InitiateResponse, Error> {
         if resumed && let Some(run) = self.runs.run(user, run_id).await? {
@@ -203,18 +203,18 @@ impl Outreach {
     async fn plan(
         &self,
         user: &UserId,
-        target_ids: Option<Vec<TargetId>>,
+        target_ids: Option<Vec<(usize, TargetId)>>,
         channels: Option<Vec<Channel>>,
     ) -> Result<Plan, Error> {
         let targets = match &target_ids {
-            Some(ids) => {
-                let found = self.targets.active_by_ids(user, ids).await?;
-                let unknown: Vec<FieldError> = ids
+            Some(requested) => {
+                let ids: Vec<TargetId> = requested.iter().map(|(_, id)| *id).collect();
+                let found = self.targets.active_by_ids(user, &ids).await?;
+                let unknown: Vec<FieldError> = requested
                     .iter()
                     .zip(&found)
-                    .enumerate()
-                    .filter(|(_, (_, target))| target.is_none())
-                    .map(|(i, _)| {
+                    .filter(|(_, target)| target.is_none())
+                    .map(|((i, _), _)| {
                         FieldError::new(
                             format!("target_ids[{i}]"),
                             "is not an active target of yours",
@@ -333,7 +333,8 @@ impl Outreach {
     }
 }
 
-type Validated = (Option<Vec<TargetId>>, Option<Vec<Channel>>);
+/// Target ids, each with its position in the request (duplicates dropped), and channels.
+type Validated = (Option<Vec<(usize, TargetId)>>, Option<Vec<Channel>>);
 
 fn validate(request: &InitiateRequest) -> Result<Validated, Error> {
     let mut problems = request.message.validate();
@@ -351,7 +352,7 @@ fn validate(request: &InitiateRequest) -> Result<Validated, Error> {
         ids.iter()
             .enumerate()
             .filter_map(|(i, id)| match TargetId::parse(id) {
-                Some(id) => seen.insert(id).then_some(id),
+                Some(id) => seen.insert(id).then_some((i, id)),
                 None => {
                     problems.push(FieldError::new(
                         format!("target_ids[{i}]"),

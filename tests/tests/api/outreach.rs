@@ -426,12 +426,13 @@ async fn requests_that_cannot_be_delivered_are_422_with_reasons() {
     );
 
     let mut unknown = message();
-    unknown["target_ids"] = json!([id, uuid::Uuid::now_v7().to_string()]);
+    // A repeated id counts once; the unknown one is named by its place in the request.
+    unknown["target_ids"] = json!([id, id, uuid::Uuid::now_v7().to_string()]);
     let refused = initiate(&app, None, &unknown).await;
     refused.assert_error(422, "unknown_targets");
     assert_eq!(
         refused.body["error"]["details"][0]["field"],
-        "target_ids[1]"
+        "target_ids[2]"
     );
 
     let mut invalid = message();
