@@ -106,6 +106,7 @@ async fn serve(
     let sdk = pipewise::aws::sdk_config().await;
     let stack = LocalStack::create(&sdk, &options.stack, &dev_parameters()).await?;
     let environment = local_environment(&stack);
+    write_env_file(&environment, endpoint)?;
     let source = ConfigSource::from_map(&environment);
     let router = api_router(&source, &sdk)?;
     let worker = communications_worker::worker_from_config(&source, &sdk)?;
@@ -136,6 +137,9 @@ async fn serve(
     println!(
         "  email:  outreach email needs a verified sender, as in AWS: make verify-sender EMAIL=you@example.com"
     );
+    println!(
+        "  one function under cargo-lambda: cargo lambda watch --env-file {ENV_FILE}, then cargo lambda invoke accounts --data-file events/accounts-list.json"
+    );
     println!("  stop:   Ctrl-C or SIGTERM");
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -148,6 +152,31 @@ async fn serve(
         })
         .await?;
     Ok(())
+}
+
+/// Where the functions' local environment is written, for `cargo lambda watch --env-file`.
+const ENV_FILE: &str = ".dev.env";
+
+/// Writes the environment each function runs with locally (resolved from template.yaml, plus the
+/// emulator's endpoint and dummy credentials), so single functions can be run with cargo-lambda.
+fn write_env_file(
+    environment: &std::collections::HashMap<String, String>,
+    endpoint: &str,
+) -> std::io::Result<()> {
+    let mut lines: Vec<String> = environment
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    lines.sort();
+    for (name, value) in [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ] {
+        lines.push(format!("{name}={value}"));
+    }
+    std::fs::write(ENV_FILE, lines.join("\n") + "\n")
 }
 
 async fn wait_for(address: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
