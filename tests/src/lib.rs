@@ -16,7 +16,7 @@ use pipewise_local::stack::LocalStack;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-pub mod fake_x;
+pub mod fake_social;
 pub mod log_capture;
 
 pub use pipewise_local::dev_auth::{DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET};

@@ -165,26 +165,7 @@ impl Delivery {
     }
 
     fn http_client(&self) -> Option<reqwest::Client> {
-        self.http
-            .get_or_init(|| {
-                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-                let tls = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .ok()?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                reqwest::Client::builder()
-                    .use_preconfigured_tls(tls)
-                    .connect_timeout(Duration::from_secs(3))
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .ok()
-            })
-            .clone()
+        self.http.get_or_init(social_http_client).clone()
     }
 
     async fn send_x_dm(
@@ -275,6 +256,30 @@ impl Delivery {
     }
 }
 
+/// The HTTPS client for the social platforms: rustls on aws-lc-rs (the SDK's provider, so no
+/// second crypto library), the system's trust roots, short timeouts.
+fn social_http_client() -> Option<reqwest::Client> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        tracing::error!("no trust roots found for the social platforms' APIs");
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .ok()
+}
+
 /// Reads a platform answer. `delivering` marks the call that sends: a timeout there may have
 /// delivered the message, so it is `Unknown` rather than `Retry`.
 async fn read_json(
@@ -339,5 +344,19 @@ fn classify_ses<E: ProvideErrorMetadata>(
         SdkError::ConstructionFailure(_) => Outcome::Failed("message_unrenderable".into()),
         // The request went out and no clear answer came back.
         _ => Outcome::Unknown("ses_no_answer".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_social_https_client_builds_with_system_roots() {
+        assert!(social_http_client().is_some());
+        assert!(
+            !rustls_native_certs::load_native_certs().certs.is_empty(),
+            "trust roots on this system"
+        );
     }
 }

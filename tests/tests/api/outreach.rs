@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
 use pipewise_tests::TestApp;
-use pipewise_tests::fake_x::FakeX;
+use pipewise_tests::fake_social::{FakeSocial, SentMessage};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -576,16 +576,32 @@ fn time_now() -> i64 {
         .as_secs() as i64
 }
 
-#[tokio::test]
-async fn x_messages_retry_transient_failures_and_record_revoked_tokens() {
-    let fake = FakeX::start().await;
+fn sent(platform: &'static str, token: &str, recipient: &str, text: &str) -> SentMessage {
+    SentMessage {
+        platform,
+        token: token.into(),
+        recipient: recipient.into(),
+        text: text.into(),
+    }
+}
+
+/// An app whose worker talks to the fake platforms.
+async fn social_app() -> (TestApp, FakeSocial) {
+    let fake = FakeSocial::start().await;
     let base = fake.base_url.clone();
     let app = TestApp::spawn_with(|environment| {
-        environment.insert("X_API_BASE_URL".into(), base);
+        environment.insert("X_API_BASE_URL".into(), base.clone());
+        environment.insert("INSTAGRAM_API_BASE_URL".into(), base);
     })
     .await;
+    (app, fake)
+}
+
+#[tokio::test]
+async fn x_messages_retry_transient_failures_and_record_revoked_tokens() {
+    let (app, fake) = social_app().await;
     app.post("/api/user/integrations/accounts", "alice",
-        &json!({"account_id": "x-main", "account_type": "social", "provider": "twitter", "configuration": {"oauth": {"access_token": "tok-123"}, "access_token": "tok-123"}}))
+        &json!({"account_id": "x-main", "account_type": "social", "provider": "twitter", "configuration": {"access_token": "tok-123"}}))
         .await
         .assert_status(201);
     for (name, handle) in [("Ada", "ada"), ("Grace", "grace")] {
@@ -623,21 +639,13 @@ async fn x_messages_retry_transient_failures_and_record_revoked_tokens() {
             .batch_item_failures
             .is_empty()
     );
-    let mut sent = fake.sent();
-    sent.sort();
+    let mut delivered = fake.sent();
+    delivered.sort();
     assert_eq!(
-        sent,
+        delivered,
         vec![
-            (
-                "tok-123".to_owned(),
-                "id-ada".to_owned(),
-                "Hi Ada".to_owned()
-            ),
-            (
-                "tok-123".to_owned(),
-                "id-grace".to_owned(),
-                "Hi Grace".to_owned()
-            ),
+            sent("x", "tok-123", "id-ada", "Hi Ada"),
+            sent("x", "tok-123", "id-grace", "Hi Grace")
         ],
         "each delivered exactly once with the account's token"
     );
@@ -665,4 +673,56 @@ async fn x_messages_retry_transient_failures_and_record_revoked_tokens() {
     let run = app.get(&format!("{RUNS}/{run_id}"), "alice").await;
     assert_eq!(run.body["communications"][0]["reason"], "token_revoked");
     assert_eq!(fake.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn instagram_messages_go_through_the_graph_api_with_the_accounts_credentials() {
+    let (app, fake) = social_app().await;
+    app.post(
+        "/api/user/integrations/accounts",
+        "alice",
+        &json!({"account_id": "ig", "account_type": "social", "provider": "instagram",
+                "configuration": {"access_token": "ig-token", "ig_user_id": "17841400000000000"}}),
+    )
+    .await
+    .assert_status(201);
+    for (name, handle) in [("Ada", "ada.l"), ("Nobody", "nobody")] {
+        app.post(
+            "/api/user/communication-targets",
+            "alice",
+            &json!({"name": name, "instagram_username": handle}),
+        )
+        .await
+        .assert_status(201);
+    }
+    let started = initiate(
+        &app,
+        None,
+        &json!({"channels": ["instagram"], "message": {"body": "Hi {{first_name}}"}}),
+    )
+    .await;
+    started.assert_status(202);
+    assert_eq!(started.body["queued"], 2);
+    app.drain_queue().await;
+    assert_eq!(
+        fake.sent(),
+        vec![sent("instagram", "ig-token", "ig-ada.l", "Hi Ada")]
+    );
+    let run = app
+        .get(
+            &format!("{RUNS}/{}", started.body["run_id"].as_str().unwrap()),
+            "alice",
+        )
+        .await;
+    assert_eq!(run.body["status"], "completed_with_errors");
+    let reasons: Vec<&Value> = run.body["communications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["reason"])
+        .collect();
+    assert!(
+        reasons.contains(&&json!("recipient_not_found")),
+        "{reasons:?}"
+    );
 }
