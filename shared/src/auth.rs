@@ -371,6 +371,56 @@ mod tests {
         );
     }
 
+    /// The RSAPrivateKey inside a PKCS#8 PrivateKeyInfo (jsonwebtoken signs with PKCS#1 DER):
+    /// SEQUENCE { INTEGER version, SEQUENCE algorithm, OCTET STRING privateKey }.
+    fn pkcs1_from_pkcs8(der: &[u8]) -> &[u8] {
+        // (tag, header length, content length) of the DER element at the start of `bytes`.
+        fn element(bytes: &[u8]) -> (u8, usize, usize) {
+            let first = bytes[1] as usize;
+            if first < 0x80 {
+                return (bytes[0], 2, first);
+            }
+            let count = first & 0x7f;
+            let length = bytes[2..2 + count]
+                .iter()
+                .fold(0, |acc, b| (acc << 8) | *b as usize);
+            (bytes[0], 2 + count, length)
+        }
+        let (_, outer_header, _) = element(der);
+        let mut rest = &der[outer_header..];
+        for _ in 0..2 {
+            let (_, header, length) = element(rest);
+            rest = &rest[header + length..];
+        }
+        let (tag, header, length) = element(rest);
+        assert_eq!(tag, 0x04, "an OCTET STRING");
+        &rest[header..header + length]
+    }
+
+    #[test]
+    fn rs256_tokens_verify_against_the_jwks() {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::rsa::{KeyPair as RsaPair, KeySize};
+        let pair = RsaPair::generate(KeySize::Rsa2048).unwrap();
+        let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).unwrap();
+        let public = KeyPair::public_key(&pair);
+        let jwk = json!({
+            "kty": "RSA", "kid": "r1", "use": "sig", "alg": "RS256",
+            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+        });
+        let verifier = verifier(json!({"keys": [jwk]}));
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("r1".into());
+        let pkcs1 = pkcs1_from_pkcs8(der.as_ref());
+        let token = encode(&header, &claims(), &EncodingKey::from_rsa_der(pkcs1)).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap().user_id.as_str(), "alice");
+        // A token whose signature was changed is refused.
+        let mut tampered = token.clone();
+        tampered.pop();
+        assert!(verifier.verify(&tampered).is_err());
+    }
+
     #[test]
     fn hs256_is_refused_when_only_a_jwks_is_configured() {
         let (_, jwk) = es256_key("k1");
