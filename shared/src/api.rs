@@ -128,8 +128,8 @@ fn cors_layer(http: &HttpConfig) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
-/// Accepts a caller's request id when it is short and plain, else makes one; scopes it for error
-/// bodies, sets it on the response, and logs one line per request.
+/// Takes the caller's request id when it is short and plain, else API Gateway's, else makes one;
+/// scopes it for error bodies, sets it on the response, and logs one line per request.
 async fn request_context(mut request: Request, next: Next) -> Response {
     let request_id: Arc<str> = request
         .headers()
@@ -142,6 +142,7 @@ async fn request_context(mut request: Request, next: Next) -> Response {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         })
         .map(Arc::from)
+        .or_else(|| gateway_request_id(&request))
         .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()));
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         request.headers_mut().insert(REQUEST_ID_HEADER, value);
@@ -167,6 +168,21 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// API Gateway's own id of the request (in Lambda), so our logs and error bodies match its logs.
+fn gateway_request_id(request: &Request) -> Option<Arc<str>> {
+    match request
+        .extensions()
+        .get::<lambda_http::request::RequestContext>()?
+    {
+        lambda_http::request::RequestContext::ApiGatewayV2(context) => context
+            .request_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .map(Arc::from),
+        _ => None,
+    }
 }
 
 /// A JSON body whose every rejection is the API's error: 415 without a JSON content type, 413 over

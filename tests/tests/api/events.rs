@@ -78,6 +78,12 @@ async fn every_api_event_is_answered_by_its_own_function() {
             .await
             .unwrap();
         let status = response.status().as_u16();
+        // Without an x-request-id from the caller, the id is API Gateway's own.
+        assert_eq!(
+            response.headers()["x-request-id"],
+            json["requestContext"]["requestId"].as_str().unwrap(),
+            "events/{name}.json"
+        );
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();
