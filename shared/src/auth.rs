@@ -95,13 +95,38 @@ struct VerificationKey {
     kid: Option<String>,
     algorithm: Algorithm,
     key: DecodingKey,
+    /// The claim rules for this key's algorithm, built once.
+    validation: Validation,
+}
+
+/// The claim rules: `exp` and `sub` required, `nbf` checked, the leeway, and `iss`/`aud` required
+/// and matched when configured.
+fn validation_for(algorithm: Algorithm, config: &AuthConfig) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = LEEWAY_SECONDS;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
+    match &config.issuer {
+        Some(issuer) => {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".to_owned());
+        }
+        None => validation.iss = None,
+    }
+    match &config.audience {
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            validation.required_spec_claims.insert("aud".to_owned());
+        }
+        None => validation.validate_aud = false,
+    }
+    validation
 }
 
 /// Verifies bearer tokens against the configured keys; built once per cold start.
 pub struct JwtVerifier {
     keys: Vec<VerificationKey>,
-    issuer: Option<String>,
-    audience: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +175,7 @@ impl JwtVerifier {
                 kid: None,
                 algorithm: Algorithm::HS256,
                 key: DecodingKey::from_secret(secret),
+                validation: validation_for(Algorithm::HS256, config),
             });
         }
         for jwk in config.jwks.iter().flat_map(|set| set.keys.iter()) {
@@ -165,14 +191,11 @@ impl JwtVerifier {
                     kid: jwk.common.key_id.clone(),
                     algorithm,
                     key,
+                    validation: validation_for(algorithm, config),
                 });
             }
         }
-        Self {
-            keys,
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
-        }
+        Self { keys }
     }
 
     /// Verifies a compact JWT and returns the authenticated user.
@@ -188,36 +211,18 @@ impl JwtVerifier {
                 (None, _) => true,
             })
             .ok_or(TokenRejection::Invalid)?;
-        let mut validation = Validation::new(candidate.algorithm);
-        validation.leeway = LEEWAY_SECONDS;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
-        match &self.issuer {
-            Some(issuer) => {
-                validation.set_issuer(&[issuer]);
-                validation.required_spec_claims.insert("iss".to_owned());
-            }
-            None => validation.iss = None,
-        }
-        match &self.audience {
-            Some(audience) => {
-                validation.set_audience(&[audience]);
-                validation.required_spec_claims.insert("aud".to_owned());
-            }
-            None => validation.validate_aud = false,
-        }
-        let data = decode::<Claims>(token, &candidate.key, &validation).map_err(|error| {
-            use jsonwebtoken::errors::ErrorKind;
-            match error.kind() {
-                ErrorKind::ExpiredSignature => TokenRejection::Expired,
-                ErrorKind::InvalidIssuer
-                | ErrorKind::InvalidAudience
-                | ErrorKind::MissingRequiredClaim(_)
-                | ErrorKind::ImmatureSignature => TokenRejection::WrongClaims,
-                _ => TokenRejection::Invalid,
-            }
-        })?;
+        let data =
+            decode::<Claims>(token, &candidate.key, &candidate.validation).map_err(|error| {
+                use jsonwebtoken::errors::ErrorKind;
+                match error.kind() {
+                    ErrorKind::ExpiredSignature => TokenRejection::Expired,
+                    ErrorKind::InvalidIssuer
+                    | ErrorKind::InvalidAudience
+                    | ErrorKind::MissingRequiredClaim(_)
+                    | ErrorKind::ImmatureSignature => TokenRejection::WrongClaims,
+                    _ => TokenRejection::Invalid,
+                }
+            })?;
         let sub = data.claims.sub;
         if sub.is_empty() || sub.len() > MAX_SUBJECT_LEN || sub.chars().any(char::is_control) {
             return Err(TokenRejection::WrongClaims);
