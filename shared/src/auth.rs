@@ -319,29 +319,32 @@ mod tests {
 
     use super::*;
 
+    type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
     /// A P-256 key pair: the signing key and its public JWK.
-    fn es256_key(kid: &str) -> (EncodingKey, serde_json::Value) {
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-        let pkcs8 = pair.to_pkcs8v1().unwrap();
+    fn es256_key(kid: &str) -> TestResult<(EncodingKey, serde_json::Value)> {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)?;
+        let pkcs8 = pair.to_pkcs8v1()?;
         let point = pair.public_key().as_ref().to_vec(); // 0x04 || x || y
         let jwk = json!({
             "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
             "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
         });
-        (EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
+        Ok((EncodingKey::from_ec_der(pkcs8.as_ref()), jwk))
     }
 
-    fn verifier(jwks: serde_json::Value) -> JwtVerifier {
-        let text = jwks.to_string();
+    fn verifier(jwks: serde_json::Value) -> TestResult<JwtVerifier> {
         let map = std::collections::HashMap::from([
-            (vars::JWT_JWKS.to_owned(), text),
+            (vars::JWT_JWKS.to_owned(), jwks.to_string()),
             (
                 vars::JWT_ISSUER.to_owned(),
                 "https://issuer.example".to_owned(),
             ),
             (vars::JWT_AUDIENCE.to_owned(), "pipewise".to_owned()),
         ]);
-        JwtVerifier::new(&AuthConfig::from_source(&ConfigSource::from_map(&map)).unwrap())
+        Ok(JwtVerifier::new(&AuthConfig::from_source(
+            &ConfigSource::from_map(&map),
+        )?))
     }
 
     fn claims() -> serde_json::Value {
@@ -349,31 +352,40 @@ mod tests {
         json!({"sub": "alice", "iss": "https://issuer.example", "aud": "pipewise", "exp": now + 300, "scope": "a b"})
     }
 
-    fn es256(key: &EncodingKey, kid: Option<&str>) -> String {
-        let mut header = Header::new(Algorithm::ES256);
+    fn sign(algorithm: Algorithm, key: &EncodingKey, kid: Option<&str>) -> TestResult<String> {
+        let mut header = Header::new(algorithm);
         header.kid = kid.map(str::to_owned);
-        encode(&header, &claims(), key).unwrap()
+        Ok(encode(&header, &claims(), key)?)
+    }
+
+    fn subject(verifier: &JwtVerifier, token: &str) -> Result<String, TokenRejection> {
+        verifier
+            .verify(token)
+            .map(|user| user.user_id.as_str().to_owned())
     }
 
     #[test]
-    fn es256_tokens_verify_against_the_jwks_by_kid() {
-        let (key, jwk) = es256_key("k1");
-        let (other_key, other_jwk) = es256_key("k2");
-        let verifier = verifier(json!({"keys": [jwk, other_jwk]}));
-        let user = verifier.verify(&es256(&key, Some("k1"))).unwrap();
+    fn es256_tokens_verify_against_the_jwks_by_kid() -> TestResult {
+        let (key, jwk) = es256_key("k1")?;
+        let (other_key, other_jwk) = es256_key("k2")?;
+        let verifier = verifier(json!({"keys": [jwk, other_jwk]}))?;
+        let user = verifier
+            .verify(&sign(Algorithm::ES256, &key, Some("k1"))?)
+            .map_err(|rejection| format!("{rejection:?}"))?;
         assert_eq!(user.user_id.as_str(), "alice");
         assert!(user.require_scope("b").is_ok());
         assert!(user.require_scope(SECRETS_READ_SCOPE).is_err());
-        assert!(verifier.verify(&es256(&other_key, Some("k2"))).is_ok());
+        assert!(
+            verifier
+                .verify(&sign(Algorithm::ES256, &other_key, Some("k2"))?)
+                .is_ok()
+        );
         // Signed by k2 but claiming k1: refused.
-        assert_eq!(
-            verifier.verify(&es256(&other_key, Some("k1"))).unwrap_err(),
-            TokenRejection::Invalid
-        );
-        assert_eq!(
-            verifier.verify(&es256(&key, Some("unknown"))).unwrap_err(),
-            TokenRejection::Invalid
-        );
+        let forged = sign(Algorithm::ES256, &other_key, Some("k1"))?;
+        assert_eq!(subject(&verifier, &forged), Err(TokenRejection::Invalid));
+        let unknown = sign(Algorithm::ES256, &key, Some("unknown"))?;
+        assert_eq!(subject(&verifier, &unknown), Err(TokenRejection::Invalid));
+        Ok(())
     }
 
     /// The RSAPrivateKey inside a PKCS#8 PrivateKeyInfo (jsonwebtoken signs with PKCS#1 DER):
@@ -403,44 +415,40 @@ mod tests {
     }
 
     #[test]
-    fn rs256_tokens_verify_against_the_jwks() {
-        use aws_lc_rs::encoding::AsDer;
+    fn rs256_tokens_verify_against_the_jwks() -> TestResult {
+        use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
         use aws_lc_rs::rsa::{KeyPair as RsaPair, KeySize};
-        let pair = RsaPair::generate(KeySize::Rsa2048).unwrap();
-        let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).unwrap();
+        let pair = RsaPair::generate(KeySize::Rsa2048)?;
+        let der = AsDer::<Pkcs8V1Der>::as_der(&pair)?;
         let public = KeyPair::public_key(&pair);
         let jwk = json!({
             "kty": "RSA", "kid": "r1", "use": "sig", "alg": "RS256",
             "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
             "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
         });
-        let verifier = verifier(json!({"keys": [jwk]}));
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some("r1".into());
-        let pkcs1 = pkcs1_from_pkcs8(der.as_ref());
-        let token = encode(&header, &claims(), &EncodingKey::from_rsa_der(pkcs1)).unwrap();
-        assert_eq!(verifier.verify(&token).unwrap().user_id.as_str(), "alice");
+        let verifier = verifier(json!({"keys": [jwk]}))?;
+        let key = EncodingKey::from_rsa_der(pkcs1_from_pkcs8(der.as_ref()));
+        let token = sign(Algorithm::RS256, &key, Some("r1"))?;
+        assert_eq!(subject(&verifier, &token), Ok("alice".to_owned()));
         // A token whose signature was changed is refused.
         let mut tampered = token.clone();
         tampered.pop();
         assert!(verifier.verify(&tampered).is_err());
+        Ok(())
     }
 
     #[test]
-    fn hs256_is_refused_when_only_a_jwks_is_configured() {
-        let (_, jwk) = es256_key("k1");
-        let verifier = verifier(json!({"keys": [jwk.clone()]}));
+    fn hs256_is_refused_when_only_a_jwks_is_configured() -> TestResult {
+        let (_, jwk) = es256_key("k1")?;
+        let verifier = verifier(json!({"keys": [jwk.clone()]}))?;
         // The classic confusion: an HMAC token keyed with the public key's text.
-        let forged = encode(
-            &Header::new(Algorithm::HS256),
-            &claims(),
+        let forged = sign(
+            Algorithm::HS256,
             &EncodingKey::from_secret(jwk.to_string().as_bytes()),
-        )
-        .unwrap();
-        assert_eq!(
-            verifier.verify(&forged).unwrap_err(),
-            TokenRejection::Invalid
-        );
+            None,
+        )?;
+        assert_eq!(subject(&verifier, &forged), Err(TokenRejection::Invalid));
+        Ok(())
     }
 
     #[test]

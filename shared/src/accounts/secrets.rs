@@ -182,7 +182,8 @@ mod tests {
     fn object(value: Value) -> Map<String, Value> {
         match value {
             Value::Object(map) => map,
-            _ => unreachable!("test input is an object"),
+            // Every test input is an object literal.
+            _ => Map::new(),
         }
     }
 
@@ -237,11 +238,12 @@ mod tests {
         let stored = split
             .secrets
             .into_iter()
-            .map(|(path, submitted)| match submitted {
-                SubmittedSecret::New(value) => StoredSecret { path, value },
-                SubmittedSecret::Keep => unreachable!("no mask was submitted"),
+            .filter_map(|(path, submitted)| match submitted {
+                SubmittedSecret::New(value) => Some(StoredSecret { path, value }),
+                SubmittedSecret::Keep => None,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        assert_eq!(stored.len(), 3, "no mask was submitted");
         assert_eq!(reveal(split.masked, stored), config);
     }
 

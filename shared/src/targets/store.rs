@@ -457,7 +457,10 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_forgeries_are_refused() {
         let id = TargetId::new();
-        assert_eq!(decode_cursor(&encode_cursor(&id.to_string())).unwrap(), id);
+        assert_eq!(
+            decode_cursor(&encode_cursor(&id.to_string())).ok(),
+            Some(id)
+        );
         for forged in [
             "",
             "abc",
