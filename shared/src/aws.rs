@@ -15,37 +15,6 @@ pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
 
-const TRANSIENT_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "LimitExceededException",
-    "InternalServerError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "KMSInternalException",
-    "DependencyTimeoutException",
-    "TransactionInProgressException",
-];
-
-/// Whether a failed SDK call may succeed when retried (throttling, 5xx, timeouts, network).
-pub fn is_transient<E, R>(error: &SdkError<E, R>) -> bool
-where
-    E: ProvideErrorMetadata,
-{
-    match error {
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or_default();
-            TRANSIENT_CODES.contains(&code) || code.ends_with("InternalServerError")
-        }
-        SdkError::ConstructionFailure(_) => false,
-        // Timeouts, dispatch (network) failures and unparseable responses.
-        _ => true,
-    }
-}
-
 /// Turns an SDK failure into the API's answer: 503 with `Retry-After` for any failure of the
 /// dependency itself (throttling, outage, a disabled key, a missing table), 500 only when we could
 /// not even build the request (a bug). The SDK's text only reaches the log.

@@ -7,7 +7,7 @@ use super::model::{
     Channel, CommunicationStatus, InitiateRequest, InitiateResponse, MAX_COMMUNICATIONS_PER_RUN,
     RecipientSnapshot, RunView, Skipped,
 };
-use super::queue::{CommunicationMessage, CommunicationQueue, batch_size};
+use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
 use super::store::{CommunicationItem, RunItem, RunStore};
 use crate::accounts::AccountStore;
 use crate::accounts::model::AccountType;
@@ -186,7 +186,7 @@ impl Outreach {
                 index: item.index,
             })
             .collect();
-        for chunk in pending.chunks(batch_size()) {
+        for chunk in pending.chunks(SEND_BATCH_SIZE) {
             let accepted = self.queue.send_batch(chunk).await?;
             if let Some(last) = accepted.checked_sub(1).and_then(|i| chunk.get(i)) {
                 self.runs

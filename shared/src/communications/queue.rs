@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::aws::dependency_error;
 use crate::error::Error;
 
-/// Most entries in one `SendMessageBatch`.
-const SQS_BATCH: usize = 10;
+/// Most entries in one `SendMessageBatch` (SQS's limit).
+pub const SEND_BATCH_SIZE: usize = 10;
 
 /// The body of one queue message: which communication to deliver. Nothing else travels on the
 /// queue (no addresses, no message text): the worker reads the stored communication.
@@ -43,7 +43,7 @@ impl CommunicationQueue {
     pub async fn send_batch(&self, messages: &[CommunicationMessage]) -> Result<usize, Error> {
         let entries = messages
             .iter()
-            .take(SQS_BATCH)
+            .take(SEND_BATCH_SIZE)
             .enumerate()
             .map(|(position, message)| {
                 SendMessageBatchRequestEntry::builder()
@@ -69,9 +69,4 @@ impl CommunicationQueue {
             .min();
         Ok(first_failed.unwrap_or(sent))
     }
-}
-
-/// Most messages one `send_batch` call takes.
-pub const fn batch_size() -> usize {
-    SQS_BATCH
 }
