@@ -4,6 +4,8 @@
 //! error type and its wire shape, JWT authentication, HTTP plumbing, the KMS envelope, and the
 //! domains (accounts, targets, communications) with their DynamoDB storage.
 
+#![warn(missing_docs)]
+
 pub mod accounts;
 pub mod api;
 pub mod auth;
