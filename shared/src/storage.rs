@@ -36,6 +36,23 @@ pub fn user_key(
     ])
 }
 
+/// One item, read strongly consistently; `None` when there is none.
+pub async fn read_item(
+    client: &Client,
+    table: &str,
+    key: std::collections::HashMap<String, AttributeValue>,
+) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, Error> {
+    let output = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(dependency_error)?;
+    Ok(output.item)
+}
+
 /// The outcome of a conditional single-item write: `true` when it was applied, `false` when its
 /// condition did not hold, the API error (503) when DynamoDB failed.
 pub fn conditional<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, Error>

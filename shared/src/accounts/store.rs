@@ -16,7 +16,7 @@ use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::envelope::Envelope;
 use crate::error::Error;
-use crate::storage::{TransactionFailure, conditional, transact_write, user_key};
+use crate::storage::{TransactionFailure, conditional, read_item, transact_write, user_key};
 
 /// Sort key of the per-user account counter.
 pub const QUOTA_ITEM: &str = "#quota";
@@ -88,16 +88,13 @@ impl AccountStore {
         user: &UserId,
         account_id: &AccountId,
     ) -> Result<Option<AccountItem>, Error> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(user, account_id.as_str())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dependency_error)?;
-        output.item.map(decode).transpose()
+        let item = read_item(
+            &self.dynamodb,
+            &self.table,
+            Self::key(user, account_id.as_str()),
+        )
+        .await?;
+        item.map(decode).transpose()
     }
 
     /// Every account of a user, by account id (at most [`MAX_ACCOUNTS_PER_USER`], over several

@@ -16,7 +16,7 @@ use super::store::epoch_seconds;
 use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::error::Error;
-use crate::storage::{conditional, number as n, text as s, user_key};
+use crate::storage::{conditional, number as n, read_item, text as s, user_key};
 
 const KEY_PREFIX: &str = "I#";
 /// How long a key is remembered (also the table's TTL attribute `expires_at`).
@@ -97,18 +97,8 @@ impl IdempotencyStore {
     }
 
     async fn read(&self, user: &UserId, key: &str) -> Result<Option<IdempotencyRecord>, Error> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(user, key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dependency_error)?;
-        output
-            .item
-            .map(|item| serde_dynamo::from_item(item).map_err(Error::internal))
+        let item = read_item(&self.dynamodb, &self.table, Self::key(user, key)).await?;
+        item.map(|item| serde_dynamo::from_item(item).map_err(Error::internal))
             .transpose()
     }
 

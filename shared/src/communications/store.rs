@@ -25,7 +25,7 @@ use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::error::Error;
 use crate::storage::{
-    TransactionFailure, conditional, number as n, text as s, transact_write, user_key,
+    TransactionFailure, conditional, number as n, read_item, text as s, transact_write, user_key,
 };
 
 const RUN_PREFIX: &str = "R#";
@@ -226,21 +226,19 @@ impl RunStore {
         user_key(user, "sk", sk)
     }
 
+    fn run_key(user: &str, run_id: &str) -> HashMap<String, AttributeValue> {
+        Self::key(user, &format!("{RUN_PREFIX}{run_id}"))
+    }
+
     /// One run.
     pub async fn run(&self, user: &UserId, run_id: &str) -> Result<Option<RunItem>, Error> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(
-                user.as_str(),
-                &format!("{RUN_PREFIX}{run_id}"),
-            )))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dependency_error)?;
-        output.item.map(decode).transpose()
+        let item = read_item(
+            &self.dynamodb,
+            &self.table,
+            Self::run_key(user.as_str(), run_id),
+        )
+        .await?;
+        item.map(decode).transpose()
     }
 
     /// The user's most recent runs, newest first.
@@ -297,19 +295,13 @@ impl RunStore {
         run_id: &str,
         index: u32,
     ) -> Result<Option<CommunicationItem>, Error> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(
-                user,
-                &CommunicationItem::sort_key(run_id, index),
-            )))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dependency_error)?;
-        output.item.map(decode).transpose()
+        let item = read_item(
+            &self.dynamodb,
+            &self.table,
+            Self::key(user, &CommunicationItem::sort_key(run_id, index)),
+        )
+        .await?;
+        item.map(decode).transpose()
     }
 
     async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), Error> {
@@ -402,10 +394,7 @@ impl RunStore {
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(
-                user.as_str(),
-                &format!("{RUN_PREFIX}{run_id}"),
-            )))
+            .set_key(Some(Self::run_key(user.as_str(), run_id)))
             .update_expression("SET enqueued_through = :through")
             .condition_expression("enqueued_through < :through")
             .expression_attribute_values(":through", n(through))
@@ -492,10 +481,7 @@ impl RunStore {
         };
         let run = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::key(
-                &item.user_id,
-                &format!("{RUN_PREFIX}{}", item.run_id),
-            )))
+            .set_key(Some(Self::run_key(&item.user_id, &item.run_id)))
             .update_expression(format!("ADD {counter} :one, remaining :minus_one"))
             .condition_expression("remaining > :zero")
             .expression_attribute_values(":one", n(1))
@@ -525,7 +511,7 @@ impl RunStore {
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(user, &format!("{RUN_PREFIX}{run_id}"))))
+            .set_key(Some(Self::run_key(user, run_id)))
             .update_expression("SET completed_at = :now")
             .condition_expression("remaining = :zero AND attribute_not_exists(completed_at)")
             .expression_attribute_values(":now", s(now))
@@ -541,7 +527,7 @@ impl RunStore {
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(user, &format!("{RUN_PREFIX}{run_id}"))))
+            .set_key(Some(Self::run_key(user, run_id)))
             .update_expression("SET started_at = if_not_exists(started_at, :now)")
             .condition_expression("attribute_exists(sk)")
             .expression_attribute_values(":now", s(crate::now_rfc3339()))
@@ -556,10 +542,7 @@ impl RunStore {
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(
-                user.as_str(),
-                &format!("{RUN_PREFIX}{run_id}"),
-            )))
+            .set_key(Some(Self::run_key(user.as_str(), run_id)))
             .update_expression("SET cancel_requested = :yes")
             .condition_expression("attribute_exists(sk)")
             .expression_attribute_values(":yes", AttributeValue::Bool(true))

@@ -22,7 +22,9 @@ use super::model::{MAX_ACTIVE_TARGETS_PER_USER, TargetDraft, TargetId, TargetPag
 use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::error::Error;
-use crate::storage::{TransactionFailure, number as n, text as s, transact_write, user_key};
+use crate::storage::{
+    TransactionFailure, number as n, read_item, text as s, transact_write, user_key,
+};
 
 const ACTIVE_PREFIX: &str = "T#";
 const DELETED_PREFIX: &str = "D#";
@@ -116,17 +118,13 @@ impl TargetStore {
 
     /// The id of the active target holding `email`, if any.
     pub async fn email_holder(&self, user: &UserId, email: &str) -> Result<Option<String>, Error> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(user, &format!("{EMAIL_PREFIX}{email}"))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dependency_error)?;
-        Ok(output
-            .item
+        let item = read_item(
+            &self.dynamodb,
+            &self.table,
+            Self::key(user, &format!("{EMAIL_PREFIX}{email}")),
+        )
+        .await?;
+        Ok(item
             .and_then(|mut item| item.remove("target_id"))
             .and_then(|value| value.as_s().ok().cloned()))
     }
@@ -191,16 +189,13 @@ impl TargetStore {
 
     /// One active target as stored.
     pub async fn get(&self, user: &UserId, id: TargetId) -> Result<Option<TargetItem>, Error> {
-        let output = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(user, &format!("{ACTIVE_PREFIX}{id}"))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dependency_error)?;
-        output.item.map(decode).transpose()
+        let item = read_item(
+            &self.dynamodb,
+            &self.table,
+            Self::key(user, &format!("{ACTIVE_PREFIX}{id}")),
+        )
+        .await?;
+        item.map(decode).transpose()
     }
 
     /// Replaces an active target's fields with `draft` (404 when not active). A changed email

@@ -585,8 +585,13 @@ fn sent(platform: &'static str, token: &str, recipient: &str, text: &str) -> Sen
     }
 }
 
-/// An app whose worker talks to the fake platforms.
-async fn social_app() -> (TestApp, FakeSocial) {
+/// An app whose worker talks to the fake platforms, with alice's social `account` and one target
+/// per `(name, handle)` reachable on `channel_field`.
+async fn social_app(
+    account: Value,
+    channel_field: &str,
+    targets: &[(&str, &str)],
+) -> (TestApp, FakeSocial) {
     let fake = FakeSocial::start().await;
     let base = fake.base_url.clone();
     let app = TestApp::spawn_with(|environment| {
@@ -594,25 +599,31 @@ async fn social_app() -> (TestApp, FakeSocial) {
         environment.insert("INSTAGRAM_API_BASE_URL".into(), base);
     })
     .await;
+    app.post("/api/user/integrations/accounts", "alice", &account)
+        .await
+        .assert_status(201);
+    for (name, handle) in targets {
+        app.post(
+            "/api/user/communication-targets",
+            "alice",
+            &json!({"name": name, channel_field: handle}),
+        )
+        .await
+        .assert_status(201);
+    }
     (app, fake)
 }
 
 #[tokio::test]
 async fn x_messages_retry_transient_failures_and_record_revoked_tokens() {
-    let (app, fake) = social_app().await;
-    app.post("/api/user/integrations/accounts", "alice",
-        &json!({"account_id": "x-main", "account_type": "social", "provider": "twitter", "configuration": {"access_token": "tok-123"}}))
-        .await
-        .assert_status(201);
-    for (name, handle) in [("Ada", "ada"), ("Grace", "grace")] {
-        app.post(
-            "/api/user/communication-targets",
-            "alice",
-            &json!({"name": name, "twitter_username": handle}),
-        )
-        .await
-        .assert_status(201);
-    }
+    let account = json!({"account_id": "x-main", "account_type": "social", "provider": "twitter",
+        "configuration": {"access_token": "tok-123"}});
+    let (app, fake) = social_app(
+        account,
+        "twitter_username",
+        &[("Ada", "ada"), ("Grace", "grace")],
+    )
+    .await;
     fake.answer_with(&[503]);
     let started = initiate(&app, None, &json!({"message": {"body": "Hi {{name}}"}})).await;
     started.assert_status(202);
@@ -677,24 +688,14 @@ async fn x_messages_retry_transient_failures_and_record_revoked_tokens() {
 
 #[tokio::test]
 async fn instagram_messages_go_through_the_graph_api_with_the_accounts_credentials() {
-    let (app, fake) = social_app().await;
-    app.post(
-        "/api/user/integrations/accounts",
-        "alice",
-        &json!({"account_id": "ig", "account_type": "social", "provider": "instagram",
-                "configuration": {"access_token": "ig-token", "ig_user_id": "17841400000000000"}}),
+    let account = json!({"account_id": "ig", "account_type": "social", "provider": "instagram",
+        "configuration": {"access_token": "ig-token", "ig_user_id": "17841400000000000"}});
+    let (app, fake) = social_app(
+        account,
+        "instagram_username",
+        &[("Ada", "ada.l"), ("Nobody", "nobody")],
     )
-    .await
-    .assert_status(201);
-    for (name, handle) in [("Ada", "ada.l"), ("Nobody", "nobody")] {
-        app.post(
-            "/api/user/communication-targets",
-            "alice",
-            &json!({"name": name, "instagram_username": handle}),
-        )
-        .await
-        .assert_status(201);
-    }
+    .await;
     let started = initiate(
         &app,
         None,
