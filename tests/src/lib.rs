@@ -122,6 +122,15 @@ impl TestApp {
             .expect("create the test stack in the emulator");
         let mut environment = local_environment(&stack);
         adjust(&mut environment);
+        Self::serve(sdk, stack, environment).await
+    }
+
+    /// Serves every router, configured by `environment`, on a random local port.
+    async fn serve(
+        sdk: SdkConfig,
+        stack: LocalStack,
+        environment: HashMap<String, String>,
+    ) -> Self {
         let router = api_router(&ConfigSource::from_map(&environment), &sdk)
             .expect("configure the functions");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -265,20 +274,7 @@ impl TestApp {
     ) -> TestApp {
         let mut environment = self.environment.clone();
         adjust(&mut environment);
-        let router = api_router(&ConfigSource::from_map(&environment), &self.sdk)
-            .expect("configure the functions");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        TestApp {
-            address,
-            client: reqwest::Client::new(),
-            sdk: self.sdk.clone(),
-            stack: self.stack.clone(),
-            environment,
-        }
+        Self::serve(self.sdk.clone(), self.stack.clone(), environment).await
     }
 
     /// A request builder for `path` on the app.

@@ -290,6 +290,20 @@ impl TargetStore {
         }
     }
 
+    /// The query of a user's active targets, newest first (UUID v7 keys, descending).
+    fn active_newest_first(
+        &self,
+        user: &UserId,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.dynamodb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("user_id = :user AND begins_with(sk, :active)")
+            .expression_attribute_values(":user", s(user.as_str()))
+            .expression_attribute_values(":active", s(ACTIVE_PREFIX))
+            .scan_index_forward(false)
+    }
+
     /// A page of active targets, newest first. The cursor holds only a position inside the
     /// caller's own partition, so it cannot reach another user's data.
     pub async fn page(
@@ -299,13 +313,7 @@ impl TargetStore {
         cursor: Option<&str>,
     ) -> Result<TargetPage, Error> {
         let mut query = self
-            .dynamodb
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("user_id = :user AND begins_with(sk, :active)")
-            .expression_attribute_values(":user", s(user.as_str()))
-            .expression_attribute_values(":active", s(ACTIVE_PREFIX))
-            .scan_index_forward(false)
+            .active_newest_first(user)
             .consistent_read(true)
             // One more than asked tells whether a next page exists.
             .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
@@ -337,16 +345,7 @@ impl TargetStore {
 
     /// Every active target of a user, newest first.
     pub async fn all_active(&self, user: &UserId) -> Result<Vec<TargetView>, Error> {
-        let mut pages = self
-            .dynamodb
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("user_id = :user AND begins_with(sk, :active)")
-            .expression_attribute_values(":user", s(user.as_str()))
-            .expression_attribute_values(":active", s(ACTIVE_PREFIX))
-            .scan_index_forward(false)
-            .into_paginator()
-            .send();
+        let mut pages = self.active_newest_first(user).into_paginator().send();
         let mut targets = Vec::new();
         while let Some(page) = pages.next().await {
             for item in page.map_err(dependency_error)?.items.unwrap_or_default() {
