@@ -10,12 +10,13 @@ EMULATOR_ENV := AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS
 DEV_EMULATOR := http://127.0.0.1:4566
 TEST_EMULATOR_PORT := 4567
 
-.PHONY: help dev token test lint tools verify-sender openapi package sam-build bench
+.PHONY: help dev token test test-stress lint tools verify-sender openapi package sam-build bench
 
 help:
 	@echo "make dev                  run the API on http://127.0.0.1:8001 against a local AWS emulator"
 	@echo "make token SUB=alice      print a dev JWT (SCOPE=integrations:secrets:read for /secrets)"
 	@echo "make test                 format, lint and every test against a fresh emulator"
+	@echo "make test-stress          every racing test 20 times on one emulator"
 	@echo "make openapi              regenerate docs/openapi.json from the code"
 	@echo "make package              release arm64 bootstrap of every function, zipped, with sizes"
 	@echo "make sam-build            sam build (cargo-lambda, no Docker)"
@@ -33,7 +34,7 @@ tools: $(TOOLS)
 
 dev: $(TOOLS)
 	cargo build --quiet -p pipewise-local --bins
-	$(EMULATOR_ENV) AWS_ENDPOINT_URL=$(DEV_EMULATOR) exec $(CARGO_TARGET_DIR)/debug/pipewise-dev --emulator $(VENV)/bin/moto_server
+	$(EMULATOR_ENV) AWS_ENDPOINT_URL=$(DEV_EMULATOR) exec $(CARGO_TARGET_DIR)/debug/pipewise-dev --emulator $(CURDIR)/tools/emulator
 
 token:
 	@test -n "$(SUB)" || { echo "usage: make token SUB=alice [SCOPE=integrations:secrets:read]" >&2; exit 2; }
@@ -57,9 +58,15 @@ $(BROWSER): tests/browser/package-lock.json
 # One emulator for the whole run: the Rust tests, then the contract checks (template linters,
 # schemathesis, the browser) against a local stack on 127.0.0.1:8011.
 test: $(TOOLS) $(BROWSER) lint
-	@command -v $${CHROMIUM_PATH:-/usr/bin/chromium} >/dev/null || { echo "chromium is missing: apt-get install chromium (.ci/run does)" >&2; exit 1; }
+	tools/ensure-chromium
 	cargo build --quiet -p pipewise-local --bins
 	tools/with-emulator $(TEST_EMULATOR_PORT) bash -c 'cargo nextest run --workspace --no-fail-fast && tools/contract-tests'
+
+# Every test whose name says it races, 20 times over on one emulator: a race that loses once
+# in 20 is a bug, not noise (tools/emulator keeps DynamoDB linearizable, as AWS is).
+STRESS_FILTER := test(/concurrent|race|racing/)
+test-stress: $(TOOLS)
+	tools/with-emulator $(TEST_EMULATOR_PORT) cargo nextest run --workspace --no-fail-fast -E '$(STRESS_FILTER)' --stress-count $${STRESS_COUNT:-20}
 
 # Release arm64 builds of every function, zipped as Lambda takes them; prints each size.
 package: $(TOOLS)

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod auth;
+mod counters;
 mod errors;
 mod events;
 mod outreach;
