@@ -275,15 +275,7 @@ fn json_error(error: serde_json::Error, path: String) -> Error {
             } else if text.starts_with("unknown field") {
                 (path, "is not an accepted field".to_owned())
             } else {
-                let expected = text
-                    .split(", expected ")
-                    .nth(1)
-                    .map(|rest| rest.split(" at line").next().unwrap_or(rest).to_owned());
-                let problem = match expected {
-                    Some(expected) => format!("has the wrong type: expected {expected}"),
-                    None => "has the wrong type".to_owned(),
-                };
-                (path, problem)
+                (path, wrong_type_problem(&text))
             };
             let field = if field == "." || field.is_empty() {
                 "body".to_owned()
@@ -292,6 +284,44 @@ fn json_error(error: serde_json::Error, path: String) -> Error {
             };
             Error::Validation(vec![FieldError::new(field, problem)])
         }
+    }
+}
+
+/// The problem sentence of a serde type error, written by us. serde's message quotes the
+/// offending input before its final `, expected ...` (which describes our type), so only the
+/// text after the *last* `, expected ` is kept, and only when it looks like a type description.
+fn wrong_type_problem(serde_message: &str) -> String {
+    let message = match serde_message.rsplit_once(" at line ") {
+        Some((head, position))
+            if position
+                .split(" column ")
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            head
+        }
+        _ => serde_message,
+    };
+    let expected = message
+        .rsplit_once(", expected ")
+        .map(|(_, expected)| expected)
+        .filter(|expected| {
+            expected.len() <= 120
+                && expected
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " `,_-".contains(c))
+        });
+    let kind = if message.starts_with("unknown variant") {
+        "is not one of the accepted values"
+    } else if message.starts_with("invalid length") {
+        "has the wrong number of items"
+    } else if message.starts_with("invalid value") {
+        "has an invalid value"
+    } else {
+        "has the wrong type"
+    };
+    match expected {
+        Some(expected) => format!("{kind}: expected {expected}"),
+        None => kind.to_owned(),
     }
 }
 
@@ -366,5 +396,53 @@ mod tests {
             !details[0].problem.contains("many"),
             "values are never echoed"
         );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Typed {
+        flag: Option<bool>,
+        kind: Option<Kind>,
+        items: Option<Vec<u8>>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        Email,
+        Social,
+    }
+
+    #[test]
+    fn no_problem_ever_contains_the_value_that_was_sent() {
+        // Values built to look like serde's own message parts, at every place a type error can be.
+        let hostile = [
+            "CANARY, expected CANARY",
+            "x\", expected a boolean at line 1 column 2 CANARY",
+            "CANARY` or `email",
+            "one of `email`, `CANARY`",
+            ", expected ",
+        ];
+        for value in hostile {
+            for body in [
+                serde_json::json!({"flag": value}),
+                serde_json::json!({"kind": value}),
+                serde_json::json!({"items": value}),
+                serde_json::json!({"items": [value]}),
+                serde_json::json!({"flag": {value: value}}),
+            ] {
+                let bytes = serde_json::to_vec(&body).unwrap_or_default();
+                match parse_json::<Typed>(&bytes) {
+                    Err(Error::Validation(details)) => {
+                        for detail in details {
+                            let printed = format!("{} {}", detail.field, detail.problem);
+                            assert!(!printed.contains("CANARY"), "{printed}");
+                            assert!(!printed.contains(value), "{printed}");
+                        }
+                    }
+                    other => panic!("{body} was not refused as invalid: {other:?}"),
+                }
+            }
+        }
     }
 }

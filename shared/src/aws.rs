@@ -16,15 +16,35 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 /// Turns an SDK failure into the API's answer: 503 with `Retry-After` for any failure of the
-/// dependency itself (throttling, outage, a disabled key, a missing table), 500 only when we could
-/// not even build the request (a bug). The SDK's text only reaches the log.
+/// dependency itself (throttling, outage, a disabled key, a missing table); 422 `item_too_large`
+/// when DynamoDB refuses an item over 400 KB (retrying cannot help); 500 when we built a request
+/// the service calls invalid (a bug). The SDK's text only reaches the log.
 pub fn dependency_error<E, R>(error: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: Debug + Send + Sync + 'static,
 {
-    match error {
+    match &error {
         SdkError::ConstructionFailure(_) => Error::internal(error),
+        // DynamoDB refuses an item over 400 KB; retrying cannot help, so it is never a 503.
+        SdkError::ServiceError(service)
+            if service.err().code() == Some("ValidationException")
+                && service
+                    .err()
+                    .message()
+                    .is_some_and(|m| m.to_ascii_lowercase().contains("item size")) =>
+        {
+            Error::LimitExceeded {
+                code: "item_too_large",
+                message: "What this request would store is over DynamoDB's 400 KB item limit; \
+                          send less data (fewer fields, shorter texts or fewer items)."
+                    .into(),
+            }
+        }
+        // Any other validation error is a request we built wrong: a bug, not an outage.
+        SdkError::ServiceError(service) if service.err().code() == Some("ValidationException") => {
+            Error::internal(error)
+        }
         _ => Error::unavailable(error),
     }
 }

@@ -16,6 +16,7 @@ use pipewise_local::stack::LocalStack;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+pub mod black_hole;
 pub mod fake_social;
 pub mod log_capture;
 
@@ -42,6 +43,21 @@ pub struct TestApp {
     pub stack: LocalStack,
     /// The environment the functions run with.
     pub environment: HashMap<String, String>,
+}
+
+/// A service-specific endpoint, as the SDK reads `AWS_ENDPOINT_URL_<SERVICE>`.
+#[derive(Debug)]
+struct ServiceEndpoint {
+    env: String,
+    url: String,
+}
+
+impl aws_types::service_config::LoadServiceConfig for ServiceEndpoint {
+    fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        (key.env() == "AWS_ENDPOINT_URL"
+            && self.env.ends_with(&key.service_id().to_ascii_uppercase()))
+        .then(|| self.url.clone())
+    }
 }
 
 /// An answer: status, headers and the body as JSON (`Null` when empty or not JSON).
@@ -182,11 +198,25 @@ impl TestApp {
 
     /// The worker, configured exactly like the functions.
     pub fn worker(&self) -> pipewise::communications::CommunicationsWorker {
-        communications_worker::worker_from_config(
-            &ConfigSource::from_map(&self.environment),
-            &self.sdk,
-        )
-        .expect("configure the worker")
+        self.worker_on(&self.sdk)
+    }
+
+    /// The worker with another SDK configuration (e.g. one service pointed elsewhere).
+    pub fn worker_on(&self, sdk: &SdkConfig) -> pipewise::communications::CommunicationsWorker {
+        communications_worker::worker_from_config(&ConfigSource::from_map(&self.environment), sdk)
+            .expect("configure the worker")
+    }
+
+    /// The SDK configuration with one service's endpoint moved to `url`, the way
+    /// `AWS_ENDPOINT_URL_<SERVICE>` does it (e.g. `service_env` = `AWS_ENDPOINT_URL_SESV2`).
+    pub fn sdk_with_service_endpoint(&self, service_env: &str, url: &str) -> SdkConfig {
+        self.sdk
+            .to_builder()
+            .service_config(ServiceEndpoint {
+                env: service_env.to_owned(),
+                url: url.to_owned(),
+            })
+            .build()
     }
 
     /// URL of a queue of the stack.
@@ -197,12 +227,19 @@ impl TestApp {
     /// Runs the worker on the communications queue until it is empty; returns how many messages
     /// were received in all.
     pub async fn drain_queue(&self) -> usize {
-        let worker = self.worker();
+        self.drain_queue_with(&self.worker()).await
+    }
+
+    /// Like [`TestApp::drain_queue`], with a given worker.
+    pub async fn drain_queue_with(
+        &self,
+        worker: &pipewise::communications::CommunicationsWorker,
+    ) -> usize {
         let sqs = self.sqs();
         let url = self.queue_url("CommunicationsQueue");
         let mut received = 0;
         loop {
-            let report = poll_once(&sqs, &url, &worker, 0)
+            let report = poll_once(&sqs, &url, worker, 0)
                 .await
                 .expect("poll the queue");
             received += report.received;

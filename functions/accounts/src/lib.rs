@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use pipewise::accounts::model::{
     AccountList, AccountListQuery, AccountSecrets, AccountView, UpsertAccountRequest,
 };
+use pipewise::accounts::sender::SenderVerification;
 use pipewise::accounts::service::Upserted;
 use pipewise::accounts::tools::{ToolList, tools};
 use pipewise::accounts::{AccountId, AccountService, AccountStore, AccountType};
@@ -39,7 +40,8 @@ pub fn state_from_config(
         aws_sdk_kms::Client::new(sdk),
         source.required(vars::SECRETS_KMS_KEY_ID)?,
     );
-    FunctionState::new(source, AccountService::new(store, cipher))
+    let senders = SenderVerification::new(aws_sdk_sesv2::Client::new(sdk));
+    FunctionState::new(source, AccountService::new(store, cipher, senders))
 }
 
 /// The function's routes with their OpenAPI descriptions.

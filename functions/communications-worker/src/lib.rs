@@ -4,8 +4,9 @@
 //! configuration and clients.
 
 use aws_config::SdkConfig;
+use pipewise::accounts::sender::SenderVerification;
 use pipewise::accounts::{AccountService, AccountStore};
-use pipewise::communications::delivery::{Delivery, SocialApis};
+use pipewise::communications::delivery::{Delivery, SocialApis, ses_sending_client};
 use pipewise::communications::{CommunicationsWorker, RunStore};
 use pipewise::config::{ConfigError, ConfigSource, vars};
 use pipewise::envelope::EnvelopeCipher;
@@ -24,10 +25,11 @@ pub fn worker_from_config(
             aws_sdk_kms::Client::new(sdk),
             source.required(vars::SECRETS_KMS_KEY_ID)?,
         ),
+        SenderVerification::new(aws_sdk_sesv2::Client::new(sdk)),
     );
     let delivery = Delivery::new(
         accounts,
-        aws_sdk_sesv2::Client::new(sdk),
+        ses_sending_client(sdk),
         SocialApis::from_source(source),
     );
     Ok(CommunicationsWorker::new(

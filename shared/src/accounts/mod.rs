@@ -2,6 +2,7 @@
 
 pub mod model;
 pub mod secrets;
+pub mod sender;
 pub mod service;
 pub mod store;
 pub mod tools;

@@ -110,7 +110,15 @@ pub struct UpsertAccountRequest {
     /// Why the account is not connected (required when `connected` is false).
     #[serde(default)]
     pub status_reason: Option<String>,
+    /// Paths (dotted: `oauth.code`, `inboxes.0.pin`) of further configuration values the client
+    /// wants sealed as secrets, beyond those the secret rule finds itself. A response's
+    /// `secret_fields` may be posted back as it is.
+    #[serde(default)]
+    pub secret_fields: Option<Vec<String>>,
 }
+
+/// Most explicit secret paths one request may name.
+pub const MAX_EXPLICIT_SECRET_PATHS: usize = 100;
 
 /// A validated account to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +137,8 @@ pub struct AccountDraft {
     pub connected: bool,
     /// Reason when not connected.
     pub status_reason: Option<String>,
+    /// Paths the client named as secrets.
+    pub explicit_secrets: Vec<super::secrets::SecretPath>,
 }
 
 impl UpsertAccountRequest {
@@ -167,6 +177,12 @@ impl UpsertAccountRequest {
         {
             problems.push(FieldError::new("label", "must be at most 200 characters"));
         }
+        if let Some(problem) = label
+            .as_deref()
+            .and_then(|l| crate::plain_text::check(l, crate::plain_text::Lines::Single))
+        {
+            problems.push(FieldError::new("label", problem));
+        }
         let configuration = self.configuration.unwrap_or_default();
         let size = serde_json::to_vec(&configuration)
             .map(|v| v.len())
@@ -183,6 +199,8 @@ impl UpsertAccountRequest {
                 "must be nested at most 4 levels",
             ));
         }
+        let explicit_secrets =
+            explicit_secret_paths(self.secret_fields.unwrap_or_default(), &mut problems);
         let connected = self.connected.unwrap_or(true);
         let status_reason = if connected {
             None
@@ -213,10 +231,38 @@ impl UpsertAccountRequest {
                 configuration,
                 connected,
                 status_reason,
+                explicit_secrets,
             }),
             _ => Err(Error::Validation(problems)),
         }
     }
+}
+
+/// Parses the client's extra secret paths. A path naming nothing (or `null`) in this
+/// configuration is ignored: there is nothing to seal, and a client posting back a `secret_fields`
+/// it read with an edited configuration must not be refused for it.
+fn explicit_secret_paths(
+    dotted: Vec<String>,
+    problems: &mut Vec<FieldError>,
+) -> Vec<super::secrets::SecretPath> {
+    if dotted.len() > MAX_EXPLICIT_SECRET_PATHS {
+        problems.push(FieldError::new(
+            "secret_fields",
+            "may name at most 100 paths",
+        ));
+        return Vec::new();
+    }
+    let mut paths = Vec::new();
+    for (index, text) in dotted.iter().enumerate() {
+        match super::secrets::parse_path(text) {
+            Some(path) => paths.push(path),
+            None => problems.push(FieldError::new(
+                format!("secret_fields.{index}"),
+                "must be a dotted path such as `oauth.code` or `inboxes.0.pin`",
+            )),
+        }
+    }
+    paths
 }
 
 fn trimmed(value: Option<String>) -> Option<String> {

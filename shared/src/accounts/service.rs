@@ -7,10 +7,12 @@ use super::model::{
     AccountDraft, AccountId, AccountSecrets, AccountType, AccountView, UpsertAccountRequest,
 };
 use super::secrets::{self, SecretPath, StoredSecret, SubmittedSecret, display_path};
-use super::store::{AccountItem, AccountStore};
+use super::sender::{self, SenderStatus, SenderVerification};
+use super::store::{AccountItem, AccountStore, SenderClaim};
 use crate::auth::UserId;
 use crate::envelope::{EncryptionContext, Envelope, EnvelopeCipher};
 use crate::error::{Error, FieldError};
+use crate::targets::model::Email;
 
 /// Whether an upsert made a new account or changed an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,17 +23,23 @@ pub enum Upserted {
     Updated,
 }
 
-/// Accounts of users: storage plus the envelope that guards their secrets.
+/// Accounts of users: storage, the envelope that guards their secrets, and SES for proving
+/// that a user controls the address an email account sends from.
 #[derive(Clone)]
 pub struct AccountService {
     store: AccountStore,
     cipher: EnvelopeCipher,
+    senders: SenderVerification,
 }
 
 impl AccountService {
-    /// A service over a store and a cipher.
-    pub fn new(store: AccountStore, cipher: EnvelopeCipher) -> Self {
-        Self { store, cipher }
+    /// A service over a store, a cipher and SES's sender identities.
+    pub fn new(store: AccountStore, cipher: EnvelopeCipher, senders: SenderVerification) -> Self {
+        Self {
+            store,
+            cipher,
+            senders,
+        }
     }
 
     /// The underlying store (read-only uses such as the outreach channel lookup).
@@ -46,11 +54,34 @@ impl AccountService {
         account_type: Option<AccountType>,
     ) -> Result<Vec<AccountView>, Error> {
         let items = self.store.list(user).await?;
-        items
+        let mut views = Vec::with_capacity(items.len());
+        for item in items
             .into_iter()
             .filter(|item| account_type.is_none_or(|wanted| item.account_type == wanted))
-            .map(view)
-            .collect()
+        {
+            views.push(view(self.refresh_pending_sender(item).await?)?);
+        }
+        Ok(views)
+    }
+
+    /// An email account waiting for SES to verify its sender is re-checked on every read, and
+    /// marked connected once SES says so (one SES call per pending account).
+    async fn refresh_pending_sender(&self, item: AccountItem) -> Result<AccountItem, Error> {
+        if item.connected || item.status_reason.as_deref() != Some(sender::PENDING_VERIFICATION) {
+            return Ok(item);
+        }
+        let configuration = parse_configuration(&item.configuration)?;
+        let Ok(Some(address)) = sender::sender_of(item.account_type, &configuration) else {
+            return Ok(item);
+        };
+        if self.senders.status(&address).await? != SenderStatus::Verified
+            || !self.store.mark_sender_verified(&item).await?
+        {
+            return Ok(item);
+        }
+        let user = UserId::from_verified_sub(item.user_id.clone());
+        let id = AccountId::parse(&item.account_id).map_err(Error::internal)?;
+        self.store.get(&user, &id).await?.ok_or(Error::NotFound)
     }
 
     /// One account, masked; 404 when the user has none with this id. No KMS call.
@@ -60,7 +91,7 @@ impl AccountService {
             .get(user, account_id)
             .await?
             .ok_or(Error::NotFound)?;
-        view(item)
+        view(self.refresh_pending_sender(item).await?)
     }
 
     /// Creates or replaces an account by `account_id`. New secret values are sealed under a fresh
@@ -71,13 +102,27 @@ impl AccountService {
         user: &UserId,
         request: UpsertAccountRequest,
     ) -> Result<(Upserted, AccountView), Error> {
-        let draft = request.parse()?;
+        let mut draft = request.parse()?;
         let existing = self.store.get(user, &draft.account_id).await?;
-        let split = secrets::split(draft.configuration.clone());
+        let sender = self.prepare_sender(user, &mut draft).await?;
+        let released = match &existing {
+            Some(old) => self
+                .owned_sender(old)
+                .await?
+                .filter(|old| sender.as_ref().is_none_or(|new| new.address != old.address)),
+            None => None,
+        };
+        let split = secrets::split_with(draft.configuration.clone(), &draft.explicit_secrets);
         let secret_paths: Vec<SecretPath> =
             split.secrets.iter().map(|(path, _)| path.clone()).collect();
         let envelope = self
-            .seal_secrets(user, &draft, existing.as_ref(), split.secrets)
+            .seal_secrets(
+                user,
+                &draft,
+                existing.as_ref(),
+                &split.masked,
+                split.secrets,
+            )
             .await?;
         let now = crate::now_rfc3339();
         let configuration = serde_json::to_string(&split.masked).map_err(Error::internal)?;
@@ -100,20 +145,105 @@ impl AccountService {
         };
         let outcome = match &existing {
             None => {
-                self.store.insert(&item).await?;
+                self.store.insert(&item, sender.as_ref()).await?;
                 Upserted::Created
             }
             Some(old) => {
-                self.store.replace(&item, old.version).await?;
+                self.store
+                    .replace(&item, old.version, sender.as_ref(), released.as_ref())
+                    .await?;
                 Upserted::Updated
             }
         };
+        if let Some(released) = released {
+            self.forget_sender(released).await;
+        }
         Ok((outcome, view(item)?))
     }
 
-    /// Disconnects an account: the item and its ciphertext are deleted.
+    /// For an email account: refuses a sender another account owns (409, before SES is asked
+    /// anything, so nobody can make SES mail someone else's address), starts SES verification
+    /// of an address SES does not know, and keeps the account disconnected
+    /// (`sender_pending_verification`) until SES has verified it. Returns the claim to write.
+    async fn prepare_sender(
+        &self,
+        user: &UserId,
+        draft: &mut AccountDraft,
+    ) -> Result<Option<SenderClaim>, Error> {
+        let address = sender::sender_of(draft.account_type, &draft.configuration)
+            .map_err(|problem| Error::Validation(vec![problem]))?;
+        let Some(address) = address else {
+            return Ok(None);
+        };
+        let current = self.store.sender_owner(address.as_str()).await?;
+        if let Some(owner) = &current
+            && (owner.user_id != user.as_str() || owner.account_id != draft.account_id.as_str())
+        {
+            return Err(Error::Conflict {
+                code: "sender_claimed",
+                message: "Another account already sends from this address.".into(),
+                existing_id: None,
+            });
+        }
+        let mut created_identity = current.is_some_and(|owner| owner.created_identity);
+        let status = self.senders.status(&address).await?;
+        if status == SenderStatus::Unknown {
+            self.senders.start(&address).await?;
+            created_identity = true;
+        }
+        // A client that marks the account disconnected keeps its own reason.
+        if status != SenderStatus::Verified && draft.connected {
+            draft.connected = false;
+            draft.status_reason = Some(sender::PENDING_VERIFICATION.to_owned());
+        }
+        Ok(Some(SenderClaim {
+            address: address.as_str().to_owned(),
+            user_id: user.as_str().to_owned(),
+            account_id: draft.account_id.as_str().to_owned(),
+            created_identity,
+        }))
+    }
+
+    /// The claim a stored account holds on its sender, if it holds one.
+    async fn owned_sender(&self, item: &AccountItem) -> Result<Option<SenderClaim>, Error> {
+        let configuration = parse_configuration(&item.configuration)?;
+        let Ok(Some(address)) = sender::sender_of(item.account_type, &configuration) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .sender_owner(address.as_str())
+            .await?
+            .filter(|owner| owner.user_id == item.user_id && owner.account_id == item.account_id))
+    }
+
+    /// After a release: removes the SES identity when this service created it and nobody has
+    /// claimed the address since, so the next claimant must prove control of it again.
+    async fn forget_sender(&self, released: SenderClaim) {
+        if !released.created_identity {
+            return;
+        }
+        if let (Ok(None), Ok(address)) = (
+            self.store.sender_owner(&released.address).await,
+            Email::parse(&released.address),
+        ) {
+            self.senders.forget(&address).await;
+        }
+    }
+
+    /// Disconnects an account: the item and its ciphertext are deleted and its sender released.
     pub async fn delete(&self, user: &UserId, account_id: &AccountId) -> Result<(), Error> {
-        self.store.delete(user, account_id).await
+        let Some(existing) = self.store.get(user, account_id).await? else {
+            return Err(Error::NotFound);
+        };
+        let released = self.owned_sender(&existing).await?;
+        self.store
+            .delete(user, account_id, released.as_ref())
+            .await?;
+        if let Some(released) = released {
+            self.forget_sender(released).await;
+        }
+        Ok(())
     }
 
     /// The decrypted configuration of an account. The caller has checked the scope; this writes
@@ -177,6 +307,7 @@ impl AccountService {
         user: &UserId,
         draft: &AccountDraft,
         existing: Option<&AccountItem>,
+        masked: &Map<String, Value>,
         submitted: Vec<(SecretPath, SubmittedSecret)>,
     ) -> Result<Option<Envelope>, Error> {
         if submitted.is_empty() {
@@ -202,6 +333,13 @@ impl AccountService {
             .collect();
         if !missing.is_empty() {
             return Err(Error::Validation(missing));
+        }
+        if let Some(old) = existing {
+            let stored = parse_configuration(&old.configuration)?;
+            let moved = masks_in_moved_list_items(&kept, masked, &stored);
+            if !moved.is_empty() {
+                return Err(Error::Validation(moved));
+            }
         }
         // Every secret kept and none dropped: the stored envelope already holds exactly these.
         if let Some(old) = existing
@@ -239,6 +377,57 @@ impl AccountService {
             account_id: draft.account_id.as_str(),
         };
         self.cipher.seal(context, &plaintext).await.map(Some)
+    }
+}
+
+/// A mask inside a list keeps the stored secret only when the list still has its stored length
+/// and the item holding the mask is unchanged (compared in masked form); otherwise the mask
+/// could hand one item's secret to another (two inboxes, the first deleted: the second would get
+/// the first one's password), so it is refused, naming the field.
+fn masks_in_moved_list_items(
+    kept: &[&SecretPath],
+    submitted: &Map<String, Value>,
+    stored: &Map<String, Value>,
+) -> Vec<FieldError> {
+    let mut problems = Vec::new();
+    for path in kept {
+        let Some((first, rest)) = path.split_first() else {
+            continue;
+        };
+        // The configuration root is an object, so lists start one level down.
+        let (mut new, mut old) = (submitted.get(first), stored.get(first));
+        for segment in rest {
+            let (Some(new_node), Some(old_node)) = (new, old) else {
+                break;
+            };
+            if let Value::Array(new_items) = new_node {
+                let same_item = match (old_node, segment.parse::<usize>()) {
+                    (Value::Array(old_items), Ok(index)) => {
+                        old_items.len() == new_items.len()
+                            && old_items.get(index) == new_items.get(index)
+                    }
+                    _ => false,
+                };
+                if !same_item {
+                    problems.push(FieldError::new(
+                        format!("configuration.{}", display_path(path)),
+                        "is the mask, but the list item it stands in has moved or changed; send the secret itself",
+                    ));
+                    break;
+                }
+            }
+            new = child(new_node, segment);
+            old = child(old_node, segment);
+        }
+    }
+    problems
+}
+
+fn child<'a>(value: &'a Value, segment: &str) -> Option<&'a Value> {
+    match value {
+        Value::Object(map) => map.get(segment),
+        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
     }
 }
 

@@ -121,9 +121,14 @@ impl AccountStore {
         Ok(accounts)
     }
 
-    /// Creates an account and counts it, in one transaction: fails with 409 if it appeared
-    /// meanwhile and with 422 when the user already has the maximum.
-    pub async fn insert(&self, item: &AccountItem) -> Result<(), Error> {
+    /// Creates an account and counts it, in one transaction with the claim of its sender (if
+    /// any): fails with 409 if it appeared meanwhile or another account owns the sender, and with
+    /// 422 when the user already has the maximum.
+    pub async fn insert(
+        &self,
+        item: &AccountItem,
+        sender: Option<&SenderClaim>,
+    ) -> Result<(), Error> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(encode(item)?))
@@ -143,14 +148,20 @@ impl AccountStore {
             )
             .build()
             .map_err(Error::internal)?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().put(put).build(),
             TransactWriteItem::builder().update(count).build(),
         ];
+        if let Some(claim) = sender {
+            items.push(self.claim_sender(claim)?);
+        }
         match transact_write(&self.dynamodb, items).await {
             Ok(()) => Ok(()),
             Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => {
                 Err(concurrent_change())
+            }
+            Err(TransactionFailure::ConditionFailed(failed)) if failed.get(2) == Some(&true) => {
+                Err(sender_claimed())
             }
             Err(TransactionFailure::ConditionFailed(_)) => Err(Error::LimitExceeded {
                 code: "account_limit_reached",
@@ -160,11 +171,16 @@ impl AccountStore {
         }
     }
 
-    /// Replaces an account if it is still at `expected_version` (409 otherwise).
-    pub async fn replace(&self, item: &AccountItem, expected_version: u64) -> Result<(), Error> {
-        let result = self
-            .dynamodb
-            .put_item()
+    /// Replaces an account if it is still at `expected_version` (409 otherwise), in one
+    /// transaction with the claim of its sender and the release of a sender it no longer uses.
+    pub async fn replace(
+        &self,
+        item: &AccountItem,
+        expected_version: u64,
+        sender: Option<&SenderClaim>,
+        released: Option<&SenderClaim>,
+    ) -> Result<(), Error> {
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(encode(item)?))
             .condition_expression("version = :expected")
@@ -172,17 +188,100 @@ impl AccountStore {
                 ":expected",
                 AttributeValue::N(expected_version.to_string()),
             )
-            .send()
-            .await;
-        if conditional(result)? {
-            Ok(())
-        } else {
-            Err(concurrent_change())
+            .build()
+            .map_err(Error::internal)?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        if let Some(claim) = sender {
+            items.push(self.claim_sender(claim)?);
+        }
+        if let Some(claim) = released {
+            items.push(self.release_sender(claim)?);
+        }
+        match transact_write(&self.dynamodb, items).await {
+            Ok(()) => Ok(()),
+            Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => {
+                Err(concurrent_change())
+            }
+            Err(TransactionFailure::ConditionFailed(failed))
+                if sender.is_some() && failed.get(1) == Some(&true) =>
+            {
+                Err(sender_claimed())
+            }
+            Err(TransactionFailure::ConditionFailed(_)) => Err(concurrent_change()),
+            Err(failure) => Err(failure.into()),
         }
     }
 
-    /// Deletes an account (item and ciphertext) and uncounts it; 404 when there is none.
-    pub async fn delete(&self, user: &UserId, account_id: &AccountId) -> Result<(), Error> {
+    /// Who owns a sender address, read consistently.
+    pub async fn sender_owner(&self, address: &str) -> Result<Option<SenderClaim>, Error> {
+        let item = read_item(&self.dynamodb, &self.table, sender_key(address)).await?;
+        Ok(item.map(|item| SenderClaim {
+            address: address.to_owned(),
+            user_id: text_of(&item, "owner_user_id"),
+            account_id: text_of(&item, "owner_account_id"),
+            created_identity: matches!(
+                item.get("created_identity"),
+                Some(AttributeValue::Bool(true))
+            ),
+        }))
+    }
+
+    /// Marks an account whose sender SES has since verified as connected, if it is unchanged.
+    pub async fn mark_sender_verified(&self, item: &AccountItem) -> Result<bool, Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&user_of(item), &item.account_id)))
+            .update_expression(
+                "SET connected = :true, version = :next, updated_at = :now REMOVE status_reason",
+            )
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":next", AttributeValue::N((item.version + 1).to_string()))
+            .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
+            .expression_attribute_values(":now", AttributeValue::S(crate::now_rfc3339()))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    /// Claims a sender for an account: holds when nobody owns it or this account already does.
+    fn claim_sender(&self, claim: &SenderClaim) -> Result<TransactWriteItem, Error> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(sender_key(&claim.address)))
+            .update_expression("SET owner_user_id = :user, owner_account_id = :account, created_identity = if_not_exists(created_identity, :created)")
+            .condition_expression("attribute_not_exists(owner_user_id) OR (owner_user_id = :user AND owner_account_id = :account)")
+            .expression_attribute_values(":user", AttributeValue::S(claim.user_id.clone()))
+            .expression_attribute_values(":account", AttributeValue::S(claim.account_id.clone()))
+            .expression_attribute_values(":created", AttributeValue::Bool(claim.created_identity))
+            .build()
+            .map_err(Error::internal)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Releases a sender this account owns (nothing when the claim is already gone).
+    fn release_sender(&self, claim: &SenderClaim) -> Result<TransactWriteItem, Error> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(sender_key(&claim.address)))
+            .condition_expression("attribute_not_exists(owner_user_id) OR (owner_user_id = :user AND owner_account_id = :account)")
+            .expression_attribute_values(":user", AttributeValue::S(claim.user_id.clone()))
+            .expression_attribute_values(":account", AttributeValue::S(claim.account_id.clone()))
+            .build()
+            .map_err(Error::internal)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Deletes an account (item and ciphertext), uncounts it and releases its sender, in one
+    /// transaction; 404 when there is none.
+    pub async fn delete(
+        &self,
+        user: &UserId,
+        account_id: &AccountId,
+        released: Option<&SenderClaim>,
+    ) -> Result<(), Error> {
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(Self::key(user, account_id.as_str())))
@@ -196,13 +295,17 @@ impl AccountStore {
             .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
             .build()
             .map_err(Error::internal)?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().delete(delete).build(),
             TransactWriteItem::builder().update(count).build(),
         ];
+        if let Some(claim) = released {
+            items.push(self.release_sender(claim)?);
+        }
         match transact_write(&self.dynamodb, items).await {
             Ok(()) => Ok(()),
-            Err(TransactionFailure::ConditionFailed(_)) => Err(Error::NotFound),
+            Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => Err(Error::NotFound),
+            Err(TransactionFailure::ConditionFailed(_)) => Err(concurrent_change()),
             Err(failure) => Err(failure.into()),
         }
     }
@@ -210,6 +313,40 @@ impl AccountStore {
 
 fn user_of(item: &AccountItem) -> UserId {
     UserId::from_verified_sub(item.user_id.clone())
+}
+
+/// The owner of a sender address: one account of one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderClaim {
+    /// The address, normalised.
+    pub address: String,
+    /// The owning user.
+    pub user_id: String,
+    /// The owning account.
+    pub account_id: String,
+    /// Whether this service created the SES identity (and so removes it on release).
+    pub created_identity: bool,
+}
+
+/// Sender claims live in the accounts table under their own partition (`sender#<address>`),
+/// which no user's partition can reach: their sort key `#owner` is no valid account id.
+fn sender_key(address: &str) -> HashMap<String, AttributeValue> {
+    user_key(&format!("sender#{address}"), "account_id", "#owner")
+}
+
+fn text_of(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => value.clone(),
+        _ => String::new(),
+    }
+}
+
+fn sender_claimed() -> Error {
+    Error::Conflict {
+        code: "sender_claimed",
+        message: "Another account already sends from this address.".into(),
+        existing_id: None,
+    }
 }
 
 fn concurrent_change() -> Error {

@@ -132,9 +132,18 @@ impl Delivery {
     ) -> Outcome {
         let public: Map<String, Value> =
             serde_json::from_str(&account.configuration).unwrap_or_default();
-        let Some(from) = public.get("from_address").and_then(Value::as_str) else {
-            return Outcome::Failed("account_has_no_from_address".into());
+        let from = match crate::accounts::sender::sender_of(account.account_type, &public) {
+            Ok(Some(address)) => address,
+            _ => return Outcome::Failed("account_has_no_from_address".into()),
         };
+        // Re-checked before every send: the account must still own its sender.
+        match self.accounts.store().sender_owner(from.as_str()).await {
+            Ok(Some(owner))
+                if owner.user_id == account.user_id && owner.account_id == account.account_id => {}
+            Ok(_) => return Outcome::Failed("sender_not_owned".into()),
+            Err(_) => return Outcome::Retry("accounts_unavailable".into()),
+        }
+        let from = from.as_str();
         let Some(to) = item.recipient.email.as_deref() else {
             return Outcome::Failed("target_has_no_address".into());
         };
@@ -340,11 +349,52 @@ fn classify_ses<E: ProvideErrorMetadata>(
                 _ => Outcome::Failed("ses_refused".into()),
             }
         }
-        SdkError::DispatchFailure(_) => Outcome::Retry("ses_unreachable".into()),
+        // Only a refused connection proves the request never left; any other dispatch failure
+        // (reset, timeout, closed mid-answer) may follow a send SES carried out.
+        SdkError::DispatchFailure(dispatch)
+            if dispatch
+                .as_connector_error()
+                .is_some_and(|cause| connection_refused(cause)) =>
+        {
+            Outcome::Retry("ses_unreachable".into())
+        }
         SdkError::ConstructionFailure(_) => Outcome::Failed("message_unrenderable".into()),
         // The request went out and no clear answer came back.
         _ => Outcome::Unknown("ses_no_answer".into()),
     }
+}
+
+/// Whether a failure was a refused TCP connection (the request cannot have been sent).
+fn connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+/// How long one `SendEmail` may take before its outcome counts as unknown.
+const SES_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The SES client that sends outreach email. `SendEmail` is not idempotent, so the SDK's
+/// automatic retries are off: an attempt that may have reached SES is never repeated by the SDK
+/// (the worker records it as `delivery_outcome_unknown`); one that surely did not is retried by
+/// SQS redelivery, after the worker's own backoff.
+pub fn ses_sending_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sesv2::Client {
+    let config = aws_sdk_sesv2::config::Builder::from(sdk)
+        .retry_config(aws_sdk_sesv2::config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_sdk_sesv2::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(SES_SEND_TIMEOUT)
+                .build(),
+        )
+        .build();
+    aws_sdk_sesv2::Client::from_conf(config)
 }
 
 #[cfg(test)]

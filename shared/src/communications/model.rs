@@ -266,6 +266,37 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// Most skipped pairs a run lists one by one; the rest are counted by reason. A bulk run over
+/// 10,000 Instagram-only targets skips up to 20,000 pairs, far more than one DynamoDB item
+/// (400 KB) or a readable answer holds.
+pub const MAX_SKIPPED_LISTED: usize = 100;
+
+/// What a run left out: the first [`MAX_SKIPPED_LISTED`] pairs, and every pair counted by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedSummary {
+    /// The first pairs left out, in plan order.
+    pub listed: Vec<Skipped>,
+    /// How many pairs were left out in all.
+    pub total: u32,
+    /// How many pairs were left out, by reason.
+    pub by_reason: std::collections::BTreeMap<String, u32>,
+}
+
+impl SkippedSummary {
+    /// Summarises every skipped pair of a plan.
+    pub fn of(skipped: Vec<Skipped>) -> Self {
+        let mut summary = Self::default();
+        for pair in skipped {
+            summary.total = summary.total.saturating_add(1);
+            *summary.by_reason.entry(pair.reason.clone()).or_default() += 1;
+            if summary.listed.len() < MAX_SKIPPED_LISTED {
+                summary.listed.push(pair);
+            }
+        }
+        summary
+    }
+}
+
 /// Answer of initiate (202).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InitiateResponse {
@@ -273,8 +304,27 @@ pub struct InitiateResponse {
     pub run_id: String,
     /// How many communications were queued.
     pub queued: usize,
-    /// What was left out.
+    /// What was left out: the first 100 pairs (all of them when there are at most 100).
     pub skipped: Vec<Skipped>,
+    /// How many pairs were left out in all.
+    #[serde(default)]
+    pub skipped_total: u32,
+    /// How many pairs were left out, by reason.
+    #[serde(default)]
+    pub skipped_counts: std::collections::BTreeMap<String, u32>,
+}
+
+impl InitiateResponse {
+    /// The answer for a run.
+    pub fn new(run_id: String, queued: usize, skipped: SkippedSummary) -> Self {
+        Self {
+            run_id,
+            queued,
+            skipped: skipped.listed,
+            skipped_total: skipped.total,
+            skipped_counts: skipped.by_reason,
+        }
+    }
 }
 
 /// Counts of a run's communications by outcome.
@@ -320,8 +370,12 @@ pub struct RunView {
     pub cancel_requested: bool,
     /// Counts by outcome.
     pub counts: RunCounts,
-    /// Left out when the run was created.
+    /// Left out when the run was created: the first 100 pairs.
     pub skipped: Vec<Skipped>,
+    /// How many pairs were left out in all.
+    pub skipped_total: u32,
+    /// How many pairs were left out, by reason.
+    pub skipped_counts: std::collections::BTreeMap<String, u32>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339, once every communication finished.

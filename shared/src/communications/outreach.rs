@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::idempotency::{Claim, IdempotencyStore, body_hash};
 use super::model::{
     Channel, CommunicationStatus, InitiateRequest, InitiateResponse, MAX_COMMUNICATIONS_PER_RUN,
-    RecipientSnapshot, RunView, Skipped,
+    RecipientSnapshot, RunView, Skipped, SkippedSummary,
 };
 use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
 use super::store::{CommunicationItem, RunItem, RunStore};
@@ -114,7 +114,9 @@ impl Outreach {
             return Ok(InitiateResponse {
                 run_id: run.run_id,
                 queued: run.total as usize,
+                skipped_total: run.skipped_total.max(run.skipped.len() as u32),
                 skipped: run.skipped,
+                skipped_counts: run.skipped_counts,
             });
         }
         if resumed {
@@ -151,22 +153,23 @@ impl Outreach {
         // Communications first, the run last: a run item always has all of its communications.
         self.runs.put_new_communications(&items).await?;
         let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
+        let skipped = SkippedSummary::of(plan.skipped);
         let run = RunItem::new(
             user,
             run_id,
             total,
-            plan.skipped.clone(),
+            skipped.clone(),
             request.message.clone(),
         );
         if !self.runs.create_run(&run).await? {
             return Err(Error::internal("a new run id already existed"));
         }
         self.enqueue_pending(user, &run).await?;
-        Ok(InitiateResponse {
-            run_id: run_id.to_owned(),
-            queued: items.len(),
-            skipped: plan.skipped,
-        })
+        Ok(InitiateResponse::new(
+            run_id.to_owned(),
+            items.len(),
+            skipped,
+        ))
     }
 
     /// Puts the run's still-queued communications at or past its watermark on the queue,
@@ -271,11 +274,21 @@ impl Outreach {
         if plan.communications.is_empty() {
             return Err(Error::Unprocessable {
                 code: "nothing_deliverable",
-                message: "No target can be reached on the requested channels with the connected accounts.".into(),
+                message: format!(
+                    "No target can be reached on the requested channels with the connected accounts ({} pairs left out; the first {} are listed).",
+                    plan.skipped.len(),
+                    plan.skipped.len().min(super::model::MAX_SKIPPED_LISTED)
+                ),
                 details: plan
                     .skipped
                     .iter()
-                    .map(|s| FieldError::new(format!("{}.{}", s.target_id, s.channel.as_str()), s.reason.clone()))
+                    .take(super::model::MAX_SKIPPED_LISTED)
+                    .map(|s| {
+                        FieldError::new(
+                            format!("{}.{}", s.target_id, s.channel.as_str()),
+                            s.reason.clone(),
+                        )
+                    })
                     .collect(),
             });
         }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{
     Channel, CommunicationStatus, CommunicationView, MessageTemplate, RecipientSnapshot, RunCounts,
-    RunStatus, RunView, Skipped,
+    RunStatus, RunView, Skipped, SkippedSummary,
 };
 use crate::auth::UserId;
 use crate::aws::dependency_error;
@@ -55,8 +55,14 @@ pub struct RunItem {
     /// Whether cancelling was asked for.
     #[serde(default)]
     pub cancel_requested: bool,
-    /// Pairs left out.
+    /// Pairs left out (the first [`MAX_SKIPPED_LISTED`](super::model::MAX_SKIPPED_LISTED)).
     pub skipped: Vec<Skipped>,
+    /// How many pairs were left out in all (absent on runs stored before it was counted).
+    #[serde(default)]
+    pub skipped_total: u32,
+    /// Pairs left out, by reason.
+    #[serde(default)]
+    pub skipped_counts: std::collections::BTreeMap<String, u32>,
     /// The message.
     pub message: MessageTemplate,
     /// RFC 3339.
@@ -75,7 +81,7 @@ impl RunItem {
         user: &UserId,
         run_id: &str,
         total: u32,
-        skipped: Vec<Skipped>,
+        skipped: SkippedSummary,
         message: MessageTemplate,
     ) -> Self {
         Self {
@@ -89,7 +95,9 @@ impl RunItem {
             cancelled: 0,
             enqueued_through: 0,
             cancel_requested: false,
-            skipped,
+            skipped: skipped.listed,
+            skipped_total: skipped.total,
+            skipped_counts: skipped.by_reason,
             message,
             created_at: crate::now_rfc3339(),
             started_at: None,
@@ -126,6 +134,8 @@ impl RunItem {
                 cancelled: self.cancelled,
             },
             skipped: self.skipped.clone(),
+            skipped_total: self.skipped_total.max(self.skipped.len() as u32),
+            skipped_counts: self.skipped_counts.clone(),
             created_at: self.created_at.clone(),
             completed_at: self.completed_at.clone(),
             communications,

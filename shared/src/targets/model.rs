@@ -5,6 +5,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::FieldError;
+use crate::plain_text;
 
 /// Most active targets one user may have.
 pub const MAX_ACTIVE_TARGETS_PER_USER: u32 = 10_000;
@@ -243,6 +244,10 @@ impl CreateTargetRequest {
                 Err("must be 1-200 characters")
             },
         );
+        check(
+            "name",
+            plain_text::check(&name, plain_text::Lines::Single).map_or(Ok(()), Err),
+        );
         let email = non_empty(self.email).map(|v| Email::parse(&v));
         let twitter = non_empty(self.twitter_username).map(|v| TwitterHandle::parse(&v));
         let instagram = non_empty(self.instagram_username).map(|v| InstagramHandle::parse(&v));
@@ -255,6 +260,12 @@ impl CreateTargetRequest {
         }
         if let Some(Err(problem)) = &instagram {
             check("instagram_username", Err(problem));
+        }
+        if let Some(problem) = notes
+            .as_deref()
+            .and_then(|n| plain_text::check(n, plain_text::Lines::Multi))
+        {
+            check("notes", Err(problem));
         }
         if notes
             .as_ref()

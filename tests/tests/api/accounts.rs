@@ -277,6 +277,7 @@ async fn the_per_user_account_limit_is_enforced() {
         .assert_status(201);
     let mut another = seed();
     another["account_id"] = json!("gmail-2");
+    another["configuration"]["from_address"] = json!("other@example.com");
     app.post(ACCOUNTS, "alice", &another)
         .await
         .assert_error(422, "account_limit_reached");

@@ -10,3 +10,4 @@ mod routes;
 mod security;
 mod targets;
 mod template;
+mod tenant_safety;

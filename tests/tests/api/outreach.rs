@@ -335,13 +335,20 @@ async fn poison_messages_are_the_only_batch_failures_and_end_in_the_dlq() {
 }
 
 #[tokio::test]
-async fn an_unverified_sender_fails_with_a_reason_and_is_not_retried() {
-    let (outreach, _) = setup(2, false).await;
+async fn a_sender_ses_no_longer_verifies_fails_with_a_reason_and_is_not_retried() {
+    let (outreach, _) = setup(2, true).await;
     let app = &outreach.app;
     let run_id = initiate(app, None, &message()).await.body["run_id"]
         .as_str()
         .unwrap()
         .to_owned();
+    // The identity disappears from SES after the run was queued.
+    aws_sdk_sesv2::Client::new(&app.sdk)
+        .delete_email_identity()
+        .email_identity(&outreach.sender)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         app.drain_queue().await,
         2,
@@ -355,6 +362,103 @@ async fn an_unverified_sender_fails_with_a_reason_and_is_not_retried() {
         assert_eq!(communication["status"], "failed");
         assert_eq!(communication["reason"], "sender_not_verified");
     }
+}
+
+#[tokio::test]
+async fn an_email_whose_answer_was_lost_is_sent_once_and_recorded_as_unknown() {
+    // SES receives the request and the answer never comes back: SendEmail is not idempotent,
+    // so neither the SDK nor SQS may send it again.
+    let (outreach, _) = setup(1, true).await;
+    let app = &outreach.app;
+    let ses = pipewise_tests::black_hole::BlackHole::start().await;
+    let worker = app.worker_on(&app.sdk_with_service_endpoint("AWS_ENDPOINT_URL_SESV2", &ses.url));
+    let run_id = initiate(app, None, &message()).await.body["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.drain_queue_with(&worker).await,
+        1,
+        "received once, never redelivered"
+    );
+    assert_eq!(ses.requests(), 1, "the SDK must not retry SendEmail");
+    assert_eq!(queue_depth(app).await, 0);
+    let run = app.get(&format!("{RUNS}/{run_id}"), "alice").await;
+    let communication = &run.body["communications"][0];
+    assert_eq!(communication["status"], "failed");
+    assert_eq!(communication["reason"], "delivery_outcome_unknown");
+}
+
+#[tokio::test]
+async fn a_run_that_skips_5000_pairs_is_accepted_with_counts_and_a_bounded_list() {
+    // One emailable target, and 5,000 Instagram-only targets without an Instagram account: a
+    // realistic bulk import. The run item once listed every skipped pair and passed 400 KB.
+    let (outreach, _) = setup(1, true).await;
+    let app = &outreach.app;
+    let dynamodb = app.dynamodb();
+    let table = app.resource("TargetsTable").to_owned();
+    let now = "2026-11-26T00:00:00Z";
+    for chunk in 0..200 {
+        let writes = (0..25)
+            .map(|i| {
+                let id = uuid::Uuid::now_v7().to_string();
+                let item = [
+                    ("user_id", AttributeValue::S("alice".into())),
+                    ("sk", AttributeValue::S(format!("T#{id}"))),
+                    ("id", AttributeValue::S(id)),
+                    ("name", AttributeValue::S(format!("Insta {chunk}-{i}"))),
+                    (
+                        "instagram_username",
+                        AttributeValue::S(format!("ig_{chunk}_{i}")),
+                    ),
+                    ("active", AttributeValue::Bool(true)),
+                    ("created_at", AttributeValue::S(now.into())),
+                    ("updated_at", AttributeValue::S(now.into())),
+                    ("version", AttributeValue::N("1".into())),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+                aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .put_request(
+                        aws_sdk_dynamodb::types::PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+            })
+            .collect();
+        dynamodb
+            .batch_write_item()
+            .request_items(&table, writes)
+            .send()
+            .await
+            .unwrap();
+    }
+    let started = initiate(app, Some("bulk"), &message()).await;
+    started.assert_status(202);
+    assert_eq!(started.body["queued"], 1);
+    assert_eq!(started.body["skipped_total"], 5000);
+    assert_eq!(
+        started.body["skipped_counts"],
+        json!({"no_connected_account": 5000})
+    );
+    assert_eq!(started.body["skipped"].as_array().unwrap().len(), 100);
+    let replay = initiate(app, Some("bulk"), &message()).await;
+    replay.assert_status(202);
+    assert_eq!(
+        replay.body, started.body,
+        "the idempotent replay is the same answer"
+    );
+    let run = app
+        .get(
+            &format!("{RUNS}/{}", started.body["run_id"].as_str().unwrap()),
+            "alice",
+        )
+        .await;
+    assert_eq!(run.body["skipped_total"], 5000);
+    assert_eq!(run.body["skipped"].as_array().unwrap().len(), 100);
 }
 
 #[tokio::test]

@@ -1,0 +1,172 @@
+//! Sender ownership: a user may send email only from an address it has proven it controls, and
+//! an address belongs to one user at a time.
+//!
+//! - Proof is SES's own: saving an email account whose `from_address` SES does not know starts
+//!   SES verification of that address (SES mails a link to it); until SES says the address is
+//!   verified, the account is `connected: false` with `status_reason:
+//!   "sender_pending_verification"`, and reads re-check it.
+//! - Only *address* identities count. A domain identity in the operator's SES account would let
+//!   every user claim every address of that domain, so it never makes an address a user's.
+//! - Ownership is a claim item in DynamoDB, written in the same transaction as the account: a
+//!   second user claiming the address gets 409 `sender_claimed`; deleting the account (or moving
+//!   it to another address) releases the claim, and removes the SES identity when this service
+//!   created it, so the next claimant has to prove control again.
+//! - Delivery re-reads the claim before each send: a communication from an address its account
+//!   no longer owns fails with `sender_not_owned` and nothing is sent.
+
+use aws_sdk_sesv2::error::ProvideErrorMetadata;
+use serde_json::{Map, Value};
+
+use super::model::AccountType;
+use crate::aws::dependency_error;
+use crate::error::{Error, FieldError};
+use crate::targets::model::Email;
+
+/// `status_reason` of an email account whose sender SES has not verified yet.
+pub const PENDING_VERIFICATION: &str = "sender_pending_verification";
+
+/// The configuration field that names an email account's sender.
+pub const FROM_ADDRESS: &str = "from_address";
+
+/// The sender an account sends from: an email account's `from_address`, normalised.
+/// `Ok(None)` for accounts of other types and email accounts without one.
+pub fn sender_of(
+    account_type: AccountType,
+    configuration: &Map<String, Value>,
+) -> Result<Option<Email>, FieldError> {
+    if account_type != AccountType::Email {
+        return Ok(None);
+    }
+    match configuration.get(FROM_ADDRESS) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(address)) => Email::parse(address)
+            .map(Some)
+            .map_err(|problem| FieldError::new(format!("configuration.{FROM_ADDRESS}"), problem)),
+        Some(_) => Err(FieldError::new(
+            format!("configuration.{FROM_ADDRESS}"),
+            "must be an email address",
+        )),
+    }
+}
+
+/// What SES says of an address identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderStatus {
+    /// SES may send from it.
+    Verified,
+    /// Verification was started and is not finished.
+    Pending,
+    /// SES has no such address identity.
+    Unknown,
+}
+
+/// SES calls about sender identities (not sending: see `communications::delivery`).
+#[derive(Clone, Debug)]
+pub struct SenderVerification {
+    ses: aws_sdk_sesv2::Client,
+}
+
+impl SenderVerification {
+    /// Over an SES v2 client.
+    pub fn new(ses: aws_sdk_sesv2::Client) -> Self {
+        Self { ses }
+    }
+
+    /// Where SES stands on `address` as an address identity.
+    pub async fn status(&self, address: &Email) -> Result<SenderStatus, Error> {
+        match self
+            .ses
+            .get_email_identity()
+            .email_identity(address.as_str())
+            .send()
+            .await
+        {
+            Ok(identity) => {
+                // AWS reports `VerifiedForSendingStatus`; moto reports only `VerificationStatus`.
+                let verified = identity.verified_for_sending_status
+                    || identity.verification_status
+                        == Some(aws_sdk_sesv2::types::VerificationStatus::Success);
+                Ok(if verified {
+                    SenderStatus::Verified
+                } else {
+                    SenderStatus::Pending
+                })
+            }
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.code() == Some("NotFoundException")) =>
+            {
+                Ok(SenderStatus::Unknown)
+            }
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+
+    /// Starts SES verification of `address` (SES mails it a link).
+    pub async fn start(&self, address: &Email) -> Result<(), Error> {
+        match self
+            .ses
+            .create_email_identity()
+            .email_identity(address.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.code() == Some("AlreadyExistsException")) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+
+    /// Removes an address identity this service created (best effort: logged when it fails).
+    pub async fn forget(&self, address: &Email) {
+        if let Err(error) = self
+            .ses
+            .delete_email_identity()
+            .email_identity(address.as_str())
+            .send()
+            .await
+        {
+            tracing::warn!(error = %crate::error::ErrorChain(&error), "could not remove a released sender identity from SES");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn only_email_accounts_have_a_sender_and_it_must_be_an_address() {
+        let with = config(json!({"from_address": " Sales@Example.com "}));
+        assert_eq!(
+            sender_of(AccountType::Email, &with)
+                .ok()
+                .flatten()
+                .map(|e| e.as_str().to_owned()),
+            Some("sales@example.com".to_owned())
+        );
+        assert_eq!(sender_of(AccountType::Crm, &with), Ok(None));
+        assert_eq!(sender_of(AccountType::Email, &config(json!({}))), Ok(None));
+        for bad in [json!({"from_address": "nope"}), json!({"from_address": 7})] {
+            let field = sender_of(AccountType::Email, &config(bad))
+                .err()
+                .map(|e| e.field);
+            assert_eq!(field.as_deref(), Some("configuration.from_address"));
+        }
+    }
+}
