@@ -14,6 +14,7 @@ TEST_EMULATOR_PORT := 4567
 
 help:
 	@echo "make dev                  run the API on http://127.0.0.1:8001 against a local AWS emulator"
+	@echo "make dev IDP=cognito      the same, users signing in through the template's Cognito user pool"
 	@echo "make token SUB=alice      print a dev JWT (SCOPE=integrations:secrets:read for /secrets)"
 	@echo "make test                 format, lint and every test against a fresh emulator"
 	@echo "make test-stress          every racing test 20 times on one emulator"
@@ -34,9 +35,9 @@ tools: $(TOOLS)
 
 dev: $(TOOLS)
 	cargo build --quiet -p pipewise-local --bins
-	$(EMULATOR_ENV) AWS_ENDPOINT_URL=$(DEV_EMULATOR) exec $(CARGO_TARGET_DIR)/debug/pipewise-dev --emulator $(CURDIR)/tools/emulator
+	$(EMULATOR_ENV) AWS_ENDPOINT_URL=$(DEV_EMULATOR) exec $(CARGO_TARGET_DIR)/debug/pipewise-dev --emulator $(CURDIR)/tools/emulator --idp '$(IDP)'
 
-token:
+token: $(TOOLS)
 	@test -n "$(SUB)" || { echo "usage: make token SUB=alice [SCOPE=integrations:secrets:read]" >&2; exit 2; }
 	@cargo run --quiet -p pipewise-local --bin pipewise-token -- "$(SUB)" "$(SCOPE)"
 

@@ -13,7 +13,7 @@ use crate::stack::LocalStack;
 /// development overrides.
 pub fn local_environment(stack: &LocalStack) -> HashMap<String, String> {
     let mut environment: HashMap<String, String> = stack.environment.clone().into_iter().collect();
-    for (name, value) in dev_overrides() {
+    for (name, value) in dev_overrides(stack) {
         environment.insert(name.to_owned(), value);
     }
     environment

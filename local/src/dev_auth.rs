@@ -51,9 +51,24 @@ pub fn dev_token(sub: &str, scope: Option<&str>, ttl_seconds: u64) -> String {
     .unwrap_or_default()
 }
 
+/// Template parameters for a local stack with Cognito: the template's own user pool, created
+/// in the emulator (`make dev IDP=cognito`).
+pub fn cognito_parameters() -> HashMap<String, Resolved> {
+    let mut parameters = dev_parameters();
+    parameters.insert(
+        "IdentityProvider".to_owned(),
+        Resolved::Text("cognito".to_owned()),
+    );
+    parameters
+}
+
 /// Template parameters for a local stack: dev issuer, audience and CORS origins, no JWKS.
 pub fn dev_parameters() -> HashMap<String, Resolved> {
     HashMap::from([
+        (
+            "IdentityProvider".to_owned(),
+            Resolved::Text("external".to_owned()),
+        ),
         (
             "JwtIssuer".to_owned(),
             Resolved::Text(DEV_ISSUER.to_owned()),
@@ -71,10 +86,24 @@ pub fn dev_parameters() -> HashMap<String, Resolved> {
     ])
 }
 
-/// Variables the local stack sets beyond the template's: the development HS256 secret.
-pub fn dev_overrides() -> [(&'static str, String); 1] {
-    [(
-        pipewise::config::vars::JWT_HS256_SECRET,
-        DEV_JWT_SECRET.to_owned(),
-    )]
+/// Variables the local stack sets beyond the template's: with the template's Cognito user pool,
+/// where the emulator serves the pool's discovery document (moto names AWS's host in `iss`);
+/// otherwise the development HS256 secret.
+pub fn dev_overrides(stack: &crate::stack::LocalStack) -> Vec<(&'static str, String)> {
+    match stack.physical.get("UserPool") {
+        Some(pool_id) => {
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+            vec![(
+                pipewise::config::vars::JWT_DISCOVERY_URL,
+                format!(
+                    "{}/{pool_id}/.well-known/openid-configuration",
+                    endpoint.trim_end_matches('/')
+                ),
+            )]
+        }
+        None => vec![(
+            pipewise::config::vars::JWT_HS256_SECRET,
+            DEV_JWT_SECRET.to_owned(),
+        )],
+    }
 }

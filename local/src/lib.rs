@@ -2,6 +2,7 @@
 //! function's router in one process, and mints development tokens. Never deployed.
 
 pub mod app;
+pub mod cognito;
 pub mod dev_auth;
 pub mod openapi;
 pub mod queue_poller;

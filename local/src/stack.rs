@@ -60,6 +60,7 @@ impl LocalStack {
         {
             bindings.bind_ref(parameter, value);
         }
+        bindings.evaluate_conditions(&template)?;
         let mut physical = HashMap::new();
 
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
@@ -114,12 +115,98 @@ impl LocalStack {
             physical.insert(logical, url);
         }
 
+        create_user_pools(sdk, &template, &mut bindings, &mut physical).await?;
+
         Ok(Self {
             name: name.to_owned(),
             environment: template.environment(&bindings)?,
             physical,
         })
     }
+}
+
+/// The template's Cognito user pool, resource server and app client (when its condition holds),
+/// created in the emulator; a pool's `!Ref` is its id, a client's its client id.
+async fn create_user_pools(
+    sdk: &SdkConfig,
+    template: &Template,
+    bindings: &mut Bindings,
+    physical: &mut HashMap<String, String>,
+) -> Result<(), StackError> {
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(sdk);
+    for (logical, resource) in template.resources_of_type("AWS::Cognito::UserPool") {
+        if !bindings.includes(resource) {
+            continue;
+        }
+        let pool_name = property_text(resource, "UserPoolName", bindings)?
+            .ok_or("a user pool has no UserPoolName")?;
+        let pool = cognito
+            .create_user_pool()
+            .pool_name(pool_name)
+            .send()
+            .await?;
+        let id = pool
+            .user_pool
+            .and_then(|pool| pool.id)
+            .ok_or("CreateUserPool returned no id")?;
+        bindings.bind_ref(&logical, Resolved::Text(id.clone()));
+        physical.insert(logical, id);
+    }
+    for (logical, resource) in template.resources_of_type("AWS::Cognito::UserPoolResourceServer") {
+        if !bindings.includes(resource) {
+            continue;
+        }
+        let text = |name: &str| -> Result<String, StackError> {
+            Ok(property_text(resource, name, bindings)?
+                .ok_or_else(|| format!("a resource server has no {name}"))?)
+        };
+        let identifier = text("Identifier")?;
+        let mut request = cognito
+            .create_resource_server()
+            .user_pool_id(text("UserPoolId")?)
+            .identifier(&identifier)
+            .name(text("Name")?);
+        for scope in resource
+            .get("Properties")
+            .and_then(|p| p.get("Scopes"))
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            request = request.scopes(
+                aws_sdk_cognitoidentityprovider::types::ResourceServerScopeType::builder()
+                    .scope_name(text_of(scope, "ScopeName")?)
+                    .scope_description(text_of(scope, "ScopeDescription")?)
+                    .build()?,
+            );
+        }
+        request.send().await?;
+        bindings.bind_ref(&logical, Resolved::Text(identifier.clone()));
+        physical.insert(logical, identifier);
+    }
+    for (logical, resource) in template.resources_of_type("AWS::Cognito::UserPoolClient") {
+        if !bindings.includes(resource) {
+            continue;
+        }
+        let pool_id = property_text(resource, "UserPoolId", bindings)?
+            .ok_or("an app client has no UserPoolId")?;
+        let client_name = property_text(resource, "ClientName", bindings)?
+            .ok_or("an app client has no ClientName")?;
+        let client = cognito
+            .create_user_pool_client()
+            .user_pool_id(pool_id)
+            .client_name(client_name)
+            .generate_secret(false)
+            .send()
+            .await?;
+        let id = client
+            .user_pool_client
+            .and_then(|client| client.client_id)
+            .ok_or("CreateUserPoolClient returned no client id")?;
+        bindings.bind_ref(&logical, Resolved::Text(id.clone()));
+        physical.insert(logical, id);
+    }
+    Ok(())
 }
 
 fn has_property(resource: &Value, name: &str) -> bool {

@@ -1,6 +1,6 @@
 //! Reading `template.yaml`: its routes, its resources and its functions' environment, with the
-//! intrinsic functions (`!Ref`, `!GetAtt`, `!Sub`, `!Join`) the template uses resolved against
-//! locally created resources.
+//! intrinsic functions (`!Ref`, `!GetAtt`, `!Sub`, `!Join`, `!Split`, `!If`, and `!Equals` in
+//! conditions) the template uses resolved against locally created resources.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -54,12 +54,52 @@ impl Resolved {
 pub struct Bindings {
     refs: HashMap<String, Resolved>,
     attributes: HashMap<(String, String), String>,
+    conditions: HashMap<String, bool>,
 }
 
 impl Bindings {
     /// Binds `!Ref name`.
     pub fn bind_ref(&mut self, name: impl Into<String>, value: Resolved) {
         self.refs.insert(name.into(), value);
+    }
+
+    /// Evaluates the template's `Conditions` (`!Equals` of parameters) with the refs bound so far.
+    pub fn evaluate_conditions(&mut self, template: &Template) -> Result<(), TemplateError> {
+        let Some(conditions) = template
+            .document
+            .get("Conditions")
+            .and_then(Value::as_mapping)
+        else {
+            return Ok(());
+        };
+        for (name, condition) in conditions {
+            let name = name
+                .as_str()
+                .ok_or_else(|| TemplateError::Unsupported("a condition name is not text".into()))?;
+            let value = match condition {
+                Value::Tagged(tagged) if tagged.tag == "!Equals" => match &tagged.value {
+                    Value::Sequence(pair) if pair.len() == 2 => {
+                        resolve(&pair[0], self)? == resolve(&pair[1], self)?
+                    }
+                    _ => return Err(TemplateError::Unsupported(format!("condition {name}"))),
+                },
+                _ => {
+                    return Err(TemplateError::Unsupported(format!(
+                        "condition {name}: only !Equals is supported locally"
+                    )));
+                }
+            };
+            self.conditions.insert(name.to_owned(), value);
+        }
+        Ok(())
+    }
+
+    /// Whether a resource exists under the evaluated conditions.
+    pub fn includes(&self, resource: &Value) -> bool {
+        resource
+            .get("Condition")
+            .and_then(Value::as_str)
+            .is_none_or(|name| self.conditions.get(name).copied().unwrap_or(false))
     }
 
     /// Binds `!GetAtt name.attribute`.
@@ -247,6 +287,24 @@ pub fn resolve(value: &Value, bindings: &Bindings) -> Result<Resolved, TemplateE
                 }
                 ("Sub", Value::String(pattern)) => {
                     substitute(pattern, bindings).map(Resolved::Text)
+                }
+                ("If", Value::Sequence(args)) if args.len() == 3 => {
+                    let condition = args[0].as_str().unwrap_or_default();
+                    let holds = bindings.conditions.get(condition).copied().ok_or_else(|| {
+                        TemplateError::Unsupported(format!("!If {condition}: no such condition"))
+                    })?;
+                    resolve(&args[if holds { 1 } else { 2 }], bindings)
+                }
+                ("Split", Value::Sequence(args)) if args.len() == 2 => {
+                    let separator = args[0].as_str().unwrap_or(",");
+                    let text = resolve(&args[1], bindings)?.into_text();
+                    Ok(Resolved::List(
+                        text.split(separator)
+                            .map(str::trim)
+                            .filter(|item| !item.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                    ))
                 }
                 ("Join", Value::Sequence(args)) if args.len() == 2 => {
                     let separator = args[0].as_str().unwrap_or_default();

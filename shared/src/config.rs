@@ -69,12 +69,26 @@ pub mod vars {
     pub const COMMUNICATIONS_QUEUE_URL: &str = "COMMUNICATIONS_QUEUE_URL";
     /// Comma-separated browser origins allowed by CORS.
     pub const CORS_ALLOWED_ORIGINS: &str = "CORS_ALLOWED_ORIGINS";
-    /// Expected `iss` claim (optional).
+    /// The primary issuer (`iss`).
     pub const JWT_ISSUER: &str = "JWT_ISSUER";
-    /// Expected `aud` claim (optional).
+    /// Allowed audiences (OIDC) or app client ids (Cognito), comma-separated.
     pub const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
     /// JWKS document (JSON) with the RS256/ES256 public keys tokens are signed with.
     pub const JWT_JWKS: &str = "JWT_JWKS";
+    /// `cognito_access` (Cognito access tokens: `token_use` and `client_id`) or `oidc_access`
+    /// (the default: `aud`).
+    pub const JWT_TOKEN_USE: &str = "JWT_TOKEN_USE";
+    /// URL of the issuer's JWKS (instead of discovery).
+    pub const JWT_JWKS_URL: &str = "JWT_JWKS_URL";
+    /// URL of the issuer's OpenID discovery document (default: `{JWT_ISSUER}/.well-known/openid-configuration`).
+    pub const JWT_DISCOVERY_URL: &str = "JWT_DISCOVERY_URL";
+    /// JSON array of further issuers (`issuer`, `token_use`, `audiences`, `user_prefix`,
+    /// `jwks_url`?, `discovery_url`?).
+    pub const JWT_EXTRA_ISSUERS: &str = "JWT_EXTRA_ISSUERS";
+    /// Shortest time between two fetches of an issuer's keys, in seconds (default 30).
+    pub const JWT_KEYS_REFETCH_SECONDS: &str = "JWT_KEYS_REFETCH_SECONDS";
+    /// The scope `/secrets` needs (default `integrations:secrets:read`).
+    pub const SECRETS_SCOPE: &str = "SECRETS_SCOPE";
     /// Shared HS256 secret, for local development only.
     pub const JWT_HS256_SECRET: &str = "JWT_HS256_SECRET";
 }

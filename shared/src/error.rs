@@ -49,7 +49,7 @@ pub enum Error {
     Unauthorized(&'static str),
     /// 403: a valid token without the scope the route needs.
     #[error("missing scope {0}")]
-    MissingScope(&'static str),
+    MissingScope(String),
     /// 404: an unknown resource, or one that belongs to another user (indistinguishable).
     #[error("resource not found")]
     NotFound,

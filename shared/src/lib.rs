@@ -14,6 +14,7 @@ pub mod communications;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod https;
 pub mod plain_text;
 pub mod storage;
 pub mod targets;

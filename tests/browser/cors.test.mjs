@@ -55,7 +55,7 @@ try {
       body: JSON.stringify({
         account_id: "gmail-work",
         account_type: "email",
-        configuration: { from_address: "me@example.com", access_token: "ya29.browser" },
+        configuration: { from_address: `me-${Date.now()}@example.com`, access_token: "ya29.browser" },
       }),
     });
     out.listAfter = await call("/api/user/integrations/accounts", { headers: auth });

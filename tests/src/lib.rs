@@ -17,7 +17,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 pub mod black_hole;
+pub mod cognito;
 pub mod fake_social;
+pub mod jwks_server;
 pub mod log_capture;
 
 pub use pipewise_local::dev_auth::{DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET};
@@ -130,10 +132,23 @@ impl TestApp {
 
     /// Like [`TestApp::spawn`], with a chance to change the functions' environment first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        Self::spawn_stack(&dev_parameters(), adjust).await
+    }
+
+    /// An app whose users sign in through the template's own Cognito user pool, created in the
+    /// emulator (`IdentityProvider=cognito`), exactly as `make dev IDP=cognito` runs.
+    pub async fn spawn_cognito() -> Self {
+        Self::spawn_stack(&pipewise_local::dev_auth::cognito_parameters(), |_| {}).await
+    }
+
+    async fn spawn_stack(
+        parameters: &HashMap<String, pipewise_local::template::Resolved>,
+        adjust: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Self {
         LazyLock::force(&PROCESS_SETUP);
         let sdk = emulator_sdk().await;
         let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let stack = LocalStack::create(&sdk, &name, &dev_parameters())
+        let stack = LocalStack::create(&sdk, &name, parameters)
             .await
             .expect("create the test stack in the emulator");
         let mut environment = local_environment(&stack);

@@ -15,7 +15,7 @@ use pipewise::accounts::service::Upserted;
 use pipewise::accounts::tools::{ToolList, tools};
 use pipewise::accounts::{AccountId, AccountService, AccountStore, AccountType};
 use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState};
-use pipewise::auth::{AuthUser, SECRETS_READ_SCOPE};
+use pipewise::auth::AuthUser;
 use pipewise::config::{ConfigError, ConfigSource, vars};
 use pipewise::envelope::EnvelopeCipher;
 use pipewise::error::{ErrorBody, Result};
@@ -188,7 +188,7 @@ async fn get_account_secrets(
     user: AuthUser,
     ApiPath(account_id): ApiPath<String>,
 ) -> Result<Json<AccountSecrets>> {
-    user.require_scope(SECRETS_READ_SCOPE)?;
+    user.require_secrets_scope()?;
     let account_id = parse_account_id(&account_id)?;
     Ok(Json(
         state.service.reveal(&user.user_id, &account_id).await?,

@@ -1,7 +1,7 @@
 //! `make dev`: starts the AWS emulator, creates its resources from template.yaml, and serves
 //! every function on 127.0.0.1:8001 until Ctrl-C or SIGTERM, which also stops the emulator.
 //!
-//! Usage: `pipewise-dev [--emulator MOTO_SERVER_PATH] [--listen ADDR] [--stack NAME]` with
+//! Usage: `pipewise-dev [--emulator PATH] [--listen ADDR] [--stack NAME] [--idp cognito]` with
 //! `AWS_ENDPOINT_URL` (and dummy credentials and a region) in the environment, as the Makefile
 //! sets them. With `--emulator` it starts moto at `AWS_ENDPOINT_URL` and stops it on exit; without,
 //! it uses the emulator already there (the contract tests share `make test`'s emulator).
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pipewise::config::ConfigSource;
 use pipewise_local::app::{api_router, local_environment};
-use pipewise_local::dev_auth::dev_parameters;
+use pipewise_local::dev_auth::{cognito_parameters, dev_parameters};
 use pipewise_local::queue_poller::poll_once;
 use pipewise_local::stack::LocalStack;
 use tokio::net::TcpListener;
@@ -37,6 +37,8 @@ struct Options {
     emulator: Option<String>,
     listen: String,
     stack: String,
+    /// `cognito`: the template's own user pool in the emulator; otherwise development HS256.
+    idp: Option<String>,
 }
 
 fn options() -> Result<Options, String> {
@@ -44,6 +46,7 @@ fn options() -> Result<Options, String> {
         emulator: None,
         listen: DEFAULT_LISTEN.to_owned(),
         stack: DEFAULT_STACK.to_owned(),
+        idp: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -52,6 +55,7 @@ fn options() -> Result<Options, String> {
             "--emulator" => options.emulator = Some(value),
             "--listen" => options.listen = value,
             "--stack" => options.stack = value,
+            "--idp" => options.idp = Some(value).filter(|idp| !idp.is_empty()),
             _ => {
                 return Err(format!(
                     "unknown option {flag}; see the header of pipewise-dev.rs"
@@ -104,7 +108,14 @@ async fn serve(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     wait_for(emulator_address).await?;
     let sdk = pipewise::aws::sdk_config().await;
-    let stack = LocalStack::create(&sdk, &options.stack, &dev_parameters()).await?;
+    let parameters = match options.idp.as_deref() {
+        None | Some("dev") => dev_parameters(),
+        Some("cognito") => cognito_parameters(),
+        Some(other) => {
+            return Err(format!("unknown IDP {other}: use cognito or leave it out").into());
+        }
+    };
+    let stack = LocalStack::create(&sdk, &options.stack, &parameters).await?;
     let environment = local_environment(&stack);
     write_env_file(&environment, endpoint)?;
     let source = ConfigSource::from_map(&environment);
@@ -128,9 +139,17 @@ async fn serve(
     let address = &options.listen;
     println!("PipeWise User API (local) on http://{address}/api/user  (emulator: {endpoint})");
     println!("  health: curl http://{address}/api/user/health");
-    println!(
-        "  token:  make token SUB=alice            (add SCOPE=integrations:secrets:read for /secrets)"
-    );
+    match environment
+        .get(pipewise::config::vars::JWT_TOKEN_USE)
+        .map(String::as_str)
+    {
+        Some("cognito_access") => println!(
+            "  token:  make token SUB=alice            (a real Cognito access token of the pool; SCOPE=pipewise-user-api/secrets.read for /secrets)"
+        ),
+        _ => println!(
+            "  token:  make token SUB=alice            (add SCOPE=integrations:secrets:read for /secrets)"
+        ),
+    }
     println!(
         "  call:   curl -H \"Authorization: Bearer $(make -s token SUB=alice)\" http://{address}/api/user/integrations/accounts"
     );

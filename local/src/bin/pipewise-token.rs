@@ -1,20 +1,100 @@
-//! Prints a development JWT the local stack accepts.
+//! Prints a token the running local stack accepts, in the stack's own mode (read from the
+//! `.dev.env` that `make dev` writes):
+//! - plain `make dev`: a development HS256 JWT;
+//! - `make dev IDP=cognito`: a real Cognito access token of the template's user pool in the
+//!   emulator (the user is created on first use, then signs in with `AdminInitiateAuth`). With a
+//!   SCOPE, which Cognito grants only through its hosted UI (absent from the emulator), the token
+//!   Cognito would issue is signed with the emulator's own pool key.
 //!
 //! `pipewise-token SUB [SCOPE] [TTL_SECONDS]` (the Makefile's `make token SUB=alice SCOPE=...`).
 
-fn main() {
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use pipewise::config::vars;
+
+const ENV_FILE: &str = ".dev.env";
+
+fn dev_environment() -> HashMap<String, String> {
+    std::fs::read_to_string(ENV_FILE)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let Some(sub) = args.next().filter(|sub| !sub.is_empty()) else {
         eprintln!("usage: pipewise-token SUB [SCOPE] [TTL_SECONDS]");
-        std::process::exit(2);
+        return ExitCode::from(2);
     };
     let scope = args.next().filter(|scope| !scope.is_empty());
     let ttl = args
         .next()
         .and_then(|ttl| ttl.parse().ok())
         .unwrap_or(12 * 3600);
-    println!(
-        "{}",
-        pipewise_local::dev_auth::dev_token(&sub, scope.as_deref(), ttl)
-    );
+    let environment = dev_environment();
+    if environment.get(vars::JWT_TOKEN_USE).map(String::as_str) != Some("cognito_access") {
+        println!(
+            "{}",
+            pipewise_local::dev_auth::dev_token(&sub, scope.as_deref(), ttl)
+        );
+        return ExitCode::SUCCESS;
+    }
+    match cognito_token(&environment, &sub, scope.as_deref()).await {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("pipewise-token: {problem}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn cognito_token(
+    environment: &HashMap<String, String>,
+    username: &str,
+    scope: Option<&str>,
+) -> Result<String, String> {
+    let get = |name: &str| {
+        environment
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("{ENV_FILE} has no {name}: is `make dev IDP=cognito` running?"))
+    };
+    let issuer = get(vars::JWT_ISSUER)?;
+    let client = get(vars::JWT_AUDIENCE)?;
+    let pool = issuer.rsplit('/').next().unwrap_or_default().to_owned();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(get("AWS_ENDPOINT_URL")?)
+        .region(aws_config::Region::new(
+            environment
+                .get("AWS_REGION")
+                .cloned()
+                .unwrap_or_else(|| "us-east-1".into()),
+        ))
+        .credentials_provider(aws_sdk_cognitoidentityprovider::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "pipewise-token",
+        ))
+        .load()
+        .await;
+    let signed_in = pipewise_local::cognito::sign_in(&sdk, &pool, &client, username).await?;
+    let Some(scope) = scope else {
+        return Ok(signed_in.access_token);
+    };
+    let mut claims: serde_json::Value =
+        jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&signed_in.access_token)
+            .map_err(|error| error.to_string())?
+            .claims;
+    claims["scope"] = serde_json::Value::String(format!("openid {scope}"));
+    pipewise_local::cognito::emulator_signed(&claims)
 }

@@ -174,7 +174,7 @@ impl Delivery {
     }
 
     fn http_client(&self) -> Option<reqwest::Client> {
-        self.http.get_or_init(social_http_client).clone()
+        self.http.get_or_init(crate::https::https_client).clone()
     }
 
     async fn send_x_dm(
@@ -263,30 +263,6 @@ impl Delivery {
             Err(outcome) => outcome,
         }
     }
-}
-
-/// The HTTPS client for the social platforms: rustls on aws-lc-rs (the SDK's provider, so no
-/// second crypto library), the system's trust roots, short timeouts.
-fn social_http_client() -> Option<reqwest::Client> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        tracing::error!("no trust roots found for the social platforms' APIs");
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .ok()
 }
 
 /// Reads a platform answer. `delivering` marks the call that sends: a timeout there may have
@@ -395,18 +371,4 @@ pub fn ses_sending_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sesv2::Client 
         )
         .build();
     aws_sdk_sesv2::Client::from_conf(config)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_social_https_client_builds_with_system_roots() {
-        assert!(social_http_client().is_some());
-        assert!(
-            !rustls_native_certs::load_native_certs().certs.is_empty(),
-            "trust roots on this system"
-        );
-    }
 }

@@ -5,6 +5,7 @@ mod auth;
 mod counters;
 mod errors;
 mod events;
+mod identity;
 mod outreach;
 mod routes;
 mod security;

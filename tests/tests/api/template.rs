@@ -80,3 +80,95 @@ fn every_function_is_a_lean_arm64_rust_binary() {
     }
     assert_eq!(binaries.len(), 4, "unique binary names");
 }
+
+/// The gateway's JWT authorizer and the functions' own verification are configured from the
+/// same template values, in both identity-provider modes; with the template's own user pool the
+/// secrets scope is the resource server's, and the app client may request it.
+#[test]
+fn the_gateway_and_the_functions_accept_the_same_tokens() {
+    use pipewise_local::template::{Bindings, Resolved, resolve};
+    let template = Template::project().unwrap();
+    let api = resource(&template, "AWS::Serverless::HttpApi", "HttpApi");
+    let jwt = &api["Properties"]["Auth"]["Authorizers"]["UserJwt"]["JwtConfiguration"];
+    for (mode, issuer, audiences) in [
+        (
+            "cognito",
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool",
+            vec!["client-1"],
+        ),
+        (
+            "external",
+            "https://tenant.example.auth0.com/",
+            vec!["api-a", "api-b"],
+        ),
+    ] {
+        let mut bindings = Bindings::default();
+        for (name, value) in [
+            ("IdentityProvider", mode),
+            ("AWS::Region", "eu-west-1"),
+            ("UserPool", "eu-west-1_Pool"),
+            ("UserPoolClient", "client-1"),
+            ("JwtIssuer", "https://tenant.example.auth0.com/"),
+            ("JwtAudience", "api-a,api-b"),
+            ("JwtTokenUse", "oidc_access"),
+            ("JwtJwks", ""),
+            ("ExternalSecretsScope", "integrations:secrets:read"),
+            ("LogLevel", "info"),
+        ] {
+            bindings.bind_ref(name, Resolved::Text(value.to_owned()));
+        }
+        bindings.bind_ref(
+            "CorsAllowedOrigins",
+            Resolved::List(vec!["https://app.example".into()]),
+        );
+        bindings.evaluate_conditions(&template).unwrap();
+        let gateway_issuer = resolve(&jwt["issuer"], &bindings).unwrap();
+        let gateway_audiences = match resolve(&jwt["audience"], &bindings).unwrap() {
+            Resolved::List(items) => items,
+            Resolved::Text(text) => vec![text],
+        };
+        let globals = &template_globals()["Function"]["Environment"]["Variables"];
+        let text = |name: &str| match resolve(&globals[name], &bindings).unwrap() {
+            Resolved::Text(text) => text,
+            Resolved::List(items) => items.join(","),
+        };
+        assert_eq!(gateway_issuer, Resolved::Text(issuer.to_owned()), "{mode}");
+        assert_eq!(text("JWT_ISSUER"), issuer, "{mode}");
+        assert_eq!(gateway_audiences, audiences, "{mode}");
+        assert_eq!(
+            text("JWT_AUDIENCE").split(',').collect::<Vec<_>>(),
+            audiences,
+            "{mode}"
+        );
+        if mode == "cognito" {
+            assert_eq!(text("JWT_TOKEN_USE"), "cognito_access");
+            let server = resource(
+                &template,
+                "AWS::Cognito::UserPoolResourceServer",
+                "UserPoolResourceServer",
+            );
+            let scope = format!(
+                "{}/{}",
+                server["Properties"]["Identifier"].as_str().unwrap(),
+                server["Properties"]["Scopes"][0]["ScopeName"]
+                    .as_str()
+                    .unwrap()
+            );
+            assert_eq!(text("SECRETS_SCOPE"), scope);
+            let client = resource(&template, "AWS::Cognito::UserPoolClient", "UserPoolClient");
+            assert!(
+                client["Properties"]["AllowedOAuthScopes"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|allowed| allowed.as_str() == Some(scope.as_str())),
+                "the app client may request the secrets scope"
+            );
+        }
+    }
+}
+
+fn template_globals() -> Value {
+    let document: Value = serde_yaml::from_str(pipewise_local::template::TEMPLATE_YAML).unwrap();
+    document["Globals"].clone()
+}

@@ -1,132 +1,83 @@
-//! Bearer-token authentication: the user is the verified JWT's `sub`, nothing else.
+//! Bearer-token authentication: the user is the verified token's issuer-qualified `sub`.
 //!
 //! API Gateway's JWT authorizer checks tokens in AWS; the functions check them again (defence in
-//! depth, and `make dev` has no authorizer) with an explicit algorithm allow-list: RS256/ES256 with
-//! keys from a JWKS, HS256 only when a development secret is configured. `exp` is required,
-//! `iss`/`aud` are checked when configured.
+//! depth, and `make dev` has no authorizer) by the same rules, from the same template values:
+//! per issuer its token kind (Cognito access tokens by `token_use` and `client_id`, OIDC access
+//! tokens by `aud`), an algorithm allow-list (RS256/ES256 from the issuer's JWKS; HS256 only with
+//! a development secret), `exp` required, `nbf`/`iat` checked with a small leeway.
 
-use std::collections::HashSet;
+pub mod issuers;
+pub mod keys;
+
 use std::fmt;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
-use zeroize::Zeroizing;
 
-use crate::config::{ConfigError, ConfigSource, vars};
+pub use issuers::{AuthConfig, DEFAULT_SECRETS_SCOPE, IssuerRules, KeySource, TokenKind};
+use keys::{IssuerKeys, KeyLookup};
+
 use crate::error::Error;
 
-/// Scope that lets an agent read decrypted account secrets.
-pub const SECRETS_READ_SCOPE: &str = "integrations:secrets:read";
+/// The default scope that lets an agent read decrypted account secrets (see
+/// [`JwtVerifier::secrets_scope`] for the configured one).
+pub const SECRETS_READ_SCOPE: &str = DEFAULT_SECRETS_SCOPE;
 
-/// Clock skew tolerated on `exp`/`nbf`, in seconds.
+/// Clock skew tolerated on `exp`/`nbf`/`iat`, in seconds.
 pub const LEEWAY_SECONDS: u64 = 30;
 
 /// Longest `sub` accepted; it becomes a DynamoDB partition key.
 const MAX_SUBJECT_LEN: usize = 256;
 
-/// Where verification keys come from and which claims must match.
-#[derive(Clone, Default)]
-pub struct AuthConfig {
-    /// Public keys (RS256 / ES256).
-    pub jwks: Option<JwkSet>,
-    /// Shared secret enabling HS256; local development only.
-    pub hs256_secret: Option<Zeroizing<Vec<u8>>>,
-    /// Expected issuer.
-    pub issuer: Option<String>,
-    /// Expected audience.
-    pub audience: Option<String>,
+/// One accepted issuer: its rules, its keys, and its claim rules per algorithm, built once.
+struct Issuer {
+    rules: IssuerRules,
+    keys: IssuerKeys,
+    hs256: Option<DecodingKey>,
+    validations: Vec<(Algorithm, Validation)>,
 }
 
-impl fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthConfig")
-            .field("jwks_keys", &self.jwks.as_ref().map(|set| set.keys.len()))
-            .field("hs256", &self.hs256_secret.is_some())
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .finish()
+impl Issuer {
+    fn validation(&self, algorithm: Algorithm) -> Option<&Validation> {
+        self.validations
+            .iter()
+            .find(|(alg, _)| *alg == algorithm)
+            .map(|(_, validation)| validation)
     }
 }
 
-impl AuthConfig {
-    /// Reads `JWT_JWKS`, `JWT_HS256_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`; at least one key source
-    /// is required.
-    pub fn from_source(source: &ConfigSource<'_>) -> Result<Self, ConfigError> {
-        let jwks = source
-            .optional(vars::JWT_JWKS)
-            .map(|text| {
-                serde_json::from_str::<JwkSet>(&text).map_err(|_| ConfigError::Invalid {
-                    name: vars::JWT_JWKS,
-                    problem: "not a JWKS JSON document".into(),
-                })
-            })
-            .transpose()?;
-        let hs256_secret = source
-            .optional(vars::JWT_HS256_SECRET)
-            .map(|secret| Zeroizing::new(secret.into_bytes()));
-        if hs256_secret
-            .as_ref()
-            .is_some_and(|secret| secret.len() < 32)
-        {
-            return Err(ConfigError::Invalid {
-                name: vars::JWT_HS256_SECRET,
-                problem: "must be at least 32 bytes".into(),
-            });
-        }
-        let config = Self {
-            jwks,
-            hs256_secret,
-            issuer: source.optional(vars::JWT_ISSUER),
-            audience: source.optional(vars::JWT_AUDIENCE),
-        };
-        if config.jwks.is_none() && config.hs256_secret.is_none() {
-            return Err(ConfigError::Missing(vars::JWT_JWKS));
-        }
-        Ok(config)
-    }
-}
-
-struct VerificationKey {
-    kid: Option<String>,
-    algorithm: Algorithm,
-    key: DecodingKey,
-    /// The claim rules for this key's algorithm, built once.
-    validation: Validation,
-}
-
-/// The claim rules: `exp` and `sub` required, `nbf` checked, the leeway, and `iss`/`aud` required
-/// and matched when configured.
-fn validation_for(algorithm: Algorithm, config: &AuthConfig) -> Validation {
+/// The claim rules: `exp`, `sub` and `iss` required, `nbf` checked, the leeway, and for OIDC
+/// access tokens `aud` required and matched (Cognito access tokens carry `client_id` instead,
+/// checked after decoding).
+fn validation_for(algorithm: Algorithm, rules: &IssuerRules) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.leeway = LEEWAY_SECONDS;
     validation.validate_exp = true;
     validation.validate_nbf = true;
-    validation.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
-    match &config.issuer {
-        Some(issuer) => {
-            validation.set_issuer(&[issuer]);
-            validation.required_spec_claims.insert("iss".to_owned());
-        }
-        None => validation.iss = None,
-    }
-    match &config.audience {
-        Some(audience) => {
-            validation.set_audience(&[audience]);
+    validation.required_spec_claims = ["exp", "sub", "iss"].map(str::to_owned).into();
+    validation.set_issuer(&[&rules.issuer]);
+    match rules.kind {
+        TokenKind::OidcAccess => {
+            validation.set_audience(&rules.audiences);
             validation.required_spec_claims.insert("aud".to_owned());
         }
-        None => validation.validate_aud = false,
+        TokenKind::CognitoAccess => validation.validate_aud = false,
     }
     validation
 }
 
-/// Verifies bearer tokens against the configured keys; built once per cold start.
+/// Verifies bearer tokens; built once per cold start, keys fetched outside the handler
+/// ([`JwtVerifier::prefetch`]) and refreshed when an unknown `kid` shows up.
 pub struct JwtVerifier {
-    keys: Vec<VerificationKey>,
+    issuers: Vec<Issuer>,
+    http: Option<reqwest::Client>,
+    secrets_scope: String,
 }
 
 #[derive(Deserialize)]
@@ -134,9 +85,15 @@ struct Claims {
     sub: String,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    token_use: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    iat: Option<u64>,
 }
 
-/// Why a token was refused; logged, and summarised in the 401.
+/// Why a token was refused; logged, and summarised in the 401 (or the 503).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRejection {
     /// No `Authorization: Bearer` header.
@@ -145,8 +102,11 @@ pub enum TokenRejection {
     Invalid,
     /// Past `exp` (beyond the leeway).
     Expired,
-    /// Wrong or missing `iss` / `aud` / `exp` / `sub`.
+    /// Unknown issuer; wrong or missing `aud` / `client_id` / `token_use` / `exp` / `sub`;
+    /// `nbf` or `iat` in the future.
     WrongClaims,
+    /// The issuer's keys could not be obtained (503 with `Retry-After`, never a 401).
+    KeysUnavailable,
 }
 
 impl TokenRejection {
@@ -155,64 +115,129 @@ impl TokenRejection {
             Self::Missing => "a bearer token is required",
             Self::Invalid => "the token is invalid",
             Self::Expired => "the token has expired",
-            Self::WrongClaims => "the token's claims are not accepted",
+            Self::WrongClaims | Self::KeysUnavailable => "the token's claims are not accepted",
         }
     }
 }
 
 impl From<TokenRejection> for Error {
     fn from(rejection: TokenRejection) -> Self {
-        Error::Unauthorized(rejection.public_reason())
+        match rejection {
+            TokenRejection::KeysUnavailable => {
+                Error::unavailable("the token issuer's signing keys are unavailable")
+            }
+            _ => Error::Unauthorized(rejection.public_reason()),
+        }
     }
 }
 
+/// The `iss` of a token, read before its signature is checked only to pick the issuer's rules.
+fn unverified_issuer(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Peek {
+        iss: String,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice::<Peek>(&bytes)
+        .ok()
+        .map(|peek| peek.iss)
+}
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
 impl JwtVerifier {
-    /// Builds the verifier; JWKS keys that are neither RSA nor P-256 EC are ignored.
+    /// Builds the verifier (no network call: see [`JwtVerifier::prefetch`]).
     pub fn new(config: &AuthConfig) -> Self {
-        let mut keys = Vec::new();
-        if let Some(secret) = &config.hs256_secret {
-            keys.push(VerificationKey {
-                kid: None,
-                algorithm: Algorithm::HS256,
-                key: DecodingKey::from_secret(secret),
-                validation: validation_for(Algorithm::HS256, config),
-            });
-        }
-        for jwk in config.jwks.iter().flat_map(|set| set.keys.iter()) {
-            let algorithm = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-                    Algorithm::ES256
+        let issuers = config
+            .issuers
+            .iter()
+            .enumerate()
+            .map(|(index, rules)| {
+                // The development secret belongs to the primary issuer only.
+                let hs256 = (index == 0)
+                    .then_some(config.hs256_secret.as_ref())
+                    .flatten()
+                    .map(|secret| DecodingKey::from_secret(secret));
+                let mut algorithms = vec![Algorithm::RS256, Algorithm::ES256];
+                if hs256.is_some() {
+                    algorithms.push(Algorithm::HS256);
                 }
-                _ => continue,
-            };
-            if let Ok(key) = DecodingKey::from_jwk(jwk) {
-                keys.push(VerificationKey {
-                    kid: jwk.common.key_id.clone(),
-                    algorithm,
-                    key,
-                    validation: validation_for(algorithm, config),
-                });
-            }
+                Issuer {
+                    keys: IssuerKeys::new(rules.keys.clone(), config.keys_refetch_interval),
+                    hs256,
+                    validations: algorithms
+                        .into_iter()
+                        .map(|alg| (alg, validation_for(alg, rules)))
+                        .collect(),
+                    rules: rules.clone(),
+                }
+            })
+            .collect();
+        let needs_http = config
+            .issuers
+            .iter()
+            .any(|rules| !matches!(rules.keys, KeySource::Static(_)));
+        Self {
+            issuers,
+            http: needs_http.then(crate::https::https_client).flatten(),
+            secrets_scope: config.secrets_scope.clone(),
         }
-        Self { keys }
+    }
+
+    /// Fetches every issuer's keys; call once per cold start, before serving.
+    pub async fn prefetch(&self) {
+        for issuer in &self.issuers {
+            issuer.keys.refresh(self.http.as_ref()).await;
+        }
+    }
+
+    /// The scope `/secrets` needs.
+    pub fn secrets_scope(&self) -> &str {
+        &self.secrets_scope
+    }
+
+    /// How many times keys were fetched, over every issuer.
+    pub fn key_fetches(&self) -> usize {
+        self.issuers
+            .iter()
+            .map(|issuer| issuer.keys.fetches())
+            .sum()
     }
 
     /// Verifies a compact JWT and returns the authenticated user.
-    pub fn verify(&self, token: &str) -> Result<AuthUser, TokenRejection> {
+    pub async fn verify(&self, token: &str) -> Result<AuthUser, TokenRejection> {
         let header = decode_header(token).map_err(|_| TokenRejection::Invalid)?;
-        let candidate = self
-            .keys
+        let iss = unverified_issuer(token).ok_or(TokenRejection::WrongClaims)?;
+        let issuer = self
+            .issuers
             .iter()
-            .filter(|key| key.algorithm == header.alg)
-            .find(|key| match (&header.kid, &key.kid) {
-                (Some(wanted), Some(kid)) => wanted == kid,
-                (Some(_), None) => key.algorithm == Algorithm::HS256,
-                (None, _) => true,
-            })
+            .find(|issuer| issuer.rules.issuer == iss)
+            .ok_or(TokenRejection::WrongClaims)?;
+        let validation = issuer
+            .validation(header.alg)
             .ok_or(TokenRejection::Invalid)?;
-        let data =
-            decode::<Claims>(token, &candidate.key, &candidate.validation).map_err(|error| {
+        let decoded = if header.alg == Algorithm::HS256 {
+            let key = issuer.hs256.as_ref().ok_or(TokenRejection::Invalid)?;
+            decode::<Claims>(token, key, validation)
+        } else {
+            let (keys, index) = issuer
+                .keys
+                .find(self.http.as_ref(), header.kid.as_deref(), header.alg)
+                .await
+                .map_err(|lookup| match lookup {
+                    KeyLookup::NoSuchKey => TokenRejection::Invalid,
+                    KeyLookup::Unavailable => TokenRejection::KeysUnavailable,
+                })?;
+            decode::<Claims>(token, &keys[index].key, validation)
+        };
+        let claims = decoded
+            .map_err(|error| {
                 use jsonwebtoken::errors::ErrorKind;
                 match error.kind() {
                     ErrorKind::ExpiredSignature => TokenRejection::Expired,
@@ -222,21 +247,43 @@ impl JwtVerifier {
                     | ErrorKind::ImmatureSignature => TokenRejection::WrongClaims,
                     _ => TokenRejection::Invalid,
                 }
-            })?;
-        let sub = data.claims.sub;
-        if sub.is_empty() || sub.len() > MAX_SUBJECT_LEN || sub.chars().any(char::is_control) {
+            })?
+            .claims;
+        if issuer.rules.kind == TokenKind::CognitoAccess {
+            let client_allowed = claims
+                .client_id
+                .as_ref()
+                .is_some_and(|client| issuer.rules.audiences.contains(client));
+            if claims.token_use.as_deref() != Some("access") || !client_allowed {
+                return Err(TokenRejection::WrongClaims);
+            }
+        }
+        if claims
+            .iat
+            .is_some_and(|iat| iat > now_seconds() + LEEWAY_SECONDS)
+        {
             return Err(TokenRejection::WrongClaims);
         }
-        let scopes = data
-            .claims
+        let sub = claims.sub;
+        let ambiguous =
+            self.issuers.len() > 1 && issuer.rules.user_prefix.is_empty() && sub.contains(':');
+        if sub.is_empty()
+            || sub.len() > MAX_SUBJECT_LEN
+            || sub.chars().any(char::is_control)
+            || ambiguous
+        {
+            return Err(TokenRejection::WrongClaims);
+        }
+        let scopes = claims
             .scope
             .unwrap_or_default()
             .split_whitespace()
             .map(str::to_owned)
             .collect();
         Ok(AuthUser {
-            user_id: UserId(sub),
+            user_id: UserId(format!("{}{sub}", issuer.rules.user_prefix)),
             scopes,
+            secrets_scope: self.secrets_scope.clone(),
         })
     }
 }
@@ -264,21 +311,31 @@ impl fmt::Display for UserId {
 }
 
 /// An authenticated request's user and scopes. As an extractor it answers 401 before the handler
-/// runs when the token is missing or invalid.
+/// runs when the token is missing or invalid (503 when the issuer's keys are unavailable).
 #[derive(Debug, Clone)]
 pub struct AuthUser {
-    /// The user (`sub`).
+    /// The user: the issuer's user prefix (empty for the primary issuer) and `sub`.
     pub user_id: UserId,
     scopes: Vec<String>,
+    secrets_scope: String,
 }
 
 impl AuthUser {
+    /// Ok when the token carries the configured secrets scope, else 403.
+    pub fn require_secrets_scope(&self) -> Result<(), Error> {
+        if self.scopes.contains(&self.secrets_scope) {
+            Ok(())
+        } else {
+            Err(Error::MissingScope(self.secrets_scope.clone()))
+        }
+    }
+
     /// Ok when the token carries `scope`, else 403.
-    pub fn require_scope(&self, scope: &'static str) -> Result<(), Error> {
+    pub fn require_scope(&self, scope: &str) -> Result<(), Error> {
         if self.scopes.iter().any(|granted| granted == scope) {
             Ok(())
         } else {
-            Err(Error::MissingScope(scope))
+            Err(Error::MissingScope(scope.to_owned()))
         }
     }
 }
@@ -302,7 +359,7 @@ where
             })
             .filter(|token| !token.is_empty())
             .ok_or(TokenRejection::Missing)?;
-        verifier.verify(token).map_err(|rejection| {
+        verifier.verify(token).await.map_err(|rejection| {
             tracing::info!(reason = ?rejection, "token refused");
             Error::from(rejection)
         })
@@ -318,6 +375,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::config::{ConfigSource, vars};
 
     type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -358,19 +416,21 @@ mod tests {
         Ok(encode(&header, &claims(), key)?)
     }
 
-    fn subject(verifier: &JwtVerifier, token: &str) -> Result<String, TokenRejection> {
+    async fn subject(verifier: &JwtVerifier, token: &str) -> Result<String, TokenRejection> {
         verifier
             .verify(token)
+            .await
             .map(|user| user.user_id.as_str().to_owned())
     }
 
-    #[test]
-    fn es256_tokens_verify_against_the_jwks_by_kid() -> TestResult {
+    #[tokio::test]
+    async fn es256_tokens_verify_against_the_jwks_by_kid() -> TestResult {
         let (key, jwk) = es256_key("k1")?;
         let (other_key, other_jwk) = es256_key("k2")?;
         let verifier = verifier(json!({"keys": [jwk, other_jwk]}))?;
         let user = verifier
             .verify(&sign(Algorithm::ES256, &key, Some("k1"))?)
+            .await
             .map_err(|rejection| format!("{rejection:?}"))?;
         assert_eq!(user.user_id.as_str(), "alice");
         assert!(user.require_scope("b").is_ok());
@@ -378,13 +438,20 @@ mod tests {
         assert!(
             verifier
                 .verify(&sign(Algorithm::ES256, &other_key, Some("k2"))?)
+                .await
                 .is_ok()
         );
         // Signed by k2 but claiming k1: refused.
         let forged = sign(Algorithm::ES256, &other_key, Some("k1"))?;
-        assert_eq!(subject(&verifier, &forged), Err(TokenRejection::Invalid));
+        assert_eq!(
+            subject(&verifier, &forged).await,
+            Err(TokenRejection::Invalid)
+        );
         let unknown = sign(Algorithm::ES256, &key, Some("unknown"))?;
-        assert_eq!(subject(&verifier, &unknown), Err(TokenRejection::Invalid));
+        assert_eq!(
+            subject(&verifier, &unknown).await,
+            Err(TokenRejection::Invalid)
+        );
         Ok(())
     }
 
@@ -414,8 +481,8 @@ mod tests {
         &rest[header..header + length]
     }
 
-    #[test]
-    fn rs256_tokens_verify_against_the_jwks() -> TestResult {
+    #[tokio::test]
+    async fn rs256_tokens_verify_against_the_jwks() -> TestResult {
         use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
         use aws_lc_rs::rsa::{KeyPair as RsaPair, KeySize};
         let pair = RsaPair::generate(KeySize::Rsa2048)?;
@@ -429,16 +496,16 @@ mod tests {
         let verifier = verifier(json!({"keys": [jwk]}))?;
         let key = EncodingKey::from_rsa_der(pkcs1_from_pkcs8(der.as_ref()));
         let token = sign(Algorithm::RS256, &key, Some("r1"))?;
-        assert_eq!(subject(&verifier, &token), Ok("alice".to_owned()));
+        assert_eq!(subject(&verifier, &token).await, Ok("alice".to_owned()));
         // A token whose signature was changed is refused.
         let mut tampered = token.clone();
         tampered.pop();
-        assert!(verifier.verify(&tampered).is_err());
+        assert!(verifier.verify(&tampered).await.is_err());
         Ok(())
     }
 
-    #[test]
-    fn hs256_is_refused_when_only_a_jwks_is_configured() -> TestResult {
+    #[tokio::test]
+    async fn hs256_is_refused_when_only_a_jwks_is_configured() -> TestResult {
         let (_, jwk) = es256_key("k1")?;
         let verifier = verifier(json!({"keys": [jwk.clone()]}))?;
         // The classic confusion: an HMAC token keyed with the public key's text.
@@ -447,7 +514,10 @@ mod tests {
             &EncodingKey::from_secret(jwk.to_string().as_bytes()),
             None,
         )?;
-        assert_eq!(subject(&verifier, &forged), Err(TokenRejection::Invalid));
+        assert_eq!(
+            subject(&verifier, &forged).await,
+            Err(TokenRejection::Invalid)
+        );
         Ok(())
     }
 
