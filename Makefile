@@ -9,8 +9,9 @@ TOOLS := $(VENV)/.installed-$(shell cksum < tools/requirements.lock | cut -d' ' 
 EMULATOR_ENV := AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 DEV_EMULATOR := http://127.0.0.1:4566
 TEST_EMULATOR_PORT := 4567
+TEST_POSTGRES_PORT := 5433
 
-.PHONY: help dev token test test-stress lint tools verify-sender openapi package sam-build bench
+.PHONY: help dev token test test-stress migrate rotate-keys lint tools verify-sender openapi package sam-build bench
 
 help:
 	@echo "make dev                  run the API on http://127.0.0.1:8001 against a local AWS emulator"
@@ -23,6 +24,7 @@ help:
 	@echo "make sam-build            sam build (cargo-lambda, no Docker)"
 	@echo "make bench                cold start of every function vs a hello-world baseline"
 	@echo "make verify-sender EMAIL=...  verify an SES sender in the dev emulator (needed for email outreach)"
+	@echo "make migrate DATABASE_URL=... PIPEWISE_FERNET_KEY=...  copy the old Supabase tables into the running dev stack (DRY_RUN=1, USER_MAP=file.csv)"
 
 # Python tools (moto, cfn-lint, sam, schemathesis, cargo-lambda, zig) in a venv, pinned.
 $(TOOLS): tools/requirements.lock
@@ -61,13 +63,21 @@ $(BROWSER): tests/browser/package-lock.json
 test: $(TOOLS) $(BROWSER) lint
 	tools/ensure-chromium
 	cargo build --quiet -p pipewise-local --bins
-	tools/with-emulator $(TEST_EMULATOR_PORT) bash -c 'cargo nextest run --workspace --no-fail-fast && tools/contract-tests'
+	tools/with-emulator $(TEST_EMULATOR_PORT) tools/with-postgres $(TEST_POSTGRES_PORT) bash -c 'cargo nextest run --workspace --no-fail-fast && tools/contract-tests'
 
 # Every test whose name says it races, 20 times over on one emulator: a race that loses once
 # in 20 is a bug, not noise (tools/emulator keeps DynamoDB linearizable, as AWS is).
 STRESS_FILTER := test(/concurrent|race|racing/)
 test-stress: $(TOOLS)
 	tools/with-emulator $(TEST_EMULATOR_PORT) cargo nextest run --workspace --no-fail-fast -E '$(STRESS_FILTER)' --stress-count $${STRESS_COUNT:-20}
+
+# The old Supabase tables into the running dev stack (its tables and key from .dev.env); in AWS
+# run the same binary with the functions' ACCOUNTS_TABLE, TARGETS_TABLE, SECRETS_KMS_KEY_ID.
+migrate:
+	@test -n "$(DATABASE_URL)" -a -n "$(PIPEWISE_FERNET_KEY)" || { echo "usage: make migrate DATABASE_URL=postgres://... PIPEWISE_FERNET_KEY=... [DRY_RUN=1] [USER_MAP=file.csv]" >&2; exit 2; }
+	@test -f .dev.env || { echo "start the dev stack first: make dev" >&2; exit 2; }
+	cargo build --quiet -p pipewise-ops --bin pipewise-migrate
+	set -a && . ./.dev.env && set +a && DATABASE_URL='$(DATABASE_URL)' PIPEWISE_FERNET_KEY='$(PIPEWISE_FERNET_KEY)' DRY_RUN='$(DRY_RUN)' USER_MAP='$(USER_MAP)' $(CARGO_TARGET_DIR)/debug/pipewise-migrate
 
 # Release arm64 builds of every function, zipped as Lambda takes them; prints each size.
 package: $(TOOLS)

@@ -31,7 +31,9 @@ pub struct EncryptionContext<'a> {
 }
 
 impl EncryptionContext<'_> {
-    fn kms_context(&self) -> HashMap<String, String> {
+    /// The context as KMS takes it (`EncryptionContext` of `GenerateDataKey`, `Decrypt` and both
+    /// sides of `ReEncrypt`): the data key is bound to the item it protects.
+    pub fn kms_context(&self) -> HashMap<String, String> {
         HashMap::from([
             ("table".to_owned(), self.table.to_owned()),
             ("user_id".to_owned(), self.user_id.to_owned()),
@@ -112,20 +114,7 @@ impl EnvelopeCipher {
                 .map(Blob::into_inner)
                 .ok_or_else(|| Error::internal("GenerateDataKey returned no plaintext key"))?,
         );
-        let key = RandomizedNonceKey::new(&AES_256_GCM, &data_key)
-            .map_err(|_| Error::internal("data key has the wrong length"))?;
-        drop(data_key);
-        let mut in_out = plaintext.to_vec();
-        let nonce = key
-            .seal_in_place_append_tag(Aad::from(context.aad(ENVELOPE_VERSION)), &mut in_out)
-            .map_err(|_| Error::internal("AES-GCM seal failed"))?;
-        Ok(Envelope {
-            v: ENVELOPE_VERSION,
-            kms_key_id,
-            wrapped_key,
-            nonce: nonce.as_ref().to_vec(),
-            ciphertext: in_out,
-        })
+        seal_with_data_key(&data_key, kms_key_id, wrapped_key, context, plaintext)
     }
 
     /// Decrypts an envelope sealed under the same `context`. One KMS call. A different context,
@@ -135,14 +124,8 @@ impl EnvelopeCipher {
         context: EncryptionContext<'_>,
         envelope: &Envelope,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
-        if envelope.v != ENVELOPE_VERSION {
-            return Err(Error::internal("unknown envelope version"));
-        }
-        let nonce: [u8; NONCE_LEN] = envelope
-            .nonce
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::internal("envelope nonce has the wrong length"))?;
+        // A malformed envelope is refused before KMS is asked anything.
+        checked_nonce(envelope)?;
         let output = self
             .kms
             .decrypt()
@@ -164,19 +147,67 @@ impl EnvelopeCipher {
                 .map(Blob::into_inner)
                 .ok_or_else(|| Error::internal("Decrypt returned no plaintext key"))?,
         );
-        let key = RandomizedNonceKey::new(&AES_256_GCM, &data_key)
-            .map_err(|_| Error::internal("data key has the wrong length"))?;
-        drop(data_key);
-        let mut in_out = Zeroizing::new(envelope.ciphertext.clone());
-        let plaintext_len = key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context.aad(envelope.v)),
-                &mut in_out,
-            )
-            .map_err(|_| Error::internal("envelope failed authentication"))?
-            .len();
-        in_out.truncate(plaintext_len);
-        Ok(in_out)
+        open_with_data_key(&data_key, context, envelope)
     }
+}
+
+/// The AES-GCM half of [`EnvelopeCipher::seal`]: encrypts `plaintext` under an already unwrapped
+/// `data_key` with a fresh random nonce, and records `kms_key_id` and `wrapped_key` (the same
+/// data key as KMS wrapped it) in the envelope. No KMS call; the caller zeroises `data_key`.
+pub fn seal_with_data_key(
+    data_key: &[u8],
+    kms_key_id: String,
+    wrapped_key: Vec<u8>,
+    context: EncryptionContext<'_>,
+    plaintext: &[u8],
+) -> Result<Envelope, Error> {
+    let key = RandomizedNonceKey::new(&AES_256_GCM, data_key)
+        .map_err(|_| Error::internal("data key has the wrong length"))?;
+    let mut in_out = plaintext.to_vec();
+    let nonce = key
+        .seal_in_place_append_tag(Aad::from(context.aad(ENVELOPE_VERSION)), &mut in_out)
+        .map_err(|_| Error::internal("AES-GCM seal failed"))?;
+    Ok(Envelope {
+        v: ENVELOPE_VERSION,
+        kms_key_id,
+        wrapped_key,
+        nonce: nonce.as_ref().to_vec(),
+        ciphertext: in_out,
+    })
+}
+
+/// The AES-GCM half of [`EnvelopeCipher::open`]: decrypts an envelope with its already unwrapped
+/// `data_key`. An unknown version, a nonce of the wrong length, another `context` or any changed
+/// byte of nonce or ciphertext fails. No KMS call; the caller zeroises `data_key`.
+pub fn open_with_data_key(
+    data_key: &[u8],
+    context: EncryptionContext<'_>,
+    envelope: &Envelope,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let nonce = checked_nonce(envelope)?;
+    let key = RandomizedNonceKey::new(&AES_256_GCM, data_key)
+        .map_err(|_| Error::internal("data key has the wrong length"))?;
+    let mut in_out = Zeroizing::new(envelope.ciphertext.clone());
+    let plaintext_len = key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(context.aad(envelope.v)),
+            &mut in_out,
+        )
+        .map_err(|_| Error::internal("envelope failed authentication"))?
+        .len();
+    in_out.truncate(plaintext_len);
+    Ok(in_out)
+}
+
+/// The envelope's nonce, once its version is known and the nonce has the right length.
+fn checked_nonce(envelope: &Envelope) -> Result<[u8; NONCE_LEN], Error> {
+    if envelope.v != ENVELOPE_VERSION {
+        return Err(Error::internal("unknown envelope version"));
+    }
+    envelope
+        .nonce
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::internal("envelope nonce has the wrong length"))
 }

@@ -193,7 +193,8 @@ impl Error {
         }
     }
 
-    fn details(&self) -> Vec<FieldError> {
+    /// The per-field problems of a 4xx (empty for other errors).
+    pub fn details(&self) -> Vec<FieldError> {
         match self {
             Self::Validation(details) | Self::Unprocessable { details, .. } => details.clone(),
             Self::BadHeader { field, problem } => vec![FieldError::new(*field, *problem)],

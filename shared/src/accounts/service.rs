@@ -102,6 +102,17 @@ impl AccountService {
         user: &UserId,
         request: UpsertAccountRequest,
     ) -> Result<(Upserted, AccountView), Error> {
+        self.upsert_at(user, request, None).await
+    }
+
+    /// Like [`AccountService::upsert`], keeping given `(created_at, updated_at)` timestamps
+    /// (accounts moved in from another store keep theirs).
+    pub async fn upsert_at(
+        &self,
+        user: &UserId,
+        request: UpsertAccountRequest,
+        timestamps: Option<(String, String)>,
+    ) -> Result<(Upserted, AccountView), Error> {
         let mut draft = request.parse()?;
         let existing = self.store.get(user, &draft.account_id).await?;
         let sender = self.prepare_sender(user, &mut draft).await?;
@@ -125,6 +136,10 @@ impl AccountService {
             )
             .await?;
         let now = crate::now_rfc3339();
+        let (created_at, updated_at) = match timestamps {
+            Some((created, updated)) => (Some(created), updated),
+            None => (None, now.clone()),
+        };
         let configuration = serde_json::to_string(&split.masked).map_err(Error::internal)?;
         let item = AccountItem {
             user_id: user.as_str().to_owned(),
@@ -137,10 +152,12 @@ impl AccountService {
             secrets: envelope,
             connected: draft.connected,
             status_reason: draft.status_reason,
-            created_at: existing
-                .as_ref()
-                .map_or_else(|| now.clone(), |old| old.created_at.clone()),
-            updated_at: now,
+            created_at: created_at.unwrap_or_else(|| {
+                existing
+                    .as_ref()
+                    .map_or_else(|| now.clone(), |old| old.created_at.clone())
+            }),
+            updated_at,
             version: existing.as_ref().map_or(1, |old| old.version + 1),
         };
         let outcome = match &existing {

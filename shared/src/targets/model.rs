@@ -28,6 +28,15 @@ impl TargetId {
         Self(Uuid::now_v7())
     }
 
+    /// The id of a target moved in from another store: a UUID v7 whose time is the record's
+    /// creation time and whose other bits come from its old id, so the same record always gets
+    /// the same id (a second migration run finds it) and migrated targets keep their order.
+    pub fn derived(created_at_millis: u64, old_id: &Uuid) -> Self {
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&old_id.as_bytes()[6..16]);
+        Self(uuid::Builder::from_unix_timestamp_millis(created_at_millis, &random).into_uuid())
+    }
+
     /// Parses an id from a path or a cursor.
     pub fn parse(value: &str) -> Option<Self> {
         Uuid::try_parse(value).ok().map(Self)

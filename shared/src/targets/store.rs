@@ -23,7 +23,7 @@ use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::error::Error;
 use crate::storage::{
-    TransactionFailure, number as n, read_item, text as s, transact_write, user_key,
+    TransactionFailure, conditional, number as n, read_item, text as s, transact_write, user_key,
 };
 
 const ACTIVE_PREFIX: &str = "T#";
@@ -145,11 +145,68 @@ impl TargetStore {
     /// (`target_limit_reached`) at the per-user limit.
     pub async fn create(&self, user: &UserId, draft: TargetDraft) -> Result<TargetView, Error> {
         let now = crate::now_rfc3339();
-        let id = TargetId::new().to_string();
+        self.insert_active(user, TargetId::new(), draft, now.clone(), now)
+            .await
+    }
+
+    /// Stores a target moved in from another store under its given id and timestamps: active
+    /// ones exactly as [`TargetStore::create`] does (guard, counter, 409, 422), inactive ones as
+    /// deleted records. `Ok(false)` when a target with this id already exists (active or not):
+    /// importing twice changes nothing.
+    pub async fn import(
+        &self,
+        user: &UserId,
+        id: TargetId,
+        draft: TargetDraft,
+        created_at: String,
+        updated_at: String,
+        active: bool,
+    ) -> Result<bool, Error> {
+        for prefix in [ACTIVE_PREFIX, DELETED_PREFIX] {
+            let key = Self::key(user, &format!("{prefix}{id}"));
+            if read_item(&self.dynamodb, &self.table, key).await?.is_some() {
+                return Ok(false);
+            }
+        }
+        if active {
+            return self
+                .insert_active(user, id, draft, created_at, updated_at)
+                .await
+                .map(|_| true);
+        }
+        let id = id.to_string();
+        let mut target = view_of(&id, draft, created_at, updated_at);
+        target.active = false;
+        let item = TargetItem {
+            user_id: user.as_str().to_owned(),
+            sk: format!("{DELETED_PREFIX}{id}"),
+            target,
+            version: 1,
+        };
+        let result = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(encode(&item)?))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn insert_active(
+        &self,
+        user: &UserId,
+        id: TargetId,
+        draft: TargetDraft,
+        created_at: String,
+        updated_at: String,
+    ) -> Result<TargetView, Error> {
+        let id = id.to_string();
         let item = TargetItem {
             user_id: user.as_str().to_owned(),
             sk: format!("{ACTIVE_PREFIX}{id}"),
-            target: view_of(&id, draft, now.clone(), now),
+            target: view_of(&id, draft, created_at, updated_at),
             version: 1,
         };
         let put = Put::builder()

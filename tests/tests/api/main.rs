@@ -6,6 +6,7 @@ mod counters;
 mod errors;
 mod events;
 mod identity;
+mod migration;
 mod outreach;
 mod routes;
 mod security;

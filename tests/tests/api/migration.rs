@@ -1,0 +1,431 @@
+//! Moving in from the old stack: a real PostgreSQL (tools/with-postgres) holding the old schema,
+//! configuration encrypted at test time by Python's `cryptography` Fernet (the library the old
+//! service used), copied by `pipewise_ops::migration` into the emulator's tables.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use pipewise::accounts::sender::SenderVerification;
+use pipewise::accounts::{AccountService, AccountStore};
+use pipewise::config::vars;
+use pipewise::envelope::EnvelopeCipher;
+use pipewise::targets::TargetStore;
+use pipewise_ops::migration::{
+    Destination, MigrationError, MigrationReport, MigrationSettings, migrate, read_old_tables,
+};
+use pipewise_tests::TestApp;
+use serde_json::{Value, json};
+
+const OLD_SCHEMA: &str = "
+CREATE TABLE user_accounts (
+  user_id text NOT NULL, account_id text NOT NULL, account_type text NOT NULL,
+  configuration jsonb, connected boolean DEFAULT true,
+  created_at timestamp DEFAULT now(), updated_at timestamp DEFAULT now(),
+  UNIQUE (user_id, account_id));
+CREATE TABLE communication_targets (
+  id uuid PRIMARY KEY, user_id text NOT NULL, name text, email text, twitter_username text,
+  instagram_username text, notes text, active boolean DEFAULT true,
+  created_at timestamp DEFAULT now(), updated_at timestamp DEFAULT now());";
+
+/// A fresh database in the test run's PostgreSQL, with the old schema.
+async fn old_database() -> tokio_postgres::Client {
+    let url = std::env::var("PIPEWISE_TEST_DATABASE_URL")
+        .expect("PIPEWISE_TEST_DATABASE_URL: run the tests with `make test` (tools/with-postgres)");
+    let name = format!("old_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL");
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (client, connection) = tokio_postgres::connect(
+        &url.replace("/postgres", &format!("/{name}")),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(OLD_SCHEMA).await.unwrap();
+    client
+}
+
+/// `(key, tokens)`: a new Fernet key and each plaintext encrypted under it, by Python's
+/// `cryptography` (the old service's library).
+fn fernet(plaintexts: &[&str]) -> (String, Vec<String>) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = "import json, sys\nfrom cryptography.fernet import Fernet\nkey = Fernet.generate_key()\nf = Fernet(key)\nprint(json.dumps([key.decode(), [f.encrypt(p.encode()).decode() for p in json.loads(sys.argv[1])]]))";
+    let output = std::process::Command::new(root.join(".venv/bin/python"))
+        .args(["-c", script, &serde_json::to_string(plaintexts).unwrap()])
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (key, tokens): (String, Vec<String>) = serde_json::from_slice(&output.stdout).unwrap();
+    (key, tokens)
+}
+
+fn destination(app: &TestApp) -> Destination {
+    let dynamodb = app.dynamodb();
+    Destination {
+        accounts: AccountService::new(
+            AccountStore::new(
+                dynamodb.clone(),
+                app.environment[vars::ACCOUNTS_TABLE].clone(),
+            ),
+            EnvelopeCipher::new(app.kms(), app.environment[vars::SECRETS_KMS_KEY_ID].clone()),
+            SenderVerification::new(aws_sdk_sesv2::Client::new(&app.sdk)),
+        ),
+        targets: TargetStore::new(dynamodb, app.environment[vars::TARGETS_TABLE].clone()),
+    }
+}
+
+async fn run(
+    app: &TestApp,
+    old: &tokio_postgres::Client,
+    key: &str,
+    settings: &MigrationSettings,
+) -> Result<MigrationReport, MigrationError> {
+    let (accounts, targets) = read_old_tables(old).await?;
+    migrate(
+        accounts,
+        targets,
+        key,
+        &destination(app),
+        settings,
+        |_, _| {},
+    )
+    .await
+}
+
+struct OldData {
+    key: String,
+    secrets: Vec<String>,
+    /// alice's active targets' names, newest first.
+    alice_names_newest_first: Vec<String>,
+}
+
+/// Alice's and Bob's old rows: three accounts (Fernet around the whole column, inside values,
+/// a plaintext one), targets with order, an inactive one, an invalid email and a duplicate.
+async fn seed(old: &tokio_postgres::Client) -> OldData {
+    let plain = ["sk-old-crm-1", "imap-password-2", "x-token-3"];
+    let whole = json!({"api_key": plain[0], "region": "eu"}).to_string();
+    let (key, tokens) = fernet(&[&whole, plain[1], plain[2]]);
+    let rows = [
+        (
+            "alice",
+            "crm",
+            "crm",
+            Value::String(tokens[0].clone()),
+            true,
+        ),
+        (
+            "alice",
+            "imap",
+            "email",
+            json!({"host": "imap.example.com", "password": tokens[1]}),
+            true,
+        ),
+        (
+            "alice",
+            "x",
+            "social",
+            json!({"access_token": tokens[2], "username": "alice_x"}),
+            false,
+        ),
+        ("bob", "notes", "crm", json!({"workspace": "bob"}), true),
+    ];
+    for (user, id, kind, configuration, connected) in rows {
+        old.execute(
+            "INSERT INTO user_accounts (user_id, account_id, account_type, configuration, connected, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4::text::jsonb, $5, '2025-01-02 03:04:05', '2025-02-03 04:05:06')",
+            &[&user, &id, &kind, &configuration.to_string(), &connected],
+        )
+        .await
+        .unwrap();
+    }
+    let targets = [
+        (
+            "alice",
+            "Ada Lovelace",
+            Some("ada@example.com"),
+            true,
+            "2024-01-01",
+        ),
+        (
+            "alice",
+            "Grace Hopper",
+            Some("grace@example.com"),
+            true,
+            "2024-02-01",
+        ),
+        (
+            "alice",
+            "Gone Person",
+            Some("gone@example.com"),
+            false,
+            "2024-03-01",
+        ),
+        (
+            "alice",
+            "Bad Email",
+            Some("not-an-email"),
+            true,
+            "2024-04-01",
+        ),
+        (
+            "alice",
+            "Ada Twin",
+            Some("ADA@example.com"),
+            true,
+            "2024-05-01",
+        ),
+        ("alice", "Linus", None, true, "2024-06-01"),
+        (
+            "bob",
+            "Bob's Contact",
+            Some("ada@example.com"),
+            true,
+            "2024-07-01",
+        ),
+    ];
+    for (user, name, email, active, day) in targets {
+        let handle = email.is_none().then_some("linus_t");
+        old.execute(
+            "INSERT INTO communication_targets (id, user_id, name, email, twitter_username, active, created_at, updated_at) \
+             VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7::text::timestamp, $7::text::timestamp)",
+            &[&uuid::Uuid::new_v4().to_string(), &user, &name, &email, &handle, &active, &day],
+        )
+        .await
+        .unwrap();
+    }
+    OldData {
+        key,
+        secrets: plain.iter().map(|s| (*s).to_owned()).collect(),
+        alice_names_newest_first: vec![
+            "Linus".into(),
+            "Grace Hopper".into(),
+            "Ada Lovelace".into(),
+        ],
+    }
+}
+
+async fn scan(app: &TestApp, table: &str) -> Vec<HashMap<String, AttributeValue>> {
+    app.dynamodb()
+        .scan()
+        .table_name(app.resource(table))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn old_tables_move_in_once_with_secrets_sealed_and_order_kept() {
+    let app = TestApp::spawn().await;
+    let old = old_database().await;
+    let data = seed(&old).await;
+    let started = std::time::Instant::now();
+    let report = run(&app, &old, &data.key, &MigrationSettings::default())
+        .await
+        .expect("the migration runs");
+    let elapsed = started.elapsed();
+    assert_eq!(report.accounts.migrated, 4, "{report:#?}");
+    assert_eq!(report.targets.migrated, 5, "{report:#?}");
+    assert_eq!(report.targets.failures(), 2, "{report:#?}");
+    let reasons: Vec<&String> = report
+        .targets
+        .problems
+        .iter()
+        .map(|(_, reason)| reason)
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("validation_failed: email")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("duplicate_email")),
+        "{reasons:?}"
+    );
+
+    // Through the API: secrets masked, revealed whole to an agent; old timestamps kept.
+    let crm = app
+        .get("/api/user/integrations/accounts/crm", "alice")
+        .await;
+    assert_eq!(
+        crm.body["configuration"],
+        json!({"api_key": "********", "region": "eu"})
+    );
+    assert_eq!(crm.body["created_at"], "2025-01-02T03:04:05.000000Z");
+    let x = app.get("/api/user/integrations/accounts/x", "alice").await;
+    assert_eq!(x.body["connected"], false);
+    for (account, field, value) in [
+        ("crm", "api_key", &data.secrets[0]),
+        ("imap", "password", &data.secrets[1]),
+        ("x", "access_token", &data.secrets[2]),
+    ] {
+        let revealed = app
+            .send(
+                app.request(
+                    reqwest::Method::GET,
+                    &format!("/api/user/integrations/accounts/{account}/secrets"),
+                )
+                .bearer_auth(app.token_with_scope("alice", "integrations:secrets:read")),
+            )
+            .await;
+        assert_eq!(&revealed.body["configuration"][field], value, "{account}");
+    }
+    let stored = format!("{:?}", scan(&app, "AccountsTable").await);
+    for secret in &data.secrets {
+        assert!(
+            !stored.contains(secret.as_str()),
+            "plaintext {secret} is stored"
+        );
+    }
+    // Targets in the old order, newest first; the inactive one hidden.
+    let listed = app.get("/api/user/communication-targets", "alice").await;
+    let names: Vec<&str> = listed.body["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, data.alice_names_newest_first);
+
+    // A second run changes nothing and says so.
+    let again = run(&app, &old, &data.key, &MigrationSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.accounts.migrated, again.targets.migrated),
+        (0, 0),
+        "{again:#?}"
+    );
+    assert_eq!(again.accounts.unchanged, 4);
+    assert_eq!(again.targets.unchanged, 5);
+    eprintln!(
+        "figures: {} rows in {:?} ({:.0} ms per 1,000 rows)",
+        11,
+        elapsed,
+        elapsed.as_secs_f64() * 1000.0 / 11.0 * 1000.0
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_run_resumes_without_duplicates() {
+    let app = TestApp::spawn().await;
+    let old = old_database().await;
+    let data = seed(&old).await;
+    let first = run(
+        &app,
+        &old,
+        &data.key,
+        &MigrationSettings {
+            max_rows: Some(6),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(first.stopped_early);
+    let rest = run(&app, &old, &data.key, &MigrationSettings::default())
+        .await
+        .unwrap();
+    assert!(!rest.stopped_early);
+    assert_eq!(first.targets.migrated + rest.targets.migrated, 5);
+    assert_eq!(first.accounts.migrated + rest.accounts.migrated, 4);
+    let targets = scan(&app, "TargetsTable").await;
+    let records = targets
+        .iter()
+        .filter(|item| matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk.starts_with("T#") || sk.starts_with("D#")))
+        .count();
+    assert_eq!(records, 5, "every old target once, no duplicates");
+    let alice_count = targets
+        .iter()
+        .find(|item| {
+            item.get("user_id") == Some(&AttributeValue::S("alice".into()))
+                && item.get("sk") == Some(&AttributeValue::S("#count".into()))
+        })
+        .and_then(|item| item.get("active_count"))
+        .and_then(|n| n.as_n().ok())
+        .cloned();
+    assert_eq!(
+        alice_count.as_deref(),
+        Some("3"),
+        "the counter equals alice's active targets"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_fernet_key_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let old = old_database().await;
+    seed(&old).await;
+    let (wrong_key, _) = fernet(&[]);
+    let result = run(&app, &old, &wrong_key, &MigrationSettings::default()).await;
+    assert!(
+        matches!(result, Err(MigrationError::WrongKey(3))),
+        "{result:?}"
+    );
+    assert!(matches!(
+        run(&app, &old, "not a key", &MigrationSettings::default()).await,
+        Err(MigrationError::InvalidKey)
+    ));
+    assert!(scan(&app, "AccountsTable").await.is_empty());
+    assert!(scan(&app, "TargetsTable").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing_and_users_can_be_mapped() {
+    let app = TestApp::spawn().await;
+    let old = old_database().await;
+    let data = seed(&old).await;
+    let dry = run(
+        &app,
+        &old,
+        &data.key,
+        &MigrationSettings {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.accounts.migrated, 4);
+    assert_eq!(dry.targets.migrated, 5);
+    assert_eq!(dry.targets.failures(), 2, "{dry:#?}");
+    assert!(scan(&app, "AccountsTable").await.is_empty());
+    assert!(scan(&app, "TargetsTable").await.is_empty());
+    // alice moves to another issuer's subject; bob is not mapped and is reported.
+    let map = HashMap::from([("alice".to_owned(), "cognito-sub-alice".to_owned())]);
+    let mapped = run(
+        &app,
+        &old,
+        &data.key,
+        &MigrationSettings {
+            user_map: Some(map),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(mapped.accounts.skipped.get("unmapped_user"), Some(&1));
+    assert_eq!(mapped.targets.skipped.get("unmapped_user"), Some(&1));
+    let listed = app
+        .get("/api/user/integrations/accounts", "cognito-sub-alice")
+        .await;
+    assert_eq!(listed.body["total"], 3);
+    assert_eq!(
+        app.get("/api/user/integrations/accounts", "alice")
+            .await
+            .body["total"],
+        0
+    );
+}
