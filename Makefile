@@ -24,6 +24,7 @@ help:
 	@echo "make sam-build            sam build (cargo-lambda, no Docker)"
 	@echo "make bench                cold start of every function vs a hello-world baseline"
 	@echo "make verify-sender EMAIL=...  verify an SES sender in the dev emulator (needed for email outreach)"
+	@echo "make rotate-keys TO=<key>  re-wrap every stored data key under another KMS key (dev stack; DRY_RUN=1, MAX_ITEMS=n)"
 	@echo "make migrate DATABASE_URL=... PIPEWISE_FERNET_KEY=...  copy the old Supabase tables into the running dev stack (DRY_RUN=1, USER_MAP=file.csv)"
 
 # Python tools (moto, cfn-lint, sam, schemathesis, cargo-lambda, zig) in a venv, pinned.
@@ -78,6 +79,13 @@ migrate:
 	@test -f .dev.env || { echo "start the dev stack first: make dev" >&2; exit 2; }
 	cargo build --quiet -p pipewise-ops --bin pipewise-migrate
 	set -a && . ./.dev.env && set +a && DATABASE_URL='$(DATABASE_URL)' PIPEWISE_FERNET_KEY='$(PIPEWISE_FERNET_KEY)' DRY_RUN='$(DRY_RUN)' USER_MAP='$(USER_MAP)' $(CARGO_TARGET_DIR)/debug/pipewise-migrate
+
+# Re-wraps every stored data key of the running dev stack under another KMS key (docs/security.md).
+rotate-keys:
+	@test -n "$(TO)" || { echo "usage: make rotate-keys TO=<key id, ARN or alias> [DRY_RUN=1] [MAX_ITEMS=n]" >&2; exit 2; }
+	@test -f .dev.env || { echo "start the dev stack first: make dev" >&2; exit 2; }
+	cargo build --quiet -p pipewise-ops --bin pipewise-rotate-keys
+	set -a && . ./.dev.env && set +a && $(CARGO_TARGET_DIR)/debug/pipewise-rotate-keys --to '$(TO)' $(if $(DRY_RUN),--dry-run) $(if $(MAX_ITEMS),--max-items $(MAX_ITEMS))
 
 # Release arm64 builds of every function, zipped as Lambda takes them; prints each size.
 package: $(TOOLS)

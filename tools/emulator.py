@@ -10,7 +10,11 @@ does that (every single-item write and every transaction is atomic and serialisa
 uniqueness guards and counters rely on it. So every DynamoDB request (the ones whose
 `X-Amz-Target` is `DynamoDB_<version>.<Operation>`) runs under one lock, reads included, which
 makes the emulator's DynamoDB linearizable; every other service (SQS long polls, KMS, SES,
-Cognito) stays concurrent. See docs/architecture.md, "The local emulator".
+Cognito) stays concurrent. And `GET /moto-api/data.json` (the emulator's state, which tests read
+to see sent email) runs alone: moto checks each attribute is JSON-serialisable and then
+serialises it, so a request changing state in between made it answer 500 (seen: "keys must be
+str ... not DynamoType" while DynamoDB items were being written).
+See docs/architecture.md, "The local emulator".
 """
 
 import argparse
@@ -18,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -27,21 +32,61 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import run_simple
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_"
+STATE_DUMP_PREFIX = "/moto-api/data.json"
+
+
+class SharedExclusiveLock:
+    """Many holders in shared mode, or one in exclusive mode."""
+
+    def __init__(self):
+        self.condition = threading.Condition()
+        self.shared = 0
+        self.exclusive = False
+
+    @contextmanager
+    def holding_shared(self):
+        with self.condition:
+            self.condition.wait_for(lambda: not self.exclusive)
+            self.shared += 1
+        try:
+            yield
+        finally:
+            with self.condition:
+                self.shared -= 1
+                self.condition.notify_all()
+
+    @contextmanager
+    def holding_exclusive(self):
+        with self.condition:
+            self.condition.wait_for(lambda: not self.exclusive and self.shared == 0)
+            self.exclusive = True
+        try:
+            yield
+        finally:
+            with self.condition:
+                self.exclusive = False
+                self.condition.notify_all()
 
 
 class LinearizableDynamoDB:
-    """WSGI middleware: one DynamoDB request at a time, everything else as it comes."""
+    """WSGI middleware: one DynamoDB request at a time, everything else as it comes, and the
+    state dump alone."""
 
     def __init__(self, app):
         self.app = app
-        self.lock = threading.Lock()
+        self.dynamodb = threading.Lock()
+        self.state = SharedExclusiveLock()
 
     def __call__(self, environ, start_response):
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET_PREFIX):
-            return self.app(environ, start_response)
-        with self.lock:
-            # Drain the response inside the lock: a WSGI app may do its work lazily while
-            # its body is iterated.
+        # Every response is drained inside its locks: a WSGI app may do its work lazily while
+        # its body is iterated.
+        if environ.get("PATH_INFO", "").startswith(STATE_DUMP_PREFIX):
+            with self.state.holding_exclusive():
+                return list(self.app(environ, start_response))
+        with self.state.holding_shared():
+            if environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET_PREFIX):
+                with self.dynamodb:
+                    return list(self.app(environ, start_response))
             return list(self.app(environ, start_response))
 
 

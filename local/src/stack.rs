@@ -1,4 +1,5 @@
-//! Creates the emulator's resources (tables, KMS keys and aliases, queues) from `template.yaml`
+//! Creates the emulator's resources (tables, KMS keys and aliases, queues, user pools, secrets)
+//! from `template.yaml`
 //! and resolves the functions' environment against them. Used by `make dev` and by every test.
 
 use std::collections::{BTreeMap, HashMap};
@@ -116,6 +117,21 @@ impl LocalStack {
         }
 
         create_user_pools(sdk, &template, &mut bindings, &mut physical).await?;
+
+        let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+        for (logical, resource) in template.resources_of_type("AWS::SecretsManager::Secret") {
+            let secret = secrets
+                .create_secret()
+                .name(format!("{name}-{logical}"))
+                .secret_string(
+                    property_text(resource, "SecretString", &bindings)?.unwrap_or_default(),
+                )
+                .send()
+                .await?;
+            let arn = secret.arn.ok_or("CreateSecret returned no ARN")?;
+            bindings.bind_ref(&logical, Resolved::Text(arn.clone()));
+            physical.insert(logical, arn);
+        }
 
         Ok(Self {
             name: name.to_owned(),

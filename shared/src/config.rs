@@ -89,6 +89,13 @@ pub mod vars {
     pub const JWT_KEYS_REFETCH_SECONDS: &str = "JWT_KEYS_REFETCH_SECONDS";
     /// The scope `/secrets` needs (default `integrations:secrets:read`).
     pub const SECRETS_SCOPE: &str = "SECRETS_SCOPE";
+    /// Base URL of the X API (default `https://api.x.com`).
+    pub const X_API_BASE_URL: &str = "X_API_BASE_URL";
+    /// Base URL of the Instagram Graph API (default `https://graph.instagram.com/v21.0`).
+    pub const INSTAGRAM_API_BASE_URL: &str = "INSTAGRAM_API_BASE_URL";
+    /// ARN of the Secrets Manager secret with the deployment's OAuth clients
+    /// (`{"x": {"client_id": ..., "client_secret": ...}}`).
+    pub const OAUTH_CLIENTS_SECRET_ARN: &str = "OAUTH_CLIENTS_SECRET_ARN";
     /// Shared HS256 secret, for local development only.
     pub const JWT_HS256_SECRET: &str = "JWT_HS256_SECRET";
 }

@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod error;
 pub mod https;
 pub mod plain_text;
+pub mod platforms;
 pub mod storage;
 pub mod targets;
 pub mod telemetry;

@@ -1,13 +1,25 @@
-//! A local stand-in for the social platforms' APIs (X API v2: user lookup and direct messages;
-//! Instagram Graph API: business discovery and messages), the third parties the tests cannot
-//! reach. It records every message it accepts and answers as told.
+//! A local stand-in for the social platforms' APIs, the third parties the tests cannot reach,
+//! behaving as their documentation says, limits and failures included:
+//! - X API v2: user lookup, direct messages, and OAuth 2.0 refresh (`POST /2/oauth2/token`,
+//!   `grant_type=refresh_token`): refresh tokens are single-use and rotate, a reused or unknown
+//!   one is `invalid_request`, as X answers; once access tokens are managed
+//!   ([`FakeSocial::x_tokens`]) only the current one is accepted (401 otherwise); a scripted 429
+//!   carries `x-rate-limit-reset`.
+//! - Instagram Graph API: conversations (`GET /{ig_id}/conversations?platform=instagram`) with
+//!   their participants and messages, and messages (`POST /{ig_id}/messages`) only to the
+//!   Instagram-scoped id of a person who messaged the business in the last 24 hours (anything
+//!   else is refused as Instagram does, error code 10 / subcode 2534022); long-lived token refresh
+//!   (`GET /refresh_access_token?grant_type=ig_refresh_token`).
+//!
+//! It records every message it accepts and every refresh call.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::Form;
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
@@ -24,10 +36,39 @@ pub struct SentMessage {
     pub text: String,
 }
 
+/// A refresh call the fake received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshCall {
+    /// `x` or `instagram`.
+    pub platform: &'static str,
+    /// The refresh token (X) or access token (Instagram) it came with.
+    pub presented: String,
+    /// X's `client_id` form field.
+    pub client_id: Option<String>,
+}
+
+/// A person's Instagram conversation with the business.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    /// The person's username.
+    pub username: String,
+    /// Their Instagram-scoped id in this conversation.
+    pub igsid: String,
+    /// Seconds ago the person last wrote to the business.
+    pub last_message_seconds_ago: i64,
+}
+
 #[derive(Default)]
 struct Script {
     answers: Vec<u16>,
+    rate_limit_reset_in: i64,
     sent: Vec<SentMessage>,
+    refreshes: Vec<RefreshCall>,
+    /// When set, the X access token accepted, and the refresh token that may be used once.
+    x_tokens: Option<(String, String)>,
+    x_generation: u32,
+    x_grant_revoked: bool,
+    conversations: Vec<Conversation>,
 }
 
 type Shared = Arc<Mutex<Script>>;
@@ -40,6 +81,9 @@ pub struct FakeSocial {
     state: Shared,
 }
 
+/// The business's own Instagram id in the fake.
+pub const BUSINESS_IG_ID: &str = "17841400000000000";
+
 impl FakeSocial {
     /// Starts the fake on a random local port.
     pub async fn start() -> Self {
@@ -47,7 +91,9 @@ impl FakeSocial {
         let router = axum::Router::new()
             .route("/2/users/by/username/{username}", get(x_lookup))
             .route("/2/dm_conversations/with/{user_id}/messages", post(x_send))
-            .route("/{ig_user_id}", get(instagram_discovery))
+            .route("/2/oauth2/token", post(x_token))
+            .route("/refresh_access_token", get(instagram_refresh))
+            .route("/{ig_user_id}/conversations", get(instagram_conversations))
             .route("/{ig_user_id}/messages", post(instagram_send))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -64,9 +110,43 @@ impl FakeSocial {
         self.state.lock().expect("lock").answers = statuses.to_vec();
     }
 
+    /// A scripted 429 says the window resets this many seconds from now.
+    pub fn rate_limit_resets_in(&self, seconds: i64) {
+        self.state.lock().expect("lock").rate_limit_reset_in = seconds;
+    }
+
+    /// From now on X accepts only `access_token`, and `refresh_token` once (then rotates both).
+    pub fn x_tokens(&self, access_token: &str, refresh_token: &str) {
+        self.state.lock().expect("lock").x_tokens =
+            Some((access_token.to_owned(), refresh_token.to_owned()));
+    }
+
+    /// The user revoked the app: every refresh is `invalid_grant`.
+    pub fn revoke_x_grant(&self) {
+        self.state.lock().expect("lock").x_grant_revoked = true;
+    }
+
+    /// A person who wrote to the business on Instagram.
+    pub fn instagram_conversation(&self, username: &str, igsid: &str, seconds_ago: i64) {
+        self.state
+            .lock()
+            .expect("lock")
+            .conversations
+            .push(Conversation {
+                username: username.to_owned(),
+                igsid: igsid.to_owned(),
+                last_message_seconds_ago: seconds_ago,
+            });
+    }
+
     /// Messages accepted so far, in order.
     pub fn sent(&self) -> Vec<SentMessage> {
         self.state.lock().expect("lock").sent.clone()
+    }
+
+    /// Refresh calls so far, in order.
+    pub fn refreshes(&self) -> Vec<RefreshCall> {
+        self.state.lock().expect("lock").refreshes.clone()
     }
 }
 
@@ -79,7 +159,14 @@ fn bearer(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-fn accept(state: &Shared, message: SentMessage) -> (StatusCode, Json<Value>) {
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn accept(state: &Shared, message: SentMessage) -> Response {
     let mut script = state.lock().expect("lock");
     let status = if script.answers.is_empty() {
         201
@@ -89,23 +176,50 @@ fn accept(state: &Shared, message: SentMessage) -> (StatusCode, Json<Value>) {
     if status < 300 {
         script.sent.push(message);
     }
-    (
+    let mut response = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         Json(json!({"data": {}})),
     )
+        .into_response();
+    if status == 429 {
+        let reset = now() + script.rate_limit_reset_in.max(1);
+        if let Ok(value) = HeaderValue::from_str(&reset.to_string()) {
+            response.headers_mut().insert("x-rate-limit-reset", value);
+        }
+    }
+    response
 }
 
-async fn x_lookup(Path(username): Path<String>) -> (StatusCode, Json<Value>) {
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"title": "Unauthorized", "status": 401, "detail": "Unauthorized"})),
+    )
+        .into_response()
+}
+
+async fn x_lookup(
+    State(state): State<Shared>,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some((access, _)) = &state.lock().expect("lock").x_tokens
+        && *access != bearer(&headers)
+    {
+        return unauthorized();
+    }
     if username == "nobody" {
         return (
             StatusCode::NOT_FOUND,
             Json(json!({"errors": [{"title": "Not Found Error"}]})),
-        );
+        )
+            .into_response();
     }
     (
         StatusCode::OK,
         Json(json!({"data": {"id": format!("id-{username}"), "username": username}})),
     )
+        .into_response()
 }
 
 async fn x_send(
@@ -113,7 +227,12 @@ async fn x_send(
     Path(user_id): Path<String>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
+) -> Response {
+    if let Some((access, _)) = &state.lock().expect("lock").x_tokens
+        && *access != bearer(&headers)
+    {
+        return unauthorized();
+    }
     let text = body["text"].as_str().unwrap_or_default().to_owned();
     accept(
         &state,
@@ -126,35 +245,139 @@ async fn x_send(
     )
 }
 
-/// `GET /{ig_user_id}?fields=business_discovery.username(NAME){id}`.
-async fn instagram_discovery(
-    Query(query): Query<HashMap<String, String>>,
-) -> (StatusCode, Json<Value>) {
-    let fields = query.get("fields").cloned().unwrap_or_default();
-    let username = fields
-        .strip_prefix("business_discovery.username(")
-        .and_then(|rest| rest.split(')').next())
-        .unwrap_or_default();
-    if username.is_empty() || username == "nobody" {
-        return (StatusCode::OK, Json(json!({"id": "17841400000000000"})));
+/// `POST /2/oauth2/token` (form): a single-use refresh token buys a new pair.
+async fn x_token(
+    State(state): State<Shared>,
+    Form(form): Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let mut script = state.lock().expect("lock");
+    let presented = form.get("refresh_token").cloned().unwrap_or_default();
+    script.refreshes.push(RefreshCall {
+        platform: "x",
+        presented: presented.clone(),
+        client_id: form.get("client_id").cloned(),
+    });
+    if script.x_grant_revoked {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant", "error_description": "Value passed for the token was invalid."})),
+        )
+            .into_response();
     }
+    let current = script.x_tokens.as_ref().map(|(_, refresh)| refresh.clone());
+    if form.get("grant_type").map(String::as_str) != Some("refresh_token")
+        || current.as_deref() != Some(presented.as_str())
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request", "error_description": "Value passed for the token was invalid."})),
+        )
+            .into_response();
+    }
+    script.x_generation += 1;
+    let generation = script.x_generation;
+    let pair = (
+        format!("x-access-{generation}"),
+        format!("x-refresh-{generation}"),
+    );
+    script.x_tokens = Some(pair.clone());
     (
         StatusCode::OK,
-        Json(
-            json!({"business_discovery": {"id": format!("ig-{username}")}, "id": "17841400000000000"}),
-        ),
+        Json(json!({"token_type": "bearer", "expires_in": 7200, "access_token": pair.0,
+            "scope": "dm.write dm.read users.read tweet.read offline.access", "refresh_token": pair.1})),
     )
+        .into_response()
+}
+
+/// `GET /refresh_access_token?grant_type=ig_refresh_token&access_token=...`.
+async fn instagram_refresh(
+    State(state): State<Shared>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let presented = query.get("access_token").cloned().unwrap_or_default();
+    state.lock().expect("lock").refreshes.push(RefreshCall {
+        platform: "instagram",
+        presented: presented.clone(),
+        client_id: None,
+    });
+    (
+        StatusCode::OK,
+        Json(json!({"access_token": format!("{presented}-refreshed"), "token_type": "bearer", "expires_in": 5_184_000})),
+    )
+        .into_response()
+}
+
+fn graph_time(seconds_ago: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp(now() - seconds_ago)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+0000",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+async fn instagram_conversations(
+    State(state): State<Shared>,
+    Path(ig_user_id): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if query.get("platform").map(String::as_str) != Some("instagram") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": "(#100) platform is required", "type": "OAuthException", "code": 100}})),
+        )
+            .into_response();
+    }
+    let script = state.lock().expect("lock");
+    let data: Vec<Value> = script
+        .conversations
+        .iter()
+        .map(|c| {
+            json!({
+                "id": format!("conv-{}", c.igsid),
+                "participants": {"data": [
+                    {"username": "the_business", "id": ig_user_id},
+                    {"username": c.username, "id": c.igsid},
+                ]},
+                "messages": {"data": [
+                    {"id": "m1", "created_time": graph_time(c.last_message_seconds_ago), "from": {"username": c.username, "id": c.igsid}},
+                ]},
+            })
+        })
+        .collect();
+    (StatusCode::OK, Json(json!({"data": data}))).into_response()
 }
 
 async fn instagram_send(
     State(state): State<Shared>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
+) -> Response {
     let recipient = body["recipient"]["id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let window_open = state
+        .lock()
+        .expect("lock")
+        .conversations
+        .iter()
+        .any(|c| c.igsid == recipient && c.last_message_seconds_ago < 24 * 3600);
+    if !window_open {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"error": {"message": "(#10) This message is sent outside of allowed window.",
+                "type": "OAuthException", "code": 10, "error_subcode": 2534022}}),
+            ),
+        )
+            .into_response();
+    }
     let text = body["message"]["text"]
         .as_str()
         .unwrap_or_default()

@@ -12,6 +12,7 @@ use pipewise::accounts::model::{
 };
 use pipewise::accounts::sender::SenderVerification;
 use pipewise::accounts::service::Upserted;
+use pipewise::accounts::tokens::TokenEndpoints;
 use pipewise::accounts::tools::{ToolList, tools};
 use pipewise::accounts::{AccountId, AccountService, AccountStore, AccountType};
 use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState};
@@ -19,6 +20,7 @@ use pipewise::auth::AuthUser;
 use pipewise::config::{ConfigError, ConfigSource, vars};
 use pipewise::envelope::EnvelopeCipher;
 use pipewise::error::{ErrorBody, Result};
+use pipewise::platforms::SocialApis;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -41,7 +43,12 @@ pub fn state_from_config(
         source.required(vars::SECRETS_KMS_KEY_ID)?,
     );
     let senders = SenderVerification::new(aws_sdk_sesv2::Client::new(sdk));
-    FunctionState::new(source, AccountService::new(store, cipher, senders))
+    let tokens = TokenEndpoints::new(
+        SocialApis::from_source(source),
+        aws_sdk_secretsmanager::Client::new(sdk),
+        source.optional(vars::OAUTH_CLIENTS_SECRET_ARN),
+    );
+    FunctionState::new(source, AccountService::new(store, cipher, senders, tokens))
 }
 
 /// The function's routes with their OpenAPI descriptions.

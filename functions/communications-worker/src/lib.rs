@@ -5,8 +5,10 @@
 
 use aws_config::SdkConfig;
 use pipewise::accounts::sender::SenderVerification;
+use pipewise::accounts::tokens::TokenEndpoints;
 use pipewise::accounts::{AccountService, AccountStore};
 use pipewise::communications::delivery::{Delivery, SocialApis, ses_sending_client};
+use pipewise::communications::queue::CommunicationQueue;
 use pipewise::communications::{CommunicationsWorker, RunStore};
 use pipewise::config::{ConfigError, ConfigSource, vars};
 use pipewise::envelope::EnvelopeCipher;
@@ -26,6 +28,11 @@ pub fn worker_from_config(
             source.required(vars::SECRETS_KMS_KEY_ID)?,
         ),
         SenderVerification::new(aws_sdk_sesv2::Client::new(sdk)),
+        TokenEndpoints::new(
+            SocialApis::from_source(source),
+            aws_sdk_secretsmanager::Client::new(sdk),
+            source.optional(vars::OAUTH_CLIENTS_SECRET_ARN),
+        ),
     );
     let delivery = Delivery::new(
         accounts,
@@ -35,5 +42,9 @@ pub fn worker_from_config(
     Ok(CommunicationsWorker::new(
         RunStore::new(dynamodb, source.required(vars::RUNS_TABLE)?),
         delivery,
+        CommunicationQueue::new(
+            aws_sdk_sqs::Client::new(sdk),
+            source.required(vars::COMMUNICATIONS_QUEUE_URL)?,
+        ),
     ))
 }

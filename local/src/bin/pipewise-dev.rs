@@ -116,7 +116,15 @@ async fn serve(
         }
     };
     let stack = LocalStack::create(&sdk, &options.stack, &parameters).await?;
-    let environment = local_environment(&stack);
+    let mut environment = local_environment(&stack);
+    // Any of the template's variables set in make dev's own environment wins (e.g.
+    // `X_API_BASE_URL=http://127.0.0.1:9100 make dev` points the worker at a local stand-in).
+    for (name, value) in environment.iter_mut() {
+        if let Ok(overridden) = std::env::var(name) {
+            eprintln!("pipewise-dev: {name} from the environment");
+            *value = overridden;
+        }
+    }
     write_env_file(&environment, endpoint)?;
     let source = ConfigSource::from_map(&environment);
     let router = api_router(&source, &sdk)?;

@@ -68,6 +68,11 @@ async fn run() -> Result<MigrationReport, Box<dyn std::error::Error>> {
                 source.required(vars::SECRETS_KMS_KEY_ID)?,
             ),
             SenderVerification::new(aws_sdk_sesv2::Client::new(&sdk)),
+            pipewise::accounts::tokens::TokenEndpoints::new(
+                pipewise::platforms::SocialApis::from_source(&pipewise::config::ConfigSource::env()),
+                aws_sdk_secretsmanager::Client::new(&sdk),
+                None,
+            ),
         ),
         targets: TargetStore::new(dynamodb, source.required(vars::TARGETS_TABLE)?),
     };

@@ -21,7 +21,8 @@ usage: pipewise-rotate-keys --to <key id | key ARN | alias> [--dry-run] [--max-i
   --dry-run       count what would be re-wrapped; change nothing
   --max-items N   stop after re-wrapping N items (run again to continue)
 
-The table comes from ACCOUNTS_TABLE, region, credentials and endpoint from the usual AWS_*
+The table comes from ACCOUNTS_TABLE, exactly as the functions have it (its name is part of
+every envelope's encryption context); region, credentials and endpoint from the usual AWS_*
 variables. Order: 1. deploy with SECRETS_KMS_KEY_ID set to the new key; 2. run this until it
 re-wraps nothing; 3. disable the old key.";
 

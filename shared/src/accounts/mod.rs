@@ -5,6 +5,7 @@ pub mod secrets;
 pub mod sender;
 pub mod service;
 pub mod store;
+pub mod tokens;
 pub mod tools;
 
 pub use model::{AccountId, AccountType};

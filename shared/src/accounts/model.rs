@@ -110,6 +110,10 @@ pub struct UpsertAccountRequest {
     /// Why the account is not connected (required when `connected` is false).
     #[serde(default)]
     pub status_reason: Option<String>,
+    /// When the access token expires (RFC 3339), for accounts whose tokens this service
+    /// refreshes (X, Instagram); the platforms answer it as `expires_in` when the token is made.
+    #[serde(default)]
+    pub expires_at: Option<String>,
     /// Paths (dotted: `oauth.code`, `inboxes.0.pin`) of further configuration values the client
     /// wants sealed as secrets, beyond those the secret rule finds itself. A response's
     /// `secret_fields` may be posted back as it is.
@@ -139,6 +143,8 @@ pub struct AccountDraft {
     pub status_reason: Option<String>,
     /// Paths the client named as secrets.
     pub explicit_secrets: Vec<super::secrets::SecretPath>,
+    /// When the access token expires (RFC 3339, normalised).
+    pub expires_at: Option<String>,
 }
 
 impl UpsertAccountRequest {
@@ -201,6 +207,22 @@ impl UpsertAccountRequest {
         }
         let explicit_secrets =
             explicit_secret_paths(self.secret_fields.unwrap_or_default(), &mut problems);
+        let expires_at = match self.expires_at.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => match time::OffsetDateTime::parse(
+                text,
+                &time::format_description::well_known::Rfc3339,
+            ) {
+                Ok(at) => at
+                    .to_offset(time::UtcOffset::UTC)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok(),
+                Err(_) => {
+                    problems.push(FieldError::new("expires_at", "must be an RFC 3339 time"));
+                    None
+                }
+            },
+        };
         let connected = self.connected.unwrap_or(true);
         let status_reason = if connected {
             None
@@ -232,6 +254,7 @@ impl UpsertAccountRequest {
                 connected,
                 status_reason,
                 explicit_secrets,
+                expires_at,
             }),
             _ => Err(Error::Validation(problems)),
         }
@@ -289,6 +312,8 @@ pub struct AccountView {
     pub connected: bool,
     /// Why it does not, when `connected` is false.
     pub status_reason: Option<String>,
+    /// When the access token expires (RFC 3339), for accounts whose tokens are refreshed.
+    pub expires_at: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.

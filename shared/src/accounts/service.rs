@@ -8,11 +8,34 @@ use super::model::{
 };
 use super::secrets::{self, SecretPath, StoredSecret, SubmittedSecret, display_path};
 use super::sender::{self, SenderStatus, SenderVerification};
-use super::store::{AccountItem, AccountStore, SenderClaim};
+use super::store::{AccountItem, AccountStore, REAUTH_REQUIRED, SenderClaim};
+use super::tokens::{Provider, RefreshFailure, TokenEndpoints};
 use crate::auth::UserId;
+use crate::communications::store::epoch_seconds;
 use crate::envelope::{EncryptionContext, Envelope, EnvelopeCipher};
 use crate::error::{Error, FieldError};
 use crate::targets::model::Email;
+
+/// How long a token refresh may hold an account's lease.
+const LEASE_SECONDS: i64 = 20;
+/// How often a caller waiting for another's refresh looks again, and how many times.
+const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+const LEASE_WAIT_ROUNDS: usize = 100;
+
+/// Why an account's tokens could not be made fresh.
+#[derive(Debug)]
+pub enum TokenFailure {
+    /// The refresh itself failed.
+    Refresh(RefreshFailure),
+    /// DynamoDB or KMS failed, or the account is gone.
+    Storage(Error),
+}
+
+impl From<Error> for TokenFailure {
+    fn from(error: Error) -> Self {
+        Self::Storage(error)
+    }
+}
 
 /// Whether an upsert made a new account or changed an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +53,163 @@ pub struct AccountService {
     store: AccountStore,
     cipher: EnvelopeCipher,
     senders: SenderVerification,
+    tokens: TokenEndpoints,
 }
 
 impl AccountService {
-    /// A service over a store, a cipher and SES's sender identities.
-    pub fn new(store: AccountStore, cipher: EnvelopeCipher, senders: SenderVerification) -> Self {
+    /// A service over a store, a cipher, SES's sender identities and the platforms' token
+    /// endpoints.
+    pub fn new(
+        store: AccountStore,
+        cipher: EnvelopeCipher,
+        senders: SenderVerification,
+        tokens: TokenEndpoints,
+    ) -> Self {
         Self {
             store,
             cipher,
             senders,
+            tokens,
         }
+    }
+
+    /// The configuration of an account with working tokens: decrypted, and for accounts whose
+    /// provider's tokens expire (X, Instagram), refreshed first when they expire soon or when
+    /// `force` says the platform refused them. Only one caller refreshes an account at a time
+    /// (a lease in DynamoDB): the others wait for its result and reuse it, so a single-use
+    /// refresh token is never spent twice. Returns the account as it now stands.
+    pub async fn fresh_configuration(
+        &self,
+        item: AccountItem,
+        force: bool,
+    ) -> Result<(AccountItem, Map<String, Value>), TokenFailure> {
+        let Some(provider) = Provider::of(&item) else {
+            let configuration = self.decrypted_configuration(&item).await?;
+            return Ok((item, configuration));
+        };
+        let mut item = item;
+        let seen_version = item.version;
+        for _ in 0..LEASE_WAIT_ROUNDS {
+            let expiring = item.expires_at.as_deref().is_some_and(|at| {
+                time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                    .map(|at| {
+                        at.unix_timestamp() - epoch_seconds() < provider.refresh_margin_seconds()
+                    })
+                    .unwrap_or(true)
+            });
+            // Someone else refreshed since the caller read the account: use their tokens.
+            let refreshed_meanwhile = item.version != seen_version;
+            // Fresh enough, and either nobody complained or someone refreshed since.
+            if !expiring && (!force || refreshed_meanwhile) {
+                let configuration = self.decrypted_configuration(&item).await?;
+                return Ok((item, configuration));
+            }
+            if item.status_reason.as_deref() == Some(REAUTH_REQUIRED) {
+                return Err(TokenFailure::Refresh(RefreshFailure::ReauthRequired));
+            }
+            if self
+                .store
+                .take_refresh_lease(&item, epoch_seconds() + LEASE_SECONDS)
+                .await?
+            {
+                return self.refresh_with_lease(provider, item).await;
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+            let user = UserId::from_verified_sub(item.user_id.clone());
+            let id = AccountId::parse(&item.account_id).map_err(Error::internal)?;
+            item = self.store.get(&user, &id).await?.ok_or(Error::NotFound)?;
+        }
+        Err(TokenFailure::Refresh(RefreshFailure::Transient(
+            "another refresh is taking too long",
+        )))
+    }
+
+    async fn refresh_with_lease(
+        &self,
+        provider: Provider,
+        item: AccountItem,
+    ) -> Result<(AccountItem, Map<String, Value>), TokenFailure> {
+        // The lease bumped nothing: the item's version is what we hold.
+        let mut configuration = match self.decrypted_configuration(&item).await {
+            Ok(configuration) => configuration,
+            Err(error) => {
+                let _ = self.store.release_refresh_lease(&item).await;
+                return Err(error.into());
+            }
+        };
+        match self.tokens.refresh(provider, &configuration).await {
+            Ok(tokens) => {
+                configuration.insert("access_token".into(), Value::String(tokens.access_token));
+                if let Some(refresh_token) = tokens.refresh_token {
+                    configuration.insert("refresh_token".into(), Value::String(refresh_token));
+                }
+                let expires_at = tokens.expires_in.and_then(|seconds| {
+                    (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
+                let stored = self
+                    .store_refreshed(item, configuration.clone(), expires_at)
+                    .await?;
+                tracing::info!(user_id = %stored.user_id, account_id = %stored.account_id, "account tokens refreshed");
+                Ok((stored, configuration))
+            }
+            Err(RefreshFailure::ReauthRequired) => {
+                self.store.mark_reauth_required(&item).await?;
+                tracing::warn!(user_id = %item.user_id, account_id = %item.account_id, "account needs to be connected again");
+                Err(TokenFailure::Refresh(RefreshFailure::ReauthRequired))
+            }
+            // Nothing to refresh with: the stored token is all there is; let the platform judge.
+            Err(RefreshFailure::NotRefreshable) => {
+                let _ = self.store.release_refresh_lease(&item).await;
+                Ok((item, configuration))
+            }
+            Err(failure) => {
+                let _ = self.store.release_refresh_lease(&item).await;
+                Err(TokenFailure::Refresh(failure))
+            }
+        }
+    }
+
+    /// Seals refreshed tokens in a new envelope and stores them, with the new expiry, in one
+    /// conditional write that also drops the lease.
+    async fn store_refreshed(
+        &self,
+        item: AccountItem,
+        configuration: Map<String, Value>,
+        expires_at: Option<String>,
+    ) -> Result<AccountItem, Error> {
+        let split = secrets::split(configuration);
+        let values: Vec<StoredSecret> = split
+            .secrets
+            .iter()
+            .filter_map(|(path, secret)| match secret {
+                SubmittedSecret::New(value) => Some(StoredSecret {
+                    path: path.clone(),
+                    value: value.clone(),
+                }),
+                SubmittedSecret::Keep => None,
+            })
+            .collect();
+        let plaintext =
+            zeroize::Zeroizing::new(serde_json::to_vec(&values).map_err(Error::internal)?);
+        let context = EncryptionContext {
+            table: self.store.table(),
+            user_id: &item.user_id,
+            account_id: &item.account_id,
+        };
+        let envelope = self.cipher.seal(context, &plaintext).await?;
+        let mut updated = item.clone();
+        updated.configuration = serde_json::to_string(&split.masked).map_err(Error::internal)?;
+        updated.secret_paths = values.iter().map(|secret| secret.path.clone()).collect();
+        updated.secrets = Some(envelope);
+        updated.expires_at = expires_at;
+        updated.updated_at = crate::now_rfc3339();
+        updated.version = item.version + 1;
+        self.store
+            .replace(&updated, item.version, None, None)
+            .await?;
+        Ok(updated)
     }
 
     /// The underlying store (read-only uses such as the outreach channel lookup).
@@ -158,6 +328,7 @@ impl AccountService {
                     .map_or_else(|| now.clone(), |old| old.created_at.clone())
             }),
             updated_at,
+            expires_at: draft.expires_at.clone(),
             version: existing.as_ref().map_or(1, |old| old.version + 1),
         };
         let outcome = match &existing {
@@ -275,7 +446,23 @@ impl AccountService {
             .get(user, account_id)
             .await?
             .ok_or(Error::NotFound)?;
-        let configuration = self.decrypted_configuration(&item).await?;
+        // Agents get tokens that work: refreshed first when they expire soon.
+        let (item, configuration) = match self.fresh_configuration(item, false).await {
+            Ok(fresh) => fresh,
+            Err(TokenFailure::Storage(error)) => return Err(error),
+            Err(TokenFailure::Refresh(RefreshFailure::ReauthRequired)) => {
+                return Err(Error::Conflict {
+                    code: REAUTH_REQUIRED,
+                    message:
+                        "The platform revoked this account's grant; the user must connect it again."
+                            .into(),
+                    existing_id: None,
+                });
+            }
+            Err(TokenFailure::Refresh(_)) => {
+                return Err(Error::unavailable("the platform's token endpoint failed"));
+            }
+        };
         tracing::info!(
             audit = "account_secrets_read",
             user_id = %user,
@@ -463,6 +650,7 @@ pub fn view(item: AccountItem) -> Result<AccountView, Error> {
         label: item.label,
         connected: item.connected,
         status_reason: item.status_reason,
+        expires_at: item.expires_at,
         created_at: item.created_at,
         updated_at: item.updated_at,
     })

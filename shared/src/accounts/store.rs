@@ -18,6 +18,9 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::storage::{TransactionFailure, conditional, read_item, transact_write, user_key};
 
+/// `status_reason` of an account whose OAuth grant is gone: the user must connect it again.
+pub const REAUTH_REQUIRED: &str = "reauth_required";
+
 /// Sort key of the per-user account counter.
 pub const QUOTA_ITEM: &str = "#quota";
 
@@ -53,6 +56,9 @@ pub struct AccountItem {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// When the access token expires (RFC 3339), for accounts whose tokens are refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     /// Optimistic-lock version, +1 per write.
     pub version: u64,
 }
@@ -238,6 +244,61 @@ impl AccountStore {
             )
             .condition_expression("version = :expected")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":next", AttributeValue::N((item.version + 1).to_string()))
+            .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
+            .expression_attribute_values(":now", AttributeValue::S(crate::now_rfc3339()))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    /// Takes the token-refresh lease of an account still at its version: `false` when another
+    /// caller holds an unexpired lease or the account changed.
+    pub async fn take_refresh_lease(&self, item: &AccountItem, until: i64) -> Result<bool, Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&user_of(item), &item.account_id)))
+            .update_expression("SET refresh_lease_until = :until")
+            .condition_expression(
+                "version = :expected AND (attribute_not_exists(refresh_lease_until) OR refresh_lease_until < :now)",
+            )
+            .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(crate::communications::store::epoch_seconds().to_string()))
+            .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    /// Gives a lease back without changing the account.
+    pub async fn release_refresh_lease(&self, item: &AccountItem) -> Result<(), Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&user_of(item), &item.account_id)))
+            .update_expression("REMOVE refresh_lease_until")
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
+            .send()
+            .await;
+        conditional(result).map(|_| ())
+    }
+
+    /// Marks an account whose grant is gone: disconnected, `status_reason` `reauth_required`,
+    /// lease released; only if it is still at its version.
+    pub async fn mark_reauth_required(&self, item: &AccountItem) -> Result<bool, Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&user_of(item), &item.account_id)))
+            .update_expression("SET connected = :false, status_reason = :reason, version = :next, updated_at = :now REMOVE refresh_lease_until")
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":reason", AttributeValue::S(REAUTH_REQUIRED.into()))
             .expression_attribute_values(":next", AttributeValue::N((item.version + 1).to_string()))
             .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
             .expression_attribute_values(":now", AttributeValue::S(crate::now_rfc3339()))

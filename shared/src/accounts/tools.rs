@@ -48,9 +48,10 @@ pub fn tools_for(
         (AccountType::Social, Some("twitter" | "x")) => {
             &[("send_twitter_dm", "Send a direct message on X (Twitter).")]
         }
-        (AccountType::Social, Some("instagram")) => {
-            &[("send_instagram_dm", "Send a direct message on Instagram.")]
-        }
+        (AccountType::Social, Some("instagram")) => &[(
+            "send_instagram_dm",
+            "Reply on Instagram to a person who messaged the business in the last 24 hours (Instagram allows no cold messages; others fail with instagram_window_closed).",
+        )],
         // A social account of a provider we have no client for offers nothing to call.
         (AccountType::Social, _) => &[],
     }

@@ -14,7 +14,6 @@ use super::model::{Channel, DEFAULT_SUBJECT, MessageTemplate, render, single_lin
 use super::store::CommunicationItem;
 use crate::accounts::AccountService;
 use crate::accounts::store::AccountItem;
-use crate::config::ConfigSource;
 
 /// What became of a delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,32 +24,21 @@ pub enum Outcome {
     Failed(String),
     /// Nothing was delivered; a later attempt may work (throttling, outage, network).
     Retry(String),
+    /// Nothing was delivered: the platform's rate limit is spent until `seconds` from now.
+    RateLimited {
+        /// Why.
+        reason: String,
+        /// Seconds until the platform's window resets.
+        seconds: u64,
+    },
     /// The provider may or may not have delivered it (e.g. a timeout after sending).
     Unknown(String),
 }
 
-/// Base URLs of the social platforms' APIs (overridable for tests, which serve them locally).
-#[derive(Debug, Clone)]
-pub struct SocialApis {
-    /// X API v2 base, default `https://api.x.com`.
-    pub x: String,
-    /// Instagram Graph API base, default `https://graph.instagram.com/v21.0`.
-    pub instagram: String,
-}
+pub use crate::platforms::SocialApis;
 
-impl SocialApis {
-    /// Reads `X_API_BASE_URL` and `INSTAGRAM_API_BASE_URL`, with the platforms' own defaults.
-    pub fn from_source(source: &ConfigSource<'_>) -> Self {
-        Self {
-            x: source
-                .optional("X_API_BASE_URL")
-                .unwrap_or_else(|| "https://api.x.com".into()),
-            instagram: source
-                .optional("INSTAGRAM_API_BASE_URL")
-                .unwrap_or_else(|| "https://graph.instagram.com/v21.0".into()),
-        }
-    }
-}
+/// X user ids by (user, account, lower-case username).
+type XUserIds = std::collections::HashMap<(String, String, String), String>;
 
 /// Delivers communications with the users' accounts.
 #[derive(Clone)]
@@ -61,6 +49,8 @@ pub struct Delivery {
     // Built on the first social message only: loading the trust roots is not free and most
     // invocations send email.
     http: Arc<OnceLock<Option<reqwest::Client>>>,
+    /// X user ids by (user, account, username): one lookup per recipient per warm instance.
+    x_user_ids: Arc<std::sync::Mutex<XUserIds>>,
 }
 
 impl Delivery {
@@ -71,6 +61,7 @@ impl Delivery {
             ses,
             apis,
             http: Arc::new(OnceLock::new()),
+            x_user_ids: Arc::default(),
         }
     }
 
@@ -90,25 +81,52 @@ impl Delivery {
                 self.send_email(item, &account, &subject, &body).await
             }
             Channel::Twitter | Channel::Instagram => {
-                let configuration = match self.accounts.decrypted_configuration(&account).await {
-                    Ok(configuration) => configuration,
-                    Err(error) if error.status().is_server_error() => {
-                        return Outcome::Retry("secrets_unavailable".into());
-                    }
-                    Err(_) => return Outcome::Failed("account_secrets_unreadable".into()),
-                };
                 let Some(client) = self.http_client() else {
                     return Outcome::Retry("http_client_unavailable".into());
                 };
-                match item.channel {
-                    Channel::Twitter => self.send_x_dm(&client, item, &configuration, &body).await,
-                    _ => {
-                        self.send_instagram_dm(&client, item, &configuration, &body)
-                            .await
-                    }
-                }
+                self.send_direct_message(&client, item, account, &body)
+                    .await
             }
         }
+    }
+
+    /// A direct message with the account's tokens, refreshed first when they expire soon; when
+    /// the platform refuses the token (401), refreshed once more and tried once more.
+    async fn send_direct_message(
+        &self,
+        client: &reqwest::Client,
+        item: &CommunicationItem,
+        account: AccountItem,
+        text: &str,
+    ) -> Outcome {
+        let (mut account, mut configuration) =
+            match self.accounts.fresh_configuration(account, false).await {
+                Ok(fresh) => fresh,
+                Err(failure) => return token_outcome(failure),
+            };
+        for attempt in 0..2 {
+            let outcome = match item.channel {
+                Channel::Twitter => {
+                    self.send_x_dm(client, item, &account, &configuration, text)
+                        .await
+                }
+                _ => {
+                    self.send_instagram_dm(client, item, &configuration, text)
+                        .await
+                }
+            };
+            if attempt > 0 || outcome != Outcome::Failed("token_revoked".into()) {
+                return outcome;
+            }
+            match self.accounts.fresh_configuration(account, true).await {
+                Ok((fresh, fresh_configuration)) => {
+                    account = fresh;
+                    configuration = fresh_configuration;
+                }
+                Err(failure) => return token_outcome(failure),
+            }
+        }
+        Outcome::Failed("token_revoked".into())
     }
 
     async fn account(&self, item: &CommunicationItem) -> Result<AccountItem, Outcome> {
@@ -181,6 +199,7 @@ impl Delivery {
         &self,
         client: &reqwest::Client,
         item: &CommunicationItem,
+        account: &AccountItem,
         configuration: &Map<String, Value>,
         text: &str,
     ) -> Outcome {
@@ -190,17 +209,36 @@ impl Delivery {
         let Some(username) = item.recipient.twitter_username.as_deref() else {
             return Outcome::Failed("target_has_no_address".into());
         };
-        let lookup = client
-            .get(format!("{}/2/users/by/username/{username}", self.apis.x))
-            .bearer_auth(token)
-            .send()
-            .await;
-        let user_id = match read_json(lookup, false).await {
-            Ok(body) => match body.pointer("/data/id").and_then(Value::as_str) {
-                Some(id) => id.to_owned(),
-                None => return Outcome::Failed("recipient_not_found".into()),
-            },
-            Err(outcome) => return outcome,
+        let cache_key = (
+            account.user_id.clone(),
+            account.account_id.clone(),
+            username.to_ascii_lowercase(),
+        );
+        let cached = self
+            .x_user_ids
+            .lock()
+            .ok()
+            .and_then(|ids| ids.get(&cache_key).cloned());
+        let user_id = match cached {
+            Some(id) => id,
+            None => {
+                let lookup = client
+                    .get(format!("{}/2/users/by/username/{username}", self.apis.x))
+                    .bearer_auth(token)
+                    .send()
+                    .await;
+                let id = match read_json(lookup, false).await {
+                    Ok(body) => match body.pointer("/data/id").and_then(Value::as_str) {
+                        Some(id) => id.to_owned(),
+                        None => return Outcome::Failed("recipient_not_found".into()),
+                    },
+                    Err(outcome) => return outcome,
+                };
+                if let Ok(mut ids) = self.x_user_ids.lock() {
+                    ids.insert(cache_key, id.clone());
+                }
+                id
+            }
         };
         let sent = client
             .post(format!(
@@ -217,6 +255,10 @@ impl Delivery {
         }
     }
 
+    /// Instagram does not allow cold messages: a business may message a person only inside the
+    /// 24-hour window the person opened by messaging it, and only by the Instagram-scoped id of
+    /// that conversation. So the conversation with the target's username is looked up, its last
+    /// message from the person must be under 24 hours old, and the message goes to that id.
     async fn send_instagram_dm(
         &self,
         client: &reqwest::Client,
@@ -233,24 +275,29 @@ impl Delivery {
         let Some(username) = item.recipient.instagram_username.as_deref() else {
             return Outcome::Failed("target_has_no_address".into());
         };
-        let lookup = client
-            .get(format!("{}/{ig_user_id}", self.apis.instagram))
-            .query(&[(
-                "fields",
-                format!("business_discovery.username({username}){{id}}"),
-            )])
-            .bearer_auth(token)
-            .send()
-            .await;
-        let recipient = match read_json(lookup, false).await {
-            Ok(body) => match body
-                .pointer("/business_discovery/id")
+        let mut next = Some(format!(
+            "{}/{ig_user_id}/conversations?platform=instagram&fields=participants,messages{{from,created_time}}",
+            self.apis.instagram
+        ));
+        let mut recipient = None;
+        for _ in 0..INSTAGRAM_CONVERSATION_PAGES {
+            let Some(url) = next.take() else { break };
+            let page = client.get(&url).bearer_auth(token).send().await;
+            let body = match read_json(page, false).await {
+                Ok(body) => body,
+                Err(outcome) => return outcome,
+            };
+            if let Some(found) = open_conversation(&body, ig_user_id, username) {
+                recipient = Some(found);
+                break;
+            }
+            next = body
+                .pointer("/paging/next")
                 .and_then(Value::as_str)
-            {
-                Some(id) => id.to_owned(),
-                None => return Outcome::Failed("recipient_not_found".into()),
-            },
-            Err(outcome) => return outcome,
+                .map(str::to_owned);
+        }
+        let Some(recipient) = recipient else {
+            return Outcome::Failed(INSTAGRAM_WINDOW_CLOSED.into());
         };
         let sent = client
             .post(format!("{}/{ig_user_id}/messages", self.apis.instagram))
@@ -262,6 +309,70 @@ impl Delivery {
             Ok(_) => Outcome::Sent,
             Err(outcome) => outcome,
         }
+    }
+}
+
+/// Reason of an Instagram message that cannot be sent: the person has not messaged the
+/// business in the last 24 hours (or never).
+pub const INSTAGRAM_WINDOW_CLOSED: &str = "instagram_window_closed";
+/// How long after a person's last message a business may answer on Instagram.
+pub const INSTAGRAM_WINDOW_SECONDS: i64 = 24 * 3600;
+const INSTAGRAM_CONVERSATION_PAGES: usize = 5;
+
+/// In one page of conversations: the Instagram-scoped id of `username` when that person's last
+/// message to the business is inside the messaging window.
+fn open_conversation(page: &Value, business_id: &str, username: &str) -> Option<String> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    page["data"].as_array()?.iter().find_map(|conversation| {
+        let person = conversation["participants"]["data"]
+            .as_array()?
+            .iter()
+            .find(|p| {
+                p["id"].as_str() != Some(business_id)
+                    && p["username"]
+                        .as_str()
+                        .is_some_and(|name| name.eq_ignore_ascii_case(username))
+            })?;
+        let person_id = person["id"].as_str()?;
+        let last_from_person = conversation["messages"]["data"]
+            .as_array()?
+            .iter()
+            .filter(|message| message["from"]["id"].as_str() == Some(person_id))
+            .filter_map(|message| message["created_time"].as_str().and_then(graph_time))
+            .max()?;
+        (now - last_from_person < INSTAGRAM_WINDOW_SECONDS).then(|| person_id.to_owned())
+    })
+}
+
+/// A Graph API time (`2026-11-26T01:00:00+0000`, or RFC 3339) as Unix seconds.
+fn graph_time(text: &str) -> Option<i64> {
+    let graph = time::format_description::parse_borrowed::<2>(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory][offset_minute]",
+    )
+    .ok()?;
+    time::OffsetDateTime::parse(text, &graph)
+        .or_else(|_| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        })
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
+}
+
+/// What a token failure means for the communication.
+fn token_outcome(failure: crate::accounts::service::TokenFailure) -> Outcome {
+    use crate::accounts::service::TokenFailure;
+    use crate::accounts::tokens::RefreshFailure;
+    match failure {
+        TokenFailure::Refresh(RefreshFailure::ReauthRequired) => {
+            Outcome::Failed(crate::accounts::store::REAUTH_REQUIRED.into())
+        }
+        TokenFailure::Refresh(RefreshFailure::NotRefreshable) => {
+            Outcome::Failed("token_expired".into())
+        }
+        TokenFailure::Refresh(RefreshFailure::Transient(_)) => {
+            Outcome::Retry("token_refresh_failed".into())
+        }
+        TokenFailure::Storage(_) => Outcome::Retry("accounts_unavailable".into()),
     }
 }
 
@@ -283,11 +394,23 @@ async fn read_json(
     if status.is_success() {
         return Ok(response.json().await.unwrap_or(Value::Null));
     }
+    // X says when its window resets (`x-rate-limit-reset`, Unix seconds); otherwise a minute.
+    let reset_seconds = response
+        .headers()
+        .get("x-rate-limit-reset")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i64>().ok())
+        .map_or(60, |reset| {
+            (reset - time::OffsetDateTime::now_utc().unix_timestamp()).clamp(1, 900) as u64
+        });
     Err(match status.as_u16() {
         401 => Outcome::Failed("token_revoked".into()),
         403 => Outcome::Failed("not_permitted".into()),
         404 => Outcome::Failed("recipient_not_found".into()),
-        429 => Outcome::Retry("rate_limited".into()),
+        429 => Outcome::RateLimited {
+            reason: "rate_limited".into(),
+            seconds: reset_seconds,
+        },
         500..=599 => Outcome::Retry(format!("platform_error_{}", status.as_u16())),
         _ => Outcome::Failed(format!("platform_refused_{}", status.as_u16())),
     })

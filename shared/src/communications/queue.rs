@@ -69,4 +69,22 @@ impl CommunicationQueue {
             .min();
         Ok(first_failed.unwrap_or(sent))
     }
+
+    /// Sends one message that becomes visible after `delay_seconds` (at most 900, SQS's limit):
+    /// a communication waiting for a platform's rate limit to reset.
+    pub async fn send_delayed(
+        &self,
+        message: &CommunicationMessage,
+        delay_seconds: u64,
+    ) -> Result<(), Error> {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(serde_json::to_string(message).map_err(Error::internal)?)
+            .delay_seconds(i32::try_from(delay_seconds.min(900)).unwrap_or(900))
+            .send()
+            .await
+            .map_err(dependency_error)?;
+        Ok(())
+    }
 }

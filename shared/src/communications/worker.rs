@@ -13,7 +13,7 @@ use futures::StreamExt;
 
 use super::delivery::{Delivery, Outcome};
 use super::model::CommunicationStatus;
-use super::queue::CommunicationMessage;
+use super::queue::{CommunicationMessage, CommunicationQueue};
 use super::store::{RunStore, epoch_seconds};
 use crate::error::{Error, ErrorChain};
 
@@ -44,12 +44,18 @@ impl From<Error> for Redeliver {
 pub struct CommunicationsWorker {
     runs: RunStore,
     delivery: Delivery,
+    queue: CommunicationQueue,
 }
 
 impl CommunicationsWorker {
-    /// A worker over the runs store and a delivery.
-    pub fn new(runs: RunStore, delivery: Delivery) -> Self {
-        Self { runs, delivery }
+    /// A worker over the runs store, a delivery, and its own queue (for communications that
+    /// wait for a platform's rate limit).
+    pub fn new(runs: RunStore, delivery: Delivery, queue: CommunicationQueue) -> Self {
+        Self {
+            runs,
+            delivery,
+            queue,
+        }
     }
 
     /// Processes one SQS batch; the answer lists only the messages to retry.
@@ -180,6 +186,14 @@ impl CommunicationsWorker {
             Outcome::Retry(reason) => {
                 self.runs.release(&item).await?;
                 return Err(Redeliver::Transient(reason));
+            }
+            // Waiting for the platform is not a failed attempt: the communication goes back to
+            // the queue, visible when the platform's window resets, and this receive is done.
+            Outcome::RateLimited { reason, seconds } => {
+                self.runs.release(&item).await?;
+                self.queue.send_delayed(message, seconds).await?;
+                tracing::info!(run_id = %item.run_id, index = item.index, %reason, seconds, "waiting for the platform's rate limit");
+                return Ok(());
             }
         };
         self.runs

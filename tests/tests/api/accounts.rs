@@ -32,6 +32,8 @@ async fn health_answers_without_a_token() {
 #[tokio::test]
 async fn the_seed_body_creates_then_updates_an_account_with_secrets_masked() {
     let app = TestApp::spawn().await;
+    // Connected only once SES has verified the sender (the emulator's SES is shared by tests).
+    app.verify_sender("me@example.com").await;
     let created = app.post(ACCOUNTS, "alice", &seed()).await;
     created.assert_status(201);
     let account = &created.body;

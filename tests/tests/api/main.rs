@@ -2,14 +2,17 @@
 
 mod accounts;
 mod auth;
+mod connected_accounts;
 mod counters;
 mod errors;
 mod events;
 mod identity;
+mod key_rotation;
 mod migration;
 mod outreach;
 mod routes;
 mod security;
+mod tamper;
 mod targets;
 mod template;
 mod tenant_safety;

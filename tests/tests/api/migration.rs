@@ -79,6 +79,11 @@ fn destination(app: &TestApp) -> Destination {
             ),
             EnvelopeCipher::new(app.kms(), app.environment[vars::SECRETS_KMS_KEY_ID].clone()),
             SenderVerification::new(aws_sdk_sesv2::Client::new(&app.sdk)),
+            pipewise::accounts::tokens::TokenEndpoints::new(
+                pipewise::platforms::SocialApis::from_source(&pipewise::config::ConfigSource::env()),
+                aws_sdk_secretsmanager::Client::new(&app.sdk),
+                None,
+            ),
         ),
         targets: TargetStore::new(dynamodb, app.environment[vars::TARGETS_TABLE].clone()),
     }

@@ -767,8 +767,9 @@ async fn x_messages_retry_transient_failures_and_record_revoked_tokens() {
     let run = app.get(&format!("{RUNS}/{run_id}"), "alice").await;
     assert_eq!(run.body["status"], "completed");
 
-    // A revoked token is a permanent failure: recorded, not retried.
-    fake.answer_with(&[401]);
+    // A revoked token (refused again after the refresh attempt) is a permanent failure:
+    // recorded, not retried.
+    fake.answer_with(&[401, 401]);
     let targets = app.get("/api/user/communication-targets", "alice").await;
     let ada = targets.body["targets"]
         .as_array()
@@ -800,6 +801,8 @@ async fn instagram_messages_go_through_the_graph_api_with_the_accounts_credentia
         &[("Ada", "ada.l"), ("Nobody", "nobody")],
     )
     .await;
+    // Ada wrote to the business an hour ago; "nobody" never did.
+    fake.instagram_conversation("ada.l", "igsid-ada", 3600);
     let started = initiate(
         &app,
         None,
@@ -811,7 +814,7 @@ async fn instagram_messages_go_through_the_graph_api_with_the_accounts_credentia
     app.drain_queue().await;
     assert_eq!(
         fake.sent(),
-        vec![sent("instagram", "ig-token", "ig-ada.l", "Hi Ada")]
+        vec![sent("instagram", "ig-token", "igsid-ada", "Hi Ada")]
     );
     let run = app
         .get(
@@ -827,7 +830,7 @@ async fn instagram_messages_go_through_the_graph_api_with_the_accounts_credentia
         .map(|c| &c["reason"])
         .collect();
     assert!(
-        reasons.contains(&&json!("recipient_not_found")),
-        "{reasons:?}"
+        reasons.contains(&&json!("instagram_window_closed")),
+        "no cold messages on Instagram: {reasons:?}"
     );
 }
