@@ -80,6 +80,10 @@ pub fn dev_parameters() -> HashMap<String, Resolved> {
         ("JwtJwks".to_owned(), Resolved::Text(String::new())),
         ("LogLevel".to_owned(), Resolved::Text("info".to_owned())),
         (
+            "PublicApiBaseUrl".to_owned(),
+            Resolved::Text("http://127.0.0.1:8001".to_owned()),
+        ),
+        (
             "CorsAllowedOrigins".to_owned(),
             Resolved::List(DEV_CORS_ORIGINS.iter().map(|o| (*o).to_owned()).collect()),
         ),

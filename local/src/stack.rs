@@ -120,12 +120,22 @@ impl LocalStack {
 
         let secrets = aws_sdk_secretsmanager::Client::new(sdk);
         for (logical, resource) in template.resources_of_type("AWS::SecretsManager::Secret") {
+            // A generated secret gets 64 random URL-safe characters, as GenerateSecretString would.
+            let value = match property_text(resource, "SecretString", &bindings)? {
+                Some(text) => text,
+                None => {
+                    let mut random = [0u8; 48];
+                    aws_lc_rs::rand::fill(&mut random).map_err(|_| "no randomness")?;
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                        random,
+                    )
+                }
+            };
             let secret = secrets
                 .create_secret()
                 .name(format!("{name}-{logical}"))
-                .secret_string(
-                    property_text(resource, "SecretString", &bindings)?.unwrap_or_default(),
-                )
+                .secret_string(value)
                 .send()
                 .await?;
             let arn = secret.arn.ok_or("CreateSecret returned no ARN")?;

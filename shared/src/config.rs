@@ -96,6 +96,10 @@ pub mod vars {
     /// ARN of the Secrets Manager secret with the deployment's OAuth clients
     /// (`{"x": {"client_id": ..., "client_secret": ...}}`).
     pub const OAUTH_CLIENTS_SECRET_ARN: &str = "OAUTH_CLIENTS_SECRET_ARN";
+    /// ARN of the Secrets Manager secret that keys the unsubscribe links' MAC.
+    pub const UNSUBSCRIBE_SECRET_ARN: &str = "UNSUBSCRIBE_SECRET_ARN";
+    /// Public base URL of the API (no `/api/user`), for links in emails.
+    pub const PUBLIC_API_BASE_URL: &str = "PUBLIC_API_BASE_URL";
     /// Shared HS256 secret, for local development only.
     pub const JWT_HS256_SECRET: &str = "JWT_HS256_SECRET";
 }

@@ -47,6 +47,62 @@ pub struct TestApp {
     pub environment: HashMap<String, String>,
 }
 
+/// A MIME email as the service writes it: headers, a blank line, a base64 text body.
+pub struct RawEmail {
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl RawEmail {
+    /// Splits a MIME text into headers and body.
+    pub fn parse(raw: &str) -> Self {
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+        let headers = head
+            .split("\r\n")
+            .filter_map(|line| line.split_once(": "))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        Self {
+            headers,
+            body: body.to_owned(),
+        }
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.clone())
+    }
+
+    /// The subject, decoded from its RFC 2047 base64 word.
+    pub fn subject(&self) -> String {
+        use base64::Engine;
+        let word = self.header("Subject").unwrap_or_default();
+        let inner = word
+            .strip_prefix("=?UTF-8?B?")
+            .and_then(|rest| rest.strip_suffix("?="))
+            .unwrap_or(&word);
+        base64::engine::general_purpose::STANDARD
+            .decode(inner)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or(word)
+    }
+
+    /// The text body, decoded.
+    pub fn body(&self) -> String {
+        use base64::Engine;
+        let joined: String = self.body.split_whitespace().collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(joined)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_default()
+    }
+}
+
 /// A service-specific endpoint, as the SDK reads `AWS_ENDPOINT_URL_<SERVICE>`.
 #[derive(Debug)]
 struct ServiceEndpoint {
@@ -288,8 +344,24 @@ impl TestApp {
             .expect("verify the sender");
     }
 
-    /// Emails the emulator's SES accepted from `sender`: `(to, subject, body)`.
+    /// Emails the emulator's SES accepted from `sender`: `(to, subject, body)`, the body decoded.
     pub async fn sent_emails(&self, sender: &str) -> Vec<(String, String, String)> {
+        self.sent_raw_emails(sender)
+            .await
+            .into_iter()
+            .map(|raw| {
+                let email = RawEmail::parse(&raw);
+                (
+                    email.header("To").unwrap_or_default(),
+                    email.subject(),
+                    email.body(),
+                )
+            })
+            .collect()
+    }
+
+    /// The MIME text of every email the emulator's SES accepted from `sender`.
+    pub async fn sent_raw_emails(&self, sender: &str) -> Vec<String> {
         let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
         let state: Value = self
             .client
@@ -303,19 +375,12 @@ impl TestApp {
             .json()
             .await
             .expect("emulator state is JSON");
-        state["ses"]["Message"]
+        state["ses"]["RawMessage"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|message| message["source"] == sender)
-            .map(|message| {
-                let to = message["destinations"]["ToAddresses"][0]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let text = |field: &str| message[field].as_str().unwrap_or_default().to_owned();
-                (to, text("subject"), text("body"))
-            })
+            .filter_map(|message| message["raw_data"].as_str().map(str::to_owned))
             .collect()
     }
 

@@ -9,6 +9,7 @@ use pipewise::accounts::tokens::TokenEndpoints;
 use pipewise::accounts::{AccountService, AccountStore};
 use pipewise::communications::delivery::{Delivery, SocialApis, ses_sending_client};
 use pipewise::communications::queue::CommunicationQueue;
+use pipewise::communications::unsubscribe::UnsubscribeTokens;
 use pipewise::communications::{CommunicationsWorker, RunStore};
 use pipewise::config::{ConfigError, ConfigSource, vars};
 use pipewise::envelope::EnvelopeCipher;
@@ -38,6 +39,13 @@ pub fn worker_from_config(
         accounts,
         ses_sending_client(sdk),
         SocialApis::from_source(source),
+        UnsubscribeTokens::new(
+            aws_sdk_secretsmanager::Client::new(sdk),
+            source.optional(vars::UNSUBSCRIBE_SECRET_ARN),
+            source
+                .optional(vars::PUBLIC_API_BASE_URL)
+                .unwrap_or_default(),
+        ),
     );
     Ok(CommunicationsWorker::new(
         RunStore::new(dynamodb, source.required(vars::RUNS_TABLE)?),

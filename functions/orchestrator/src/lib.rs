@@ -4,8 +4,9 @@
 
 use aws_config::SdkConfig;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Html;
 use pipewise::accounts::AccountStore;
 use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, IDEMPOTENCY_KEY_HEADER};
 use pipewise::auth::AuthUser;
@@ -14,6 +15,8 @@ use pipewise::communications::model::{
     InitiateRequest, InitiateResponse, RunList, RunListQuery, RunView,
 };
 use pipewise::communications::queue::CommunicationQueue;
+use pipewise::communications::suppression::{SuppressionList, SuppressionStore};
+use pipewise::communications::unsubscribe::UnsubscribeTokens;
 use pipewise::communications::{Outreach, RunStore};
 use pipewise::config::{ConfigError, ConfigSource, vars};
 use pipewise::error::{Error, ErrorBody, Result};
@@ -30,6 +33,7 @@ pub fn state_from_config(
     sdk: &SdkConfig,
 ) -> Result<OrchestratorState, ConfigError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let dynamodb_for_suppressions = dynamodb.clone();
     let outreach = Outreach::new(
         RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?),
         TargetStore::new(dynamodb.clone(), source.required(vars::TARGETS_TABLE)?),
@@ -37,6 +41,17 @@ pub fn state_from_config(
         CommunicationQueue::new(
             aws_sdk_sqs::Client::new(sdk),
             source.required(vars::COMMUNICATIONS_QUEUE_URL)?,
+        ),
+        SuppressionStore::new(
+            dynamodb_for_suppressions,
+            source.required(vars::TARGETS_TABLE)?,
+        ),
+        UnsubscribeTokens::new(
+            aws_sdk_secretsmanager::Client::new(sdk),
+            source.optional(vars::UNSUBSCRIBE_SECRET_ARN),
+            source
+                .optional(vars::PUBLIC_API_BASE_URL)
+                .unwrap_or_default(),
         ),
     );
     FunctionState::new(source, outreach)
@@ -49,6 +64,9 @@ pub fn routes() -> OpenApiRouter<OrchestratorState> {
         .routes(routes!(list_runs))
         .routes(routes!(get_run))
         .routes(routes!(cancel_run))
+        .routes(routes!(unsubscribe_page, unsubscribe))
+        .routes(routes!(list_suppressions))
+        .routes(routes!(lift_suppression))
 }
 
 /// The routes bound to their state, ready for `pipewise::api::serve_routes`.
@@ -159,4 +177,113 @@ fn parse_run_id(value: &str) -> Result<String> {
     uuid::Uuid::try_parse(value)
         .map(|id| id.to_string())
         .map_err(|_| Error::NotFound)
+}
+
+/// The one-click unsubscribe page (public, from the link in every outreach email). It only shows
+/// a button: link scanners that open every URL must not unsubscribe anyone.
+#[utoipa::path(get, path = "/api/user/unsubscribe/{token}", tag = "unsubscribe", security(()),
+    params(("token" = String, Path, description = "The token of the email's link")),
+    responses(
+        (status = 200, description = "a page with a button that unsubscribes", content_type = "text/html"),
+        (status = 404, description = "an unknown or altered token", content_type = "text/html"),
+    ))]
+async fn unsubscribe_page(
+    State(state): State<OrchestratorState>,
+    Path(token): Path<String>,
+) -> (StatusCode, Html<String>) {
+    match state.service.unsubscription(&token).await {
+        Some(_) => (
+            StatusCode::OK,
+            Html(page(
+                "Unsubscribe",
+                "<p>Stop receiving these emails?</p>\
+             <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
+             <button type=\"submit\">Unsubscribe</button></form>",
+            )),
+        ),
+        None => not_found_page(),
+    }
+}
+
+/// One-click unsubscribe (RFC 8058): mail providers POST `List-Unsubscribe=One-Click`; the
+/// page's button posts the same. Idempotent.
+#[utoipa::path(post, path = "/api/user/unsubscribe/{token}", tag = "unsubscribe", security(()),
+    params(("token" = String, Path, description = "The token of the email's link")),
+    request_body(content = OneClickForm, content_type = "application/x-www-form-urlencoded",
+        description = "`List-Unsubscribe=One-Click`, as mail providers send it"),
+    responses(
+        (status = 200, description = "unsubscribed (also when already)", content_type = "text/html"),
+        (status = 404, description = "an unknown or altered token", content_type = "text/html"),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn unsubscribe(
+    State(state): State<OrchestratorState>,
+    Path(token): Path<String>,
+) -> Result<(StatusCode, Html<String>)> {
+    if state.service.unsubscribe(&token).await? {
+        Ok((
+            StatusCode::OK,
+            Html(page(
+                "Unsubscribed",
+                "<p>You will not receive these emails again.</p>",
+            )),
+        ))
+    } else {
+        Ok(not_found_page())
+    }
+}
+
+/// The form mail providers post for a one-click unsubscribe (RFC 8058). Its content is fixed, and
+/// the token alone decides what is unsubscribed.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct OneClickForm {
+    /// Always `One-Click`.
+    #[schema(rename = "List-Unsubscribe", pattern = "^One-Click$")]
+    list_unsubscribe: String,
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
+    )
+}
+
+fn not_found_page() -> (StatusCode, Html<String>) {
+    (
+        StatusCode::NOT_FOUND,
+        Html(page(
+            "Link not valid",
+            "<p>This unsubscribe link is not valid.</p>",
+        )),
+    )
+}
+
+/// The user's suppressed addresses (unsubscribed, bounced, complained): outreach skips them.
+#[utoipa::path(get, path = "/api/user/suppressions", tag = "unsubscribe",
+    responses((status = 200, body = SuppressionList), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn list_suppressions(
+    State(state): State<OrchestratorState>,
+    user: AuthUser,
+) -> Result<Json<SuppressionList>> {
+    Ok(Json(state.service.suppressions(&user.user_id).await?))
+}
+
+/// Lifts an unsubscribe, at the user's own request (for example, the person asked to be
+/// written to again). Bounces and complaints stay (409).
+#[utoipa::path(delete, path = "/api/user/suppressions/{address}", tag = "unsubscribe",
+    params(("address" = String, Path, description = "The suppressed address")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "a bounce or complaint, which stays", body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+async fn lift_suppression(
+    State(state): State<OrchestratorState>,
+    user: AuthUser,
+    Path(address): Path<String>,
+) -> Result<StatusCode> {
+    state
+        .service
+        .lift_suppression(&user.user_id, &address)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

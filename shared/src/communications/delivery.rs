@@ -7,7 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sesv2::primitives::Blob;
+use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
 use serde_json::{Map, Value, json};
 
 use super::model::{Channel, DEFAULT_SUBJECT, MessageTemplate, render, single_line};
@@ -45,6 +46,7 @@ type XUserIds = std::collections::HashMap<(String, String, String), String>;
 pub struct Delivery {
     accounts: AccountService,
     ses: aws_sdk_sesv2::Client,
+    unsubscribe: super::unsubscribe::UnsubscribeTokens,
     apis: SocialApis,
     // Built on the first social message only: loading the trust roots is not free and most
     // invocations send email.
@@ -55,10 +57,16 @@ pub struct Delivery {
 
 impl Delivery {
     /// Delivery through these accounts, SES client and social APIs.
-    pub fn new(accounts: AccountService, ses: aws_sdk_sesv2::Client, apis: SocialApis) -> Self {
+    pub fn new(
+        accounts: AccountService,
+        ses: aws_sdk_sesv2::Client,
+        apis: SocialApis,
+        unsubscribe: super::unsubscribe::UnsubscribeTokens,
+    ) -> Self {
         Self {
             accounts,
             ses,
+            unsubscribe,
             apis,
             http: Arc::new(OnceLock::new()),
             x_user_ids: Arc::default(),
@@ -165,18 +173,26 @@ impl Delivery {
         let Some(to) = item.recipient.email.as_deref() else {
             return Outcome::Failed("target_has_no_address".into());
         };
-        let text = |data: &str| Content::builder().data(data).charset("UTF-8").build();
-        let (Ok(subject), Ok(body)) = (text(subject), text(body)) else {
+        let Some(token) = self
+            .unsubscribe
+            .token(&super::unsubscribe::Unsubscription {
+                user_id: item.user_id.clone(),
+                target_id: item.target_id.clone(),
+                address: to.to_lowercase(),
+            })
+            .await
+        else {
+            // Never send outreach email without its unsubscribe link.
+            return Outcome::Retry("unsubscribe_key_unavailable".into());
+        };
+        let mime = outreach_mime(from, to, subject, body, &self.unsubscribe.url(&token));
+        let Ok(raw) = RawMessage::builder()
+            .data(Blob::new(mime.into_bytes()))
+            .build()
+        else {
             return Outcome::Failed("message_unrenderable".into());
         };
-        let content = EmailContent::builder()
-            .simple(
-                Message::builder()
-                    .subject(subject)
-                    .body(Body::builder().text(body).build())
-                    .build(),
-            )
-            .build();
+        let content = EmailContent::builder().raw(raw).build();
         let result = self
             .ses
             .send_email()
@@ -428,7 +444,10 @@ fn classify_ses<E: ProvideErrorMetadata>(
                 .unwrap_or_default()
                 .to_ascii_lowercase();
             match code {
-                "MessageRejected" if message.contains("not verified") => {
+                "MessageRejected"
+                    if message.contains("not verified")
+                        || message.contains("did not have authority") =>
+                {
                     Outcome::Failed("sender_not_verified".into())
                 }
                 "MessageRejected" => Outcome::Failed("message_rejected".into()),
@@ -461,6 +480,33 @@ fn classify_ses<E: ProvideErrorMetadata>(
         // The request went out and no clear answer came back.
         _ => Outcome::Unknown("ses_no_answer".into()),
     }
+}
+
+/// An outreach email as MIME: plain text (base64, UTF-8), the subject as an RFC 2047 word, a
+/// visible unsubscribe link at the end of the body, and the one-click unsubscribe headers of
+/// RFC 8058 that Gmail and Yahoo require of bulk senders.
+pub fn outreach_mime(
+    from: &str,
+    to: &str,
+    subject: &str,
+    body: &str,
+    unsubscribe_url: &str,
+) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let text = format!("{body}\r\n\r\n--\r\nTo stop receiving these emails: {unsubscribe_url}\r\n");
+    let encoded = STANDARD.encode(text.as_bytes());
+    let mut lines = String::new();
+    for chunk in encoded.as_bytes().chunks(76) {
+        lines.push_str(&String::from_utf8_lossy(chunk));
+        lines.push_str("\r\n");
+    }
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: =?UTF-8?B?{subject}?=\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\
+         List-Unsubscribe: <{unsubscribe_url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\n{lines}",
+        subject = STANDARD.encode(subject.as_bytes()),
+    )
 }
 
 /// Whether a failure was a refused TCP connection (the request cannot have been sent).

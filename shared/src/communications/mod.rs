@@ -6,6 +6,8 @@ pub mod model;
 pub mod outreach;
 pub mod queue;
 pub mod store;
+pub mod suppression;
+pub mod unsubscribe;
 pub mod worker;
 
 pub use outreach::Outreach;

@@ -9,6 +9,8 @@ use super::model::{
 };
 use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
 use super::store::{CommunicationItem, RunItem, RunStore};
+use super::suppression::{SuppressionList, SuppressionReason, SuppressionStore};
+use super::unsubscribe::{UnsubscribeTokens, Unsubscription};
 use crate::accounts::AccountStore;
 use crate::accounts::model::AccountType;
 use crate::accounts::store::AccountItem;
@@ -31,6 +33,8 @@ pub fn channel_of(account: &AccountItem) -> Option<Channel> {
 /// Initiates, reads and cancels outreach runs.
 #[derive(Clone)]
 pub struct Outreach {
+    suppressions: SuppressionStore,
+    unsubscribe: UnsubscribeTokens,
     runs: RunStore,
     idempotency: IdempotencyStore,
     targets: TargetStore,
@@ -50,9 +54,13 @@ impl Outreach {
         targets: TargetStore,
         accounts: AccountStore,
         queue: CommunicationQueue,
+        suppressions: SuppressionStore,
+        unsubscribe: UnsubscribeTokens,
     ) -> Self {
         let idempotency = IdempotencyStore::new(runs.client().clone(), runs.table());
         Self {
+            suppressions,
+            unsubscribe,
             runs,
             idempotency,
             targets,
@@ -235,6 +243,7 @@ impl Outreach {
             }
             None => self.targets.all_active(user).await?,
         };
+        let suppressed = self.suppressions.all(user).await?;
         // The first connected account of each channel (by account id) sends on it.
         let mut senders: BTreeMap<Channel, String> = BTreeMap::new();
         for account in self.accounts.list(user).await? {
@@ -257,7 +266,17 @@ impl Outreach {
                     channel,
                     reason: reason.to_owned(),
                 };
-                if channel.address(&target).is_none() {
+                let suppression = (channel == Channel::Email)
+                    .then(|| {
+                        target
+                            .email
+                            .as_ref()
+                            .and_then(|email| suppressed.get(email))
+                    })
+                    .flatten();
+                if let Some(suppression) = suppression {
+                    plan.skipped.push(skip(suppression.reason.as_str()));
+                } else if channel.address(&target).is_none() {
                     // By default a target is reached on the channels it has; asked-for channels
                     // it lacks are reported.
                     if explicit {
@@ -302,6 +321,40 @@ impl Outreach {
             });
         }
         Ok(plan)
+    }
+
+    /// What an unsubscribe token names; `None` for a token that is not ours or was altered.
+    pub async fn unsubscription(&self, token: &str) -> Option<Unsubscription> {
+        self.unsubscribe.verify(token).await
+    }
+
+    /// Unsubscribes the address a token names (idempotent); `Ok(false)` for a bad token.
+    pub async fn unsubscribe(&self, token: &str) -> Result<bool, Error> {
+        let Some(unsubscription) = self.unsubscribe.verify(token).await else {
+            return Ok(false);
+        };
+        let user = UserId::from_verified_sub(unsubscription.user_id);
+        self.suppressions
+            .suppress(
+                &user,
+                &unsubscription.address,
+                SuppressionReason::Unsubscribed,
+            )
+            .await?;
+        tracing::info!(user_id = %user, target_id = %unsubscription.target_id, "a recipient unsubscribed");
+        Ok(true)
+    }
+
+    /// The user's suppressed addresses, by address.
+    pub async fn suppressions(&self, user: &UserId) -> Result<SuppressionList, Error> {
+        let mut suppressions: Vec<_> = self.suppressions.all(user).await?.into_values().collect();
+        suppressions.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(SuppressionList { suppressions })
+    }
+
+    /// Lifts an unsubscribe at the user's request (never a bounce or a complaint).
+    pub async fn lift_suppression(&self, user: &UserId, address: &str) -> Result<(), Error> {
+        self.suppressions.lift(user, address).await
     }
 
     /// A run with each communication's outcome; 404 for unknown or another user's run.

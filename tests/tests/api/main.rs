@@ -4,6 +4,7 @@ mod accounts;
 mod auth;
 mod connected_accounts;
 mod counters;
+mod deliverability;
 mod errors;
 mod events;
 mod identity;

@@ -93,7 +93,8 @@ fn template_routers_and_openapi_declare_the_same_routes() {
         "route inventory differs:\n{}",
         report.join("\n")
     );
-    assert_eq!(views[0].1.len(), 16, "the contract's 16 routes");
+    // The contract's 16 routes, plus unsubscribe (GET, POST) and suppressions (GET, DELETE).
+    assert_eq!(views[0].1.len(), 20, "the contract's routes");
 }
 
 #[test]
