@@ -107,6 +107,16 @@ pub enum Error {
         /// Per-item reasons.
         details: Vec<FieldError>,
     },
+    /// 429 with `Retry-After`: a per-user quota of ours is spent for now.
+    #[error("quota exceeded ({code})")]
+    QuotaExceeded {
+        /// Stable code, e.g. `run_quota_exceeded`.
+        code: &'static str,
+        /// Human sentence naming the quota.
+        message: String,
+        /// Seconds until the quota allows the request again.
+        retry_after: u32,
+    },
     /// 503 with `Retry-After`: a dependency (DynamoDB, KMS, SQS) failed or throttled.
     #[error("dependency unavailable")]
     Unavailable(#[source] BoxError),
@@ -145,6 +155,7 @@ impl Error {
             Self::Validation(_) | Self::LimitExceeded { .. } | Self::Unprocessable { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -160,7 +171,8 @@ impl Error {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict { code, .. }
             | Self::LimitExceeded { code, .. }
-            | Self::Unprocessable { code, .. } => code,
+            | Self::Unprocessable { code, .. }
+            | Self::QuotaExceeded { code, .. } => code,
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::MalformedJson(_) => "malformed_json",
@@ -180,7 +192,8 @@ impl Error {
             Self::MethodNotAllowed => "This route does not accept this method.".into(),
             Self::Conflict { message, .. }
             | Self::LimitExceeded { message, .. }
-            | Self::Unprocessable { message, .. } => message.clone(),
+            | Self::Unprocessable { message, .. }
+            | Self::QuotaExceeded { message, .. } => message.clone(),
             Self::PayloadTooLarge(message) => message.clone(),
             Self::UnsupportedMediaType => {
                 "The body must be JSON (Content-Type: application/json).".into()
@@ -271,6 +284,9 @@ impl IntoResponse for Error {
         match self {
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            Self::QuotaExceeded { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             Self::Unauthorized(_) => {
                 headers.insert(

@@ -9,6 +9,7 @@ use pipewise::accounts::tokens::TokenEndpoints;
 use pipewise::accounts::{AccountService, AccountStore};
 use pipewise::communications::delivery::{Delivery, SocialApis, ses_sending_client};
 use pipewise::communications::queue::CommunicationQueue;
+use pipewise::communications::suppression::SuppressionStore;
 use pipewise::communications::unsubscribe::UnsubscribeTokens;
 use pipewise::communications::{CommunicationsWorker, RunStore};
 use pipewise::config::{ConfigError, ConfigSource, vars};
@@ -46,6 +47,7 @@ pub fn worker_from_config(
                 .optional(vars::PUBLIC_API_BASE_URL)
                 .unwrap_or_default(),
         ),
+        SuppressionStore::new(dynamodb.clone(), source.required(vars::TARGETS_TABLE)?),
     );
     Ok(CommunicationsWorker::new(
         RunStore::new(dynamodb, source.required(vars::RUNS_TABLE)?),

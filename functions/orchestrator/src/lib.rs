@@ -90,6 +90,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         (status = 409, description = "the key was used with another body, or its request is still running", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, description = "invalid fields, unknown targets, nothing deliverable, or over 1,000 communications", body = ErrorBody),
+        (status = 429, description = "over the user's 10 runs per minute; `Retry-After` says when", body = ErrorBody),
         (status = 503, description = "a dependency failed; retry with the same key to finish the run", body = ErrorBody),
     ))]
 async fn initiate_communications(

@@ -113,24 +113,26 @@ impl TokenEndpoints {
         self.http.get_or_init(crate::https::https_client).clone()
     }
 
-    async fn clients(&self) -> &OAuthClients {
+    /// The OAuth clients, read on first use; a failed read is not remembered.
+    async fn clients(&self) -> Option<&OAuthClients> {
         self.clients
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 let Some((secrets, arn)) = &self.secret else {
-                    return OAuthClients::default();
+                    return Ok(OAuthClients::default());
                 };
                 match secrets.get_secret_value().secret_id(arn).send().await {
-                    Ok(output) => output
+                    Ok(output) => Ok(output
                         .secret_string()
                         .and_then(|text| serde_json::from_str(text).ok())
-                        .unwrap_or_default(),
+                        .unwrap_or_default()),
                     Err(error) => {
                         tracing::error!(error = %crate::error::ErrorChain(&error), "could not read the OAuth clients' secret");
-                        OAuthClients::default()
+                        Err(())
                     }
                 }
             })
             .await
+            .ok()
     }
 
     /// Exchanges the stored refresh credentials for new tokens.
@@ -149,6 +151,7 @@ impl TokenEndpoints {
                 let client = self
                     .clients()
                     .await
+                    .ok_or(RefreshFailure::Transient("oauth_clients_unavailable"))?
                     .x
                     .clone()
                     .ok_or(RefreshFailure::NotRefreshable)?;

@@ -47,6 +47,7 @@ pub struct Delivery {
     accounts: AccountService,
     ses: aws_sdk_sesv2::Client,
     unsubscribe: super::unsubscribe::UnsubscribeTokens,
+    suppressions: super::suppression::SuppressionStore,
     apis: SocialApis,
     // Built on the first social message only: loading the trust roots is not free and most
     // invocations send email.
@@ -62,11 +63,13 @@ impl Delivery {
         ses: aws_sdk_sesv2::Client,
         apis: SocialApis,
         unsubscribe: super::unsubscribe::UnsubscribeTokens,
+        suppressions: super::suppression::SuppressionStore,
     ) -> Self {
         Self {
             accounts,
             ses,
             unsubscribe,
+            suppressions,
             apis,
             http: Arc::new(OnceLock::new()),
             x_user_ids: Arc::default(),
@@ -173,6 +176,13 @@ impl Delivery {
         let Some(to) = item.recipient.email.as_deref() else {
             return Outcome::Failed("target_has_no_address".into());
         };
+        // An unsubscribe that arrived after the run was queued still stops this email.
+        let user = crate::auth::UserId::from_verified_sub(item.user_id.clone());
+        match self.suppressions.is_suppressed(&user, to).await {
+            Ok(false) => {}
+            Ok(true) => return Outcome::Failed("suppressed".into()),
+            Err(_) => return Outcome::Retry("suppressions_unavailable".into()),
+        }
         let Some(token) = self
             .unsubscribe
             .token(&super::unsubscribe::Unsubscription {

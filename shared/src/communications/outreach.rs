@@ -127,6 +127,16 @@ impl Outreach {
                 skipped_counts: run.skipped_counts,
             });
         }
+        if !resumed && let Some(retry_after) = self.runs.take_run_quota(user).await? {
+            return Err(Error::QuotaExceeded {
+                code: "run_quota_exceeded",
+                message: format!(
+                    "A user may start at most {} runs per minute.",
+                    super::store::RUNS_PER_MINUTE
+                ),
+                retry_after,
+            });
+        }
         if resumed {
             // An earlier attempt stopped before storing the run: nothing of it was enqueued.
             self.runs

@@ -29,6 +29,9 @@ use crate::storage::{
 };
 
 const RUN_PREFIX: &str = "R#";
+const QUOTA_PREFIX: &str = "#runs-per-minute#";
+/// Runs one user may start per minute; the next gets 429 with `Retry-After`.
+pub const RUNS_PER_MINUTE: u32 = 10;
 const COMMUNICATION_PREFIX: &str = "C#";
 
 /// A run as stored.
@@ -230,6 +233,35 @@ impl RunStore {
     /// The table name.
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Counts a new run against the user's per-minute quota ([`RUNS_PER_MINUTE`]); the
+    /// seconds until the next minute when it is spent. One conditional update, so concurrent
+    /// requests can never pass the quota together.
+    pub async fn take_run_quota(&self, user: &UserId) -> Result<Option<u32>, Error> {
+        let now = epoch_seconds();
+        let window = now / 60;
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                user.as_str(),
+                &format!("{QUOTA_PREFIX}{window}"),
+            )))
+            .update_expression("ADD runs :one SET expires_at = :expires")
+            .condition_expression("attribute_not_exists(runs) OR runs < :max")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(RUNS_PER_MINUTE))
+            // Removed by the table's TTL once the minute is long past.
+            .expression_attribute_values(":expires", n(now + 3600))
+            .send()
+            .await;
+        if conditional(result)? {
+            Ok(None)
+        } else {
+            Ok(Some(u32::try_from(60 - now % 60).unwrap_or(60)))
+        }
     }
 
     fn key(user: &str, sk: &str) -> HashMap<String, AttributeValue> {

@@ -117,6 +117,18 @@ impl SuppressionStore {
         conditional(result).map(|_| ())
     }
 
+    /// Whether one address of a user is suppressed (read consistently, before each send).
+    pub async fn is_suppressed(&self, user: &UserId, address: &str) -> Result<bool, Error> {
+        let key = user_key(
+            user.as_str(),
+            "sk",
+            &format!("{SUPPRESSION_PREFIX}{}", address.trim().to_lowercase()),
+        );
+        Ok(crate::storage::read_item(&self.dynamodb, &self.table, key)
+            .await?
+            .is_some())
+    }
+
     /// Every suppression of a user, by address.
     pub async fn all(&self, user: &UserId) -> Result<HashMap<String, Suppression>, Error> {
         let mut found = HashMap::new();

@@ -47,23 +47,25 @@ impl UnsubscribeTokens {
         }
     }
 
+    /// The key, read on first use; a failed read is not remembered, so the next call tries again.
     async fn key(&self) -> Option<&hmac::Key> {
         self.key
-            .get_or_init(|| async {
-                let arn = self.secret_arn.as_ref()?;
+            .get_or_try_init(|| async {
+                let arn = self.secret_arn.as_ref().ok_or(())?;
                 match self.secrets.get_secret_value().secret_id(arn).send().await {
-                    Ok(output) => output
+                    Ok(output) => Ok(output
                         .secret_string()
                         .filter(|secret| secret.len() >= 32)
-                        .map(|secret| hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())),
+                        .map(|secret| hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()))),
                     Err(error) => {
                         tracing::error!(error = %crate::error::ErrorChain(&error), "could not read the unsubscribe signing secret");
-                        None
+                        Err(())
                     }
                 }
             })
             .await
-            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
     }
 
     /// The token for one recipient of one user; `None` when no signing key is available.

@@ -171,3 +171,65 @@ async fn tampered_and_foreign_tokens_are_404_pages_and_change_nothing() {
     let listed = app.get("/api/user/suppressions", "alice").await;
     assert_eq!(listed.body["suppressions"], json!([]));
 }
+
+#[tokio::test]
+async fn twenty_five_concurrent_runs_meet_the_per_minute_quota() {
+    let mailing = one_email_sent().await;
+    let app = &mailing.app;
+    let attempts = (0..25).map(|i| async move {
+        app.send(
+            app.request(Method::POST, INITIATE)
+                .bearer_auth(app.token("alice"))
+                .header("idempotency-key", format!("quota-{i}"))
+                .json(&json!({"message": {"body": "Hi"}})),
+        )
+        .await
+    });
+    let answers = futures::future::join_all(attempts).await;
+    let accepted = answers.iter().filter(|a| a.status == 202).count();
+    let limited: Vec<_> = answers.iter().filter(|a| a.status == 429).collect();
+    // One run was started before; a minute boundary may fall inside the burst (two windows).
+    assert!(
+        accepted <= 19,
+        "at most 10 runs per minute: {accepted} accepted"
+    );
+    assert_eq!(accepted + limited.len(), 25, "every other answer is 429");
+    for answer in limited {
+        answer.assert_error(429, "run_quota_exceeded");
+        let retry_after: u32 = answer.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after));
+    }
+}
+
+#[tokio::test]
+async fn an_unsubscribe_after_the_run_was_queued_stops_its_email() {
+    let mailing = one_email_sent().await;
+    let app = &mailing.app;
+    let url = unsubscribe_url(&app.sent_raw_emails(&mailing.sender).await[0]);
+    let queued = app
+        .post(INITIATE, "alice", &json!({"message": {"body": "Second"}}))
+        .await;
+    queued.assert_status(202);
+    // The person unsubscribes from the first email before the second goes out.
+    post_one_click(app, &url).await.assert_status(200);
+    app.drain_queue().await;
+    assert_eq!(
+        app.sent_raw_emails(&mailing.sender).await.len(),
+        1,
+        "nothing more was sent"
+    );
+    let run = app
+        .get(
+            &format!(
+                "/api/user/orchestrator/runs/{}",
+                queued.body["run_id"].as_str().unwrap()
+            ),
+            "alice",
+        )
+        .await;
+    assert_eq!(run.body["communications"][0]["reason"], "suppressed");
+}
