@@ -146,16 +146,8 @@ pub struct OldTarget {
     pub id: uuid::Uuid,
     /// Old user id.
     pub user_id: String,
-    /// Name.
-    pub name: String,
-    /// Email.
-    pub email: Option<String>,
-    /// X handle.
-    pub twitter_username: Option<String>,
-    /// Instagram username.
-    pub instagram_username: Option<String>,
-    /// Notes.
-    pub notes: Option<String>,
+    /// Name, email and handles, as the create route takes them (validated by the same code).
+    pub fields: CreateTargetRequest,
     /// False when soft-deleted.
     pub active: bool,
     /// Creation time, ms since the epoch (orders the new ids).
@@ -219,11 +211,13 @@ pub async fn read_old_tables(
             OldTarget {
                 id: uuid::Uuid::try_parse(&id).unwrap_or_default(),
                 user_id: row.get(1),
-                name: row.get::<_, Option<String>>(2).unwrap_or_default(),
-                email: row.get(3),
-                twitter_username: row.get(4),
-                instagram_username: row.get(5),
-                notes: row.get(6),
+                fields: CreateTargetRequest {
+                    name: row.get::<_, Option<String>>(2).unwrap_or_default(),
+                    email: row.get(3),
+                    twitter_username: row.get(4),
+                    instagram_username: row.get(5),
+                    notes: row.get(6),
+                },
                 active: row.get(7),
                 created_at_millis: u64::try_from(millis).unwrap_or_default(),
                 created_at: row.get(9),
@@ -517,14 +511,7 @@ async fn migrate_target(
     old_id: String,
     dry_run_emails: &mut HashSet<(String, String)>,
 ) {
-    let request = CreateTargetRequest {
-        name: target.name,
-        email: target.email,
-        twitter_username: target.twitter_username,
-        instagram_username: target.instagram_username,
-        notes: target.notes,
-    };
-    let draft = match request.parse("") {
+    let draft = match target.fields.parse("") {
         Ok(draft) => draft,
         Err(problems) => {
             let fields: Vec<String> = problems.into_iter().map(|p| p.field).collect();

@@ -252,6 +252,21 @@ impl TestApp {
             .unwrap_or_else(|| panic!("the stack has no {logical_id}"))
     }
 
+    /// Every item of a template table (one page: test tables are small), as stored.
+    pub async fn scan_table(
+        &self,
+        logical_id: &str,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.dynamodb()
+            .scan()
+            .table_name(self.resource(logical_id))
+            .send()
+            .await
+            .expect("scan the table")
+            .items
+            .unwrap_or_default()
+    }
+
     /// DynamoDB client on the emulator.
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.sdk)

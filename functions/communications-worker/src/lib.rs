@@ -40,13 +40,7 @@ pub fn worker_from_config(
         accounts,
         ses_sending_client(sdk),
         SocialApis::from_source(source),
-        UnsubscribeTokens::new(
-            aws_sdk_secretsmanager::Client::new(sdk),
-            source.optional(vars::UNSUBSCRIBE_SECRET_ARN),
-            source
-                .optional(vars::PUBLIC_API_BASE_URL)
-                .unwrap_or_default(),
-        ),
+        UnsubscribeTokens::from_source(source, sdk),
         SuppressionStore::new(dynamodb.clone(), source.required(vars::TARGETS_TABLE)?),
     );
     Ok(CommunicationsWorker::new(

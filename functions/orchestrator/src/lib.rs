@@ -46,13 +46,7 @@ pub fn state_from_config(
             dynamodb_for_suppressions,
             source.required(vars::TARGETS_TABLE)?,
         ),
-        UnsubscribeTokens::new(
-            aws_sdk_secretsmanager::Client::new(sdk),
-            source.optional(vars::UNSUBSCRIBE_SECRET_ARN),
-            source
-                .optional(vars::PUBLIC_API_BASE_URL)
-                .unwrap_or_default(),
-        ),
+        UnsubscribeTokens::from_source(source, sdk),
     );
     FunctionState::new(source, outreach)
 }

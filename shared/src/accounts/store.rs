@@ -235,21 +235,29 @@ impl AccountStore {
     /// Marks an account whose sender SES has since verified as connected, if it is unchanged.
     pub async fn mark_sender_verified(&self, item: &AccountItem) -> Result<bool, Error> {
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&user_of(item), &item.account_id)))
+            .update_at_version(item)
             .update_expression(
                 "SET connected = :true, version = :next, updated_at = :now REMOVE status_reason",
             )
-            .condition_expression("version = :expected")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":next", AttributeValue::N((item.version + 1).to_string()))
-            .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
             .expression_attribute_values(":now", AttributeValue::S(crate::now_rfc3339()))
             .send()
             .await;
         conditional(result)
+    }
+
+    /// An update of one account that applies only while it is still at the version read.
+    fn update_at_version(
+        &self,
+        item: &AccountItem,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&user_of(item), &item.account_id)))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
     }
 
     /// Takes the token-refresh lease of an account still at its version: `false` when another
@@ -275,13 +283,8 @@ impl AccountStore {
     /// Gives a lease back without changing the account.
     pub async fn release_refresh_lease(&self, item: &AccountItem) -> Result<(), Error> {
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&user_of(item), &item.account_id)))
+            .update_at_version(item)
             .update_expression("REMOVE refresh_lease_until")
-            .condition_expression("version = :expected")
-            .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
             .send()
             .await;
         conditional(result).map(|_| ())
@@ -291,16 +294,11 @@ impl AccountStore {
     /// lease released; only if it is still at its version.
     pub async fn mark_reauth_required(&self, item: &AccountItem) -> Result<bool, Error> {
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&user_of(item), &item.account_id)))
+            .update_at_version(item)
             .update_expression("SET connected = :false, status_reason = :reason, version = :next, updated_at = :now REMOVE refresh_lease_until")
-            .condition_expression("version = :expected")
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":reason", AttributeValue::S(REAUTH_REQUIRED.into()))
             .expression_attribute_values(":next", AttributeValue::N((item.version + 1).to_string()))
-            .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
             .expression_attribute_values(":now", AttributeValue::S(crate::now_rfc3339()))
             .send()
             .await;

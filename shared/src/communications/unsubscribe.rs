@@ -48,6 +48,20 @@ impl UnsubscribeTokens {
     }
 
     /// The key, read on first use; a failed read is not remembered, so the next call tries again.
+    /// From the functions' settings (`UNSUBSCRIBE_SECRET_ARN`, `PUBLIC_API_BASE_URL`).
+    pub fn from_source(
+        source: &crate::config::ConfigSource<'_>,
+        sdk: &aws_config::SdkConfig,
+    ) -> Self {
+        Self::new(
+            aws_sdk_secretsmanager::Client::new(sdk),
+            source.optional(crate::config::vars::UNSUBSCRIBE_SECRET_ARN),
+            source
+                .optional(crate::config::vars::PUBLIC_API_BASE_URL)
+                .unwrap_or_default(),
+        )
+    }
+
     async fn key(&self) -> Option<&hmac::Key> {
         self.key
             .get_or_try_init(|| async {

@@ -101,16 +101,7 @@ async fn an_expired_x_token_is_refreshed_once_for_a_whole_run() {
     let stored = secrets(&app, "x-main").await;
     assert_eq!(stored["refresh_token"], "x-refresh-1");
     assert_eq!(stored["access_token"], "x-access-1");
-    let raw = format!(
-        "{:?}",
-        app.dynamodb()
-            .scan()
-            .table_name(app.resource("AccountsTable"))
-            .send()
-            .await
-            .unwrap()
-            .items
-    );
+    let raw = format!("{:?}", app.scan_table("AccountsTable").await);
     assert!(
         !raw.contains("x-refresh-1") && !raw.contains("x-access-1"),
         "tokens are sealed"

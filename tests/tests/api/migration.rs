@@ -220,14 +220,7 @@ async fn seed(old: &tokio_postgres::Client) -> OldData {
 }
 
 async fn scan(app: &TestApp, table: &str) -> Vec<HashMap<String, AttributeValue>> {
-    app.dynamodb()
-        .scan()
-        .table_name(app.resource(table))
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default()
+    app.scan_table(table).await
 }
 
 #[tokio::test]

@@ -21,14 +21,7 @@ fn email_account(account_id: &str, from: &str) -> Value {
 }
 
 async fn raw_items(app: &TestApp) -> Vec<std::collections::HashMap<String, AttributeValue>> {
-    app.dynamodb()
-        .scan()
-        .table_name(app.resource("AccountsTable"))
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default()
+    app.scan_table("AccountsTable").await
 }
 
 #[tokio::test]
