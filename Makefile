@@ -91,8 +91,8 @@ rotate-keys:
 package: $(TOOLS)
 	rustup target add aarch64-unknown-linux-gnu >/dev/null
 	PATH="$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 \
-	  --bin accounts --bin targets --bin orchestrator --bin communications-worker
-	@for fn in accounts targets orchestrator communications-worker; do \
+	  --bin accounts --bin targets --bin orchestrator --bin communications-worker --bin token-keeper
+	@for fn in accounts targets orchestrator communications-worker token-keeper; do \
 	  dir=$(CARGO_TARGET_DIR)/lambda-arm64/$$fn; rm -f $$dir/bootstrap.zip; \
 	  (cd $$dir && $(VENV)/bin/python -c 'import zipfile; z = zipfile.ZipFile("bootstrap.zip", "w", zipfile.ZIP_DEFLATED); z.write("bootstrap"); z.close()'); \
 	  printf '%-24s bootstrap %8s bytes   zipped %8s bytes\n' $$fn $$(stat -c %s $$dir/bootstrap) $$(stat -c %s $$dir/bootstrap.zip); \

@@ -37,6 +37,19 @@ impl From<Error> for TokenFailure {
     }
 }
 
+/// What one run of the scheduled token keeper did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeeperReport {
+    /// Accounts with refreshable tokens looked at.
+    pub checked: usize,
+    /// Accounts whose tokens were refreshed.
+    pub refreshed: usize,
+    /// Accounts found with a dead grant (now `reauth_required`).
+    pub reauth_required: usize,
+    /// Accounts that could not be refreshed now (tried again next run).
+    pub failed: usize,
+}
+
 /// Whether an upsert made a new account or changed an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upserted {
@@ -122,6 +135,33 @@ impl AccountService {
         Err(TokenFailure::Refresh(RefreshFailure::Transient(
             "another refresh is taking too long",
         )))
+    }
+
+    /// Refreshes every connected account whose tokens are within their provider's refresh
+    /// margin, so idle grants do not lapse (the scheduled token keeper). One account's failure
+    /// never stops the others.
+    pub async fn keep_tokens_alive(&self) -> Result<KeeperReport, Error> {
+        let mut report = KeeperReport::default();
+        for item in self.store.with_expiring_tokens().await? {
+            if !item.connected || Provider::of(&item).is_none() {
+                continue;
+            }
+            report.checked += 1;
+            let version = item.version;
+            match self.fresh_configuration(item, false).await {
+                Ok((fresh, _)) if fresh.version != version => report.refreshed += 1,
+                Ok(_) => {}
+                Err(TokenFailure::Refresh(RefreshFailure::ReauthRequired)) => {
+                    report.reauth_required += 1;
+                }
+                Err(failure) => {
+                    tracing::warn!(?failure, "token keeper could not refresh an account");
+                    report.failed += 1;
+                }
+            }
+        }
+        tracing::info!(?report, "token keeper run");
+        Ok(report)
     }
 
     async fn refresh_with_lease(

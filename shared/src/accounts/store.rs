@@ -305,6 +305,31 @@ impl AccountStore {
         conditional(result)
     }
 
+    /// Every account whose tokens have an expiry (the ones a provider refreshes), over the
+    /// whole table, page by page: the scheduled keeper's work list.
+    pub async fn with_expiring_tokens(&self) -> Result<Vec<AccountItem>, Error> {
+        let mut accounts = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("attribute_exists(expires_at)")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(dependency_error)?;
+            for item in page.items.unwrap_or_default() {
+                accounts.push(decode(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(accounts);
+            }
+        }
+    }
+
     /// Claims a sender for an account: holds when nobody owns it or this account already does.
     fn claim_sender(&self, claim: &SenderClaim) -> Result<TransactWriteItem, Error> {
         let update = Update::builder()

@@ -251,3 +251,55 @@ async fn instagram_messages_only_go_into_an_open_conversation() {
         "an old conversation and a stranger: nothing sent"
     );
 }
+
+#[tokio::test]
+async fn the_scheduled_keeper_refreshes_grants_nobody_uses() {
+    let (app, fake) = app_with_fake().await;
+    expired_x_account(&app, &fake).await;
+    let in_days = |days: i64| {
+        (time::OffsetDateTime::now_utc() + time::Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    for (id, token, expires) in [
+        ("ig-soon", "ig-soon-token", in_days(2)),
+        ("ig-later", "ig-later-token", in_days(40)),
+    ] {
+        app.post(
+            ACCOUNTS,
+            "alice",
+            &json!({"account_id": id, "account_type": "social", "provider": "instagram",
+                "expires_at": expires,
+                "configuration": {"access_token": token, "ig_user_id": BUSINESS_IG_ID}}),
+        )
+        .await
+        .assert_status(201);
+    }
+    let keeper =
+        token_keeper::service_from_config(&ConfigSource::from_map(&app.environment), &app.sdk)
+            .expect("the keeper's service");
+    let report = keeper.keep_tokens_alive().await.expect("a keeper run");
+    assert_eq!(
+        (report.checked, report.refreshed, report.failed),
+        (3, 2, 0),
+        "{report:?}"
+    );
+    let presented: Vec<String> = fake
+        .refreshes()
+        .into_iter()
+        .map(|call| call.presented)
+        .collect();
+    assert!(presented.contains(&"ig-soon-token".to_owned()));
+    assert!(presented.contains(&"x-refresh-0".to_owned()));
+    assert!(
+        !presented.contains(&"ig-later-token".to_owned()),
+        "40 days left: not yet"
+    );
+    assert_eq!(
+        secrets(&app, "ig-soon").await["access_token"],
+        "ig-soon-token-refreshed"
+    );
+    // A second run right after has nothing to do.
+    let again = keeper.keep_tokens_alive().await.unwrap();
+    assert_eq!(again.refreshed, 0);
+}

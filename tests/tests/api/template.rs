@@ -59,7 +59,7 @@ fn the_worker_reports_partial_batch_failures() {
 fn every_function_is_a_lean_arm64_rust_binary() {
     let template = Template::project().unwrap();
     let functions = template.resources_of_type("AWS::Serverless::Function");
-    assert_eq!(functions.len(), 4);
+    assert_eq!(functions.len(), 5);
     let mut binaries = std::collections::BTreeSet::new();
     for (name, function) in functions {
         assert_eq!(
@@ -78,7 +78,7 @@ fn every_function_is_a_lean_arm64_rust_binary() {
         );
         binaries.insert(binary);
     }
-    assert_eq!(binaries.len(), 4, "unique binary names");
+    assert_eq!(binaries.len(), 5, "unique binary names");
 }
 
 /// The gateway's JWT authorizer and the functions' own verification are configured from the
