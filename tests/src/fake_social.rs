@@ -87,6 +87,11 @@ pub const BUSINESS_IG_ID: &str = "17841400000000000";
 impl FakeSocial {
     /// Starts the fake on a random local port.
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts the fake on `address` (`make dev`'s stand-in: `pipewise-fake-platforms`).
+    pub async fn start_on(address: &str) -> Self {
         let state = Shared::default();
         let router = axum::Router::new()
             .route("/2/users/by/username/{username}", get(x_lookup))
@@ -96,9 +101,7 @@ impl FakeSocial {
             .route("/{ig_user_id}/conversations", get(instagram_conversations))
             .route("/{ig_user_id}/messages", post(instagram_send))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("address"));
         tokio::spawn(async move { axum::serve(listener, router).await });
         Self { base_url, state }
