@@ -10,17 +10,13 @@ use axum::http::StatusCode;
 use pipewise::accounts::model::{
     AccountList, AccountListQuery, AccountSecrets, AccountView, UpsertAccountRequest,
 };
-use pipewise::accounts::sender::SenderVerification;
 use pipewise::accounts::service::Upserted;
-use pipewise::accounts::tokens::TokenEndpoints;
 use pipewise::accounts::tools::{ToolList, tools};
-use pipewise::accounts::{AccountId, AccountService, AccountStore, AccountType};
+use pipewise::accounts::{AccountId, AccountService, AccountType};
 use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState};
 use pipewise::auth::AuthUser;
-use pipewise::config::{ConfigError, ConfigSource, vars};
-use pipewise::envelope::EnvelopeCipher;
+use pipewise::config::{ConfigError, ConfigSource};
 use pipewise::error::{ErrorBody, Result};
-use pipewise::platforms::SocialApis;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -34,21 +30,7 @@ pub fn state_from_config(
     source: &ConfigSource<'_>,
     sdk: &SdkConfig,
 ) -> Result<AccountsState, ConfigError> {
-    let store = AccountStore::new(
-        aws_sdk_dynamodb::Client::new(sdk),
-        source.required(vars::ACCOUNTS_TABLE)?,
-    );
-    let cipher = EnvelopeCipher::new(
-        aws_sdk_kms::Client::new(sdk),
-        source.required(vars::SECRETS_KMS_KEY_ID)?,
-    );
-    let senders = SenderVerification::new(aws_sdk_sesv2::Client::new(sdk));
-    let tokens = TokenEndpoints::new(
-        SocialApis::from_source(source),
-        aws_sdk_secretsmanager::Client::new(sdk),
-        source.optional(vars::OAUTH_CLIENTS_SECRET_ARN),
-    );
-    FunctionState::new(source, AccountService::new(store, cipher, senders, tokens))
+    FunctionState::new(source, AccountService::from_config(source, sdk)?)
 }
 
 /// The function's routes with their OpenAPI descriptions.

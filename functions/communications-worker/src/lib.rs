@@ -4,16 +4,13 @@
 //! configuration and clients.
 
 use aws_config::SdkConfig;
-use pipewise::accounts::sender::SenderVerification;
-use pipewise::accounts::tokens::TokenEndpoints;
-use pipewise::accounts::{AccountService, AccountStore};
+use pipewise::accounts::AccountService;
 use pipewise::communications::delivery::{Delivery, SocialApis, ses_sending_client};
 use pipewise::communications::queue::CommunicationQueue;
 use pipewise::communications::suppression::SuppressionStore;
 use pipewise::communications::unsubscribe::UnsubscribeTokens;
 use pipewise::communications::{CommunicationsWorker, RunStore};
 use pipewise::config::{ConfigError, ConfigSource, vars};
-use pipewise::envelope::EnvelopeCipher;
 
 pub use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 
@@ -23,19 +20,7 @@ pub fn worker_from_config(
     sdk: &SdkConfig,
 ) -> Result<CommunicationsWorker, ConfigError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-    let accounts = AccountService::new(
-        AccountStore::new(dynamodb.clone(), source.required(vars::ACCOUNTS_TABLE)?),
-        EnvelopeCipher::new(
-            aws_sdk_kms::Client::new(sdk),
-            source.required(vars::SECRETS_KMS_KEY_ID)?,
-        ),
-        SenderVerification::new(aws_sdk_sesv2::Client::new(sdk)),
-        TokenEndpoints::new(
-            SocialApis::from_source(source),
-            aws_sdk_secretsmanager::Client::new(sdk),
-            source.optional(vars::OAUTH_CLIENTS_SECRET_ARN),
-        ),
-    );
+    let accounts = AccountService::from_config(source, sdk)?;
     let delivery = Delivery::new(
         accounts,
         ses_sending_client(sdk),

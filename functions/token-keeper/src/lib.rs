@@ -5,12 +5,8 @@
 //! a send or an agent's `/secrets` read.
 
 use aws_config::SdkConfig;
-use pipewise::accounts::sender::SenderVerification;
-use pipewise::accounts::tokens::TokenEndpoints;
-use pipewise::accounts::{AccountService, AccountStore};
-use pipewise::config::{ConfigError, ConfigSource, vars};
-use pipewise::envelope::EnvelopeCipher;
-use pipewise::platforms::SocialApis;
+use pipewise::accounts::AccountService;
+use pipewise::config::{ConfigError, ConfigSource};
 
 pub use pipewise::accounts::service::KeeperReport;
 
@@ -19,20 +15,5 @@ pub fn service_from_config(
     source: &ConfigSource<'_>,
     sdk: &SdkConfig,
 ) -> Result<AccountService, ConfigError> {
-    Ok(AccountService::new(
-        AccountStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
-            source.required(vars::ACCOUNTS_TABLE)?,
-        ),
-        EnvelopeCipher::new(
-            aws_sdk_kms::Client::new(sdk),
-            source.required(vars::SECRETS_KMS_KEY_ID)?,
-        ),
-        SenderVerification::new(aws_sdk_sesv2::Client::new(sdk)),
-        TokenEndpoints::new(
-            SocialApis::from_source(source),
-            aws_sdk_secretsmanager::Client::new(sdk),
-            source.optional(vars::OAUTH_CLIENTS_SECRET_ARN),
-        ),
-    ))
+    AccountService::from_config(source, sdk)
 }

@@ -10,10 +10,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pipewise::accounts::sender::SenderVerification;
-use pipewise::accounts::{AccountService, AccountStore};
+use pipewise::accounts::AccountService;
 use pipewise::config::{ConfigSource, vars};
-use pipewise::envelope::EnvelopeCipher;
 use pipewise::targets::TargetStore;
 use pipewise_ops::migration::{
     Destination, MigrationReport, MigrationSettings, TableReport, migrate, parse_user_map,
@@ -61,19 +59,7 @@ async fn run() -> Result<MigrationReport, Box<dyn std::error::Error>> {
     let sdk = pipewise::aws::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let destination = Destination {
-        accounts: AccountService::new(
-            AccountStore::new(dynamodb.clone(), source.required(vars::ACCOUNTS_TABLE)?),
-            EnvelopeCipher::new(
-                aws_sdk_kms::Client::new(&sdk),
-                source.required(vars::SECRETS_KMS_KEY_ID)?,
-            ),
-            SenderVerification::new(aws_sdk_sesv2::Client::new(&sdk)),
-            pipewise::accounts::tokens::TokenEndpoints::new(
-                pipewise::platforms::SocialApis::from_source(&pipewise::config::ConfigSource::env()),
-                aws_sdk_secretsmanager::Client::new(&sdk),
-                None,
-            ),
-        ),
+        accounts: AccountService::from_config(&source, &sdk)?,
         targets: TargetStore::new(dynamodb, source.required(vars::TARGETS_TABLE)?),
     };
     let total = (accounts.len() + targets.len()) as u64;

@@ -86,6 +86,32 @@ impl AccountService {
         }
     }
 
+    /// The service every function that touches accounts uses, from the functions' settings
+    /// (`ACCOUNTS_TABLE`, `SECRETS_KMS_KEY_ID`, the platforms' URLs, `OAUTH_CLIENTS_SECRET_ARN`)
+    /// and one SDK configuration; built once per cold start.
+    pub fn from_config(
+        source: &crate::config::ConfigSource<'_>,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, crate::config::ConfigError> {
+        use crate::config::vars;
+        Ok(Self::new(
+            AccountStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                source.required(vars::ACCOUNTS_TABLE)?,
+            ),
+            EnvelopeCipher::new(
+                aws_sdk_kms::Client::new(sdk),
+                source.required(vars::SECRETS_KMS_KEY_ID)?,
+            ),
+            SenderVerification::new(aws_sdk_sesv2::Client::new(sdk)),
+            TokenEndpoints::new(
+                crate::platforms::SocialApis::from_source(source),
+                aws_sdk_secretsmanager::Client::new(sdk),
+                source.optional(vars::OAUTH_CLIENTS_SECRET_ARN),
+            ),
+        ))
+    }
+
     /// The configuration of an account with working tokens: decrypted, and for accounts whose
     /// provider's tokens expire (X, Instagram), refreshed first when they expire soon or when
     /// `force` says the platform refused them. Only one caller refreshes an account at a time

@@ -5,10 +5,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use pipewise::accounts::sender::SenderVerification;
-use pipewise::accounts::{AccountService, AccountStore};
+use pipewise::accounts::AccountService;
 use pipewise::config::vars;
-use pipewise::envelope::EnvelopeCipher;
 use pipewise::targets::TargetStore;
 use pipewise_ops::migration::{
     Destination, MigrationError, MigrationReport, MigrationSettings, migrate, read_old_tables,
@@ -72,19 +70,11 @@ fn fernet(plaintexts: &[&str]) -> (String, Vec<String>) {
 fn destination(app: &TestApp) -> Destination {
     let dynamodb = app.dynamodb();
     Destination {
-        accounts: AccountService::new(
-            AccountStore::new(
-                dynamodb.clone(),
-                app.environment[vars::ACCOUNTS_TABLE].clone(),
-            ),
-            EnvelopeCipher::new(app.kms(), app.environment[vars::SECRETS_KMS_KEY_ID].clone()),
-            SenderVerification::new(aws_sdk_sesv2::Client::new(&app.sdk)),
-            pipewise::accounts::tokens::TokenEndpoints::new(
-                pipewise::platforms::SocialApis::from_source(&pipewise::config::ConfigSource::env()),
-                aws_sdk_secretsmanager::Client::new(&app.sdk),
-                None,
-            ),
-        ),
+        accounts: AccountService::from_config(
+            &pipewise::config::ConfigSource::from_map(&app.environment),
+            &app.sdk,
+        )
+        .expect("accounts service"),
         targets: TargetStore::new(dynamodb, app.environment[vars::TARGETS_TABLE].clone()),
     }
 }
