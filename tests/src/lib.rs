@@ -430,6 +430,18 @@ impl TestApp {
         }
     }
 
+    /// `GET .../accounts/{account_id}/secrets` as `user` with the development secrets scope.
+    pub async fn reveal_secrets(&self, user: &str, account_id: &str) -> TestResponse {
+        self.send(
+            self.request(
+                Method::GET,
+                &format!("/api/user/integrations/accounts/{account_id}/secrets"),
+            )
+            .bearer_auth(self.token_with_scope(user, "integrations:secrets:read")),
+        )
+        .await
+    }
+
     /// `GET path` as `user`.
     pub async fn get(&self, path: &str, user: &str) -> TestResponse {
         self.send(

@@ -10,11 +10,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use pipewise::config::vars;
 use pipewise_ops::key_rotation::{KeyRotation, RotationError};
 use pipewise_tests::{TestApp, TestResponse};
-use reqwest::Method;
 use serde_json::json;
 
 const ACCOUNTS: &str = "/api/user/integrations/accounts";
-const SCOPE: &str = "integrations:secrets:read";
 const USERS: [&str; 3] = ["alice", "bob", "carol"];
 const ACCOUNT_COUNT: usize = 30;
 
@@ -62,11 +60,7 @@ async fn create_accounts(app: &TestApp, count: usize) -> Vec<Account> {
 }
 
 async fn reveal(app: &TestApp, user: &str, account_id: &str) -> TestResponse {
-    app.send(
-        app.request(Method::GET, &format!("{ACCOUNTS}/{account_id}/secrets"))
-            .bearer_auth(app.token_with_scope(user, SCOPE)),
-    )
-    .await
+    app.reveal_secrets(user, account_id).await
 }
 
 #[track_caller]

@@ -18,11 +18,9 @@ use pipewise::accounts::{AccountId, AccountType};
 use pipewise::auth::UserId;
 use pipewise::envelope::{self, ENVELOPE_VERSION, EncryptionContext, Envelope, EnvelopeCipher};
 use pipewise_tests::{TestApp, TestResponse};
-use reqwest::Method;
 use serde_json::{Value, json};
 
 const ACCOUNTS: &str = "/api/user/integrations/accounts";
-const SCOPE: &str = "integrations:secrets:read";
 const SECRET: &str = "sk_live_tamper-target-must-not-leak";
 /// Envelopes opened at once: keeps the emulator busy without flooding two cores.
 const PARALLEL_OPENS: usize = 8;
@@ -67,11 +65,7 @@ async fn create_account(app: &TestApp, user: &str, account_id: &str, secret: &st
 }
 
 async fn reveal(app: &TestApp, user: &str, account_id: &str) -> TestResponse {
-    app.send(
-        app.request(Method::GET, &format!("{ACCOUNTS}/{account_id}/secrets"))
-            .bearer_auth(app.token_with_scope(user, SCOPE)),
-    )
-    .await
+    app.reveal_secrets(user, account_id).await
 }
 
 /// A refusal as the API must give it: 500 or 503 in the contract's error shape, not the secret.
