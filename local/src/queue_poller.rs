@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use pipewise::communications::CommunicationsWorker;
+use communications_worker::{MessageHandler, handle_batch};
 
 /// How one poll went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -16,12 +16,12 @@ pub struct PollReport {
     pub failed: usize,
 }
 
-/// Receives up to ten messages (waiting up to `wait_seconds`), runs the worker on them as one
-/// SQS event, and deletes the ones it finished.
-pub async fn poll_once(
+/// Receives up to ten messages (waiting up to `wait_seconds`), runs the handler (the worker,
+/// or the feedback handler) on them as one SQS event, and deletes the ones it finished.
+pub async fn poll_once<H: MessageHandler>(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-    worker: &CommunicationsWorker,
+    worker: &H,
     wait_seconds: i32,
 ) -> Result<PollReport, aws_sdk_sqs::Error> {
     let received = sqs
@@ -52,7 +52,7 @@ pub async fn poll_once(
             .collect();
         event.records.push(record);
     }
-    let response = worker.handle_batch(event).await;
+    let response = handle_batch(worker, event).await;
     let failed: HashSet<String> = response
         .batch_item_failures
         .into_iter()

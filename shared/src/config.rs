@@ -102,4 +102,7 @@ pub mod vars {
     pub const PUBLIC_API_BASE_URL: &str = "PUBLIC_API_BASE_URL";
     /// Shared HS256 secret, for local development only.
     pub const JWT_HS256_SECRET: &str = "JWT_HS256_SECRET";
+    /// SES configuration set outreach email is sent through (its event destination feeds
+    /// delivery, bounce and complaint events back); unset: no feedback.
+    pub const SES_CONFIGURATION_SET: &str = "SES_CONFIGURATION_SET";
 }

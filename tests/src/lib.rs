@@ -293,6 +293,88 @@ impl TestApp {
             .expect("configure the worker")
     }
 
+    /// The worker with a clock the test moves (days turning for a sender's daily cap).
+    pub fn worker_with_clock(
+        &self,
+        clock: pipewise::clock::Clock,
+    ) -> pipewise::communications::CommunicationsWorker {
+        communications_worker::worker_with_clock(
+            &ConfigSource::from_map(&self.environment),
+            &self.sdk,
+            clock,
+        )
+        .expect("configure the worker")
+    }
+
+    /// The SES feedback handler, configured exactly like its function.
+    pub fn feedback(&self) -> pipewise::communications::feedback::EmailFeedback {
+        communications_worker::feedback_from_config(
+            &ConfigSource::from_map(&self.environment),
+            &self.sdk,
+        )
+        .expect("configure the feedback handler")
+    }
+
+    /// Publishes an SES event (the JSON SES's event destination publishes) to the stack's
+    /// email events topic, as SES does; SNS delivers it to the feedback queue.
+    pub async fn publish_ses_event(&self, event: &Value) {
+        aws_sdk_sns::Client::new(&self.sdk)
+            .publish()
+            .topic_arn(self.resource("EmailEventsTopic"))
+            .message(event.to_string())
+            .send()
+            .await
+            .expect("publish to the email events topic");
+    }
+
+    /// Runs the feedback handler on the feedback queue until it is empty; returns how many
+    /// messages were received.
+    pub async fn drain_feedback(&self) -> usize {
+        let sqs = self.sqs();
+        let url = self.queue_url("EmailFeedbackQueue");
+        let feedback = self.feedback();
+        let mut received = 0;
+        loop {
+            let report = poll_once(&sqs, &url, &feedback, 0)
+                .await
+                .expect("poll the feedback queue");
+            received += report.received;
+            if report.received == 0 {
+                return received;
+            }
+        }
+    }
+
+    /// The SES message ids of the emails the emulator's SES accepted from `sender`, in order.
+    pub async fn sent_message_ids(&self, sender: &str) -> Vec<String> {
+        self.emulator_ses_messages()
+            .await
+            .into_iter()
+            .filter(|message| message["source"] == sender)
+            .filter_map(|message| message["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    async fn emulator_ses_messages(&self) -> Vec<Value> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+        let state: Value = self
+            .client
+            .get(format!(
+                "{}/moto-api/data.json",
+                endpoint.trim_end_matches('/')
+            ))
+            .send()
+            .await
+            .expect("read the emulator's state")
+            .json()
+            .await
+            .expect("emulator state is JSON");
+        state["ses"]["RawMessage"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The SDK configuration with one service's endpoint moved to `url`, the way
     /// `AWS_ENDPOINT_URL_<SERVICE>` does it (e.g. `service_env` = `AWS_ENDPOINT_URL_SESV2`).
     pub fn sdk_with_service_endpoint(&self, service_env: &str, url: &str) -> SdkConfig {
@@ -377,23 +459,9 @@ impl TestApp {
 
     /// The MIME text of every email the emulator's SES accepted from `sender`.
     pub async fn sent_raw_emails(&self, sender: &str) -> Vec<String> {
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
-        let state: Value = self
-            .client
-            .get(format!(
-                "{}/moto-api/data.json",
-                endpoint.trim_end_matches('/')
-            ))
-            .send()
+        self.emulator_ses_messages()
             .await
-            .expect("read the emulator's state")
-            .json()
-            .await
-            .expect("emulator state is JSON");
-        state["ses"]["RawMessage"]
-            .as_array()
             .into_iter()
-            .flatten()
             .filter(|message| message["source"] == sender)
             .filter_map(|message| message["raw_data"].as_str().map(str::to_owned))
             .collect()

@@ -1,39 +1,173 @@
-//! The `communications-worker` Lambda function: drains the communications queue.
+//! The outreach background functions: `communications-worker` drains the communications queue
+//! (and, on its schedule, releases communications whose day has come); `communications-feedback`
+//! drains SES's delivery, bounce and complaint events.
 //!
-//! The batch logic lives in `pipewise::communications::worker`; this crate wires it to its
-//! configuration and clients.
+//! The domain logic lives in `pipewise::communications`; this crate holds the Lambda side: SQS
+//! batches with partial failures, and the wiring of configuration and clients.
+
+use std::future::Future;
 
 use aws_config::SdkConfig;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
+use futures::StreamExt;
 use pipewise::accounts::AccountService;
-use pipewise::communications::delivery::{Delivery, SocialApis, ses_sending_client};
+use pipewise::clock::Clock;
+use pipewise::communications::delivery::{DailySendCap, Delivery, SocialApis, ses_sending_client};
+use pipewise::communications::feedback::EmailFeedback;
 use pipewise::communications::queue::CommunicationQueue;
 use pipewise::communications::suppression::SuppressionStore;
 use pipewise::communications::unsubscribe::UnsubscribeTokens;
 use pipewise::communications::{CommunicationsWorker, RunStore};
 use pipewise::config::{ConfigError, ConfigSource, vars};
+use serde::Deserialize;
 
-pub use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+pub use aws_lambda_events::sqs::SqsEvent;
+
+/// Messages of one batch processed at the same time.
+const CONCURRENCY: usize = 10;
+
+/// Something that handles one SQS message: `true` when it is done with, `false` when SQS must
+/// deliver it again.
+pub trait MessageHandler: Sync {
+    /// Handles one message body, received `receives` times so far.
+    fn handle(&self, body: Option<&str>, receives: u32) -> impl Future<Output = bool> + Send;
+}
+
+impl MessageHandler for CommunicationsWorker {
+    fn handle(&self, body: Option<&str>, receives: u32) -> impl Future<Output = bool> + Send {
+        self.handle_message(body, receives)
+    }
+}
+
+impl MessageHandler for EmailFeedback {
+    fn handle(&self, body: Option<&str>, _receives: u32) -> impl Future<Output = bool> + Send {
+        self.handle_message(body)
+    }
+}
+
+/// Processes one SQS batch (up to [`CONCURRENCY`] messages at once); the answer lists only the
+/// messages to retry (`ReportBatchItemFailures`), so one bad message never redelivers the rest.
+pub async fn handle_batch<H: MessageHandler>(handler: &H, event: SqsEvent) -> SqsBatchResponse {
+    let failures: Vec<BatchItemFailure> = futures::stream::iter(event.records)
+        .map(|record| async move {
+            let id = record.message_id.clone().unwrap_or_default();
+            let span = tracing::info_span!("message", message_id = %id);
+            let done = tracing::Instrument::instrument(
+                handler.handle(record.body.as_deref(), receive_count(&record)),
+                span,
+            )
+            .await;
+            (!done).then(|| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                failure
+            })
+        })
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(|failure| async move { failure })
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures;
+    response
+}
+
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
+}
+
+/// What invokes `communications-worker`: a batch from its queue, or its release schedule.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum WorkerEvent {
+    /// An EventBridge schedule tick (`detail-type: Scheduled Event`): release scheduled
+    /// communications whose day has come.
+    Schedule {
+        /// `Scheduled Event`.
+        #[serde(rename = "detail-type")]
+        detail_type: String,
+    },
+    /// Communications to deliver.
+    Queue(SqsEvent),
+}
+
+/// The worker's answer: partial batch failures for a batch, how many were released for a tick.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum WorkerResponse {
+    /// For a batch.
+    Batch(SqsBatchResponse),
+    /// For a schedule tick.
+    Released {
+        /// Communications put back on the queue.
+        released: usize,
+    },
+}
+
+/// Handles one invocation of `communications-worker`.
+pub async fn handle_worker_event(
+    worker: &CommunicationsWorker,
+    event: WorkerEvent,
+) -> Result<WorkerResponse, pipewise::Error> {
+    match event {
+        WorkerEvent::Queue(batch) => Ok(WorkerResponse::Batch(handle_batch(worker, batch).await)),
+        WorkerEvent::Schedule { detail_type } => {
+            tracing::info!(%detail_type, "release tick");
+            let released = worker.release_scheduled().await?;
+            Ok(WorkerResponse::Released { released })
+        }
+    }
+}
 
 /// Builds the worker from its settings and one SDK configuration (once per cold start).
 pub fn worker_from_config(
     source: &ConfigSource<'_>,
     sdk: &SdkConfig,
 ) -> Result<CommunicationsWorker, ConfigError> {
+    worker_with_clock(source, sdk, Clock::system())
+}
+
+/// Like [`worker_from_config`], with the clock its days are counted by (tests move it).
+pub fn worker_with_clock(
+    source: &ConfigSource<'_>,
+    sdk: &SdkConfig,
+    clock: Clock,
+) -> Result<CommunicationsWorker, ConfigError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let accounts = AccountService::from_config(source, sdk)?;
+    let runs = RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?);
     let delivery = Delivery::new(
         accounts,
         ses_sending_client(sdk),
         SocialApis::from_source(source),
         UnsubscribeTokens::from_source(source, sdk),
-        SuppressionStore::new(dynamodb.clone(), source.required(vars::TARGETS_TABLE)?),
-    );
+        SuppressionStore::new(dynamodb, source.required(vars::TARGETS_TABLE)?),
+        DailySendCap::new(runs.clone(), clock.clone()),
+    )
+    .with_configuration_set(source.optional(vars::SES_CONFIGURATION_SET));
     Ok(CommunicationsWorker::new(
-        RunStore::new(dynamodb, source.required(vars::RUNS_TABLE)?),
+        runs,
         delivery,
         CommunicationQueue::new(
             aws_sdk_sqs::Client::new(sdk),
             source.required(vars::COMMUNICATIONS_QUEUE_URL)?,
         ),
+        clock,
+    ))
+}
+
+/// Builds the SES feedback handler (once per cold start).
+pub fn feedback_from_config(
+    source: &ConfigSource<'_>,
+    sdk: &SdkConfig,
+) -> Result<EmailFeedback, ConfigError> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    Ok(EmailFeedback::new(
+        RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?),
+        SuppressionStore::new(dynamodb, source.required(vars::TARGETS_TABLE)?),
     ))
 }

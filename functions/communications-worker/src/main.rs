@@ -1,5 +1,6 @@
-//! Lambda entry point: wiring only.
+//! Lambda entry point of `communications-worker`: wiring only.
 
+use communications_worker::WorkerEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use pipewise::config::ConfigSource;
 
@@ -10,8 +11,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let worker = communications_worker::worker_from_config(&ConfigSource::env(), &sdk)?;
     let worker = &worker;
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<communications_worker::SqsEvent>| async move {
-            Ok::<_, lambda_runtime::Error>(worker.handle_batch(event.payload).await)
+        move |event: LambdaEvent<WorkerEvent>| async move {
+            communications_worker::handle_worker_event(worker, event.payload)
+                .await
+                .map_err(lambda_runtime::Error::from)
         },
     ))
     .await

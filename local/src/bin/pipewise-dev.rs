@@ -134,7 +134,32 @@ async fn serve(
         .cloned()
         .ok_or("template.yaml gives no COMMUNICATIONS_QUEUE_URL")?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    // The same worker handler Lambda runs, fed by a poller instead of an event source mapping.
+    // The same handlers Lambda runs, fed by pollers instead of event source mappings, and the
+    // worker's release schedule as a timer (every minute here, every 15 in AWS).
+    let release = worker.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            if let Err(error) = release.release_scheduled().await {
+                eprintln!("pipewise-dev: releasing scheduled communications failed: {error}");
+            }
+        }
+    });
+    let feedback = communications_worker::feedback_from_config(&source, &sdk)?;
+    let feedback_queue = stack
+        .physical
+        .get("EmailFeedbackQueue")
+        .cloned()
+        .ok_or("template.yaml has no EmailFeedbackQueue")?;
+    let feedback_sqs = sqs.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = poll_once(&feedback_sqs, &feedback_queue, &feedback, 5).await {
+                eprintln!("pipewise-dev: feedback queue poll failed: {error}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    });
     tokio::spawn(async move {
         loop {
             if let Err(error) = poll_once(&sqs, &queue_url, &worker, 5).await {

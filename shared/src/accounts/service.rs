@@ -426,6 +426,10 @@ impl AccountService {
     ) -> Result<Option<SenderClaim>, Error> {
         let address = sender::sender_of(draft.account_type, &draft.configuration)
             .map_err(|problem| Error::Validation(vec![problem]))?;
+        if address.is_some() {
+            sender::daily_send_limit(&draft.configuration)
+                .map_err(|problem| Error::Validation(vec![problem]))?;
+        }
         let Some(address) = address else {
             return Ok(None);
         };

@@ -267,7 +267,9 @@ impl JwtVerifier {
         let sub = claims.sub;
         let ambiguous =
             self.issuers.len() > 1 && issuer.rules.user_prefix.is_empty() && sub.contains(':');
+        // `#` starts the service's own partitions in DynamoDB (quotas, provider message ids).
         if sub.is_empty()
+            || sub.starts_with('#')
             || sub.len() > MAX_SUBJECT_LEN
             || sub.chars().any(char::is_control)
             || ambiguous

@@ -19,8 +19,18 @@ use crate::accounts::store::AccountItem;
 /// What became of a delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The provider accepted it.
-    Sent,
+    /// The provider accepted it (with its message id, which its feedback names, when it
+    /// sends feedback).
+    Sent {
+        /// SES's `MessageId`; `None` for direct messages.
+        provider_message_id: Option<String>,
+    },
+    /// Nothing was sent: the sender's daily cap is spent; it may go out from `until` (epoch
+    /// seconds, the next UTC day).
+    Deferred {
+        /// Epoch second from which it may be sent.
+        until: i64,
+    },
     /// It cannot succeed (no account, revoked token, rejected sender or recipient).
     Failed(String),
     /// Nothing was delivered; a later attempt may work (throttling, outage, network).
@@ -38,6 +48,36 @@ pub enum Outcome {
 
 pub use crate::platforms::SocialApis;
 
+/// The per-sender daily cap: one counter per account and UTC day in the runs table.
+#[derive(Clone)]
+pub struct DailySendCap {
+    runs: super::store::RunStore,
+    clock: crate::clock::Clock,
+}
+
+impl DailySendCap {
+    /// Counters in the runs table; days as `clock` tells them.
+    pub fn new(runs: super::store::RunStore, clock: crate::clock::Clock) -> Self {
+        Self { runs, clock }
+    }
+
+    /// Takes one of today's `limit` sends of `account`; when they are spent, the start of the
+    /// next UTC day.
+    pub async fn take(
+        &self,
+        account: &AccountItem,
+        limit: u32,
+    ) -> Result<Option<i64>, crate::error::Error> {
+        let now = self.clock.epoch_seconds();
+        let day = crate::clock::utc_day(now);
+        let taken = self
+            .runs
+            .take_daily_send(&account.user_id, &account.account_id, &day, limit)
+            .await?;
+        Ok((!taken).then(|| crate::clock::next_utc_midnight(now)))
+    }
+}
+
 /// X user ids by (user, account, lower-case username).
 type XUserIds = std::collections::HashMap<(String, String, String), String>;
 
@@ -49,6 +89,10 @@ pub struct Delivery {
     unsubscribe: super::unsubscribe::UnsubscribeTokens,
     suppressions: super::suppression::SuppressionStore,
     apis: SocialApis,
+    daily_cap: DailySendCap,
+    /// SES configuration set whose event destination reports delivery, bounces and
+    /// complaints (`SES_CONFIGURATION_SET`); without one, SES sends no feedback.
+    configuration_set: Option<String>,
     // Built on the first social message only: loading the trust roots is not free and most
     // invocations send email.
     http: Arc<OnceLock<Option<reqwest::Client>>>,
@@ -64,6 +108,7 @@ impl Delivery {
         apis: SocialApis,
         unsubscribe: super::unsubscribe::UnsubscribeTokens,
         suppressions: super::suppression::SuppressionStore,
+        daily_cap: DailySendCap,
     ) -> Self {
         Self {
             accounts,
@@ -71,9 +116,17 @@ impl Delivery {
             unsubscribe,
             suppressions,
             apis,
+            daily_cap,
+            configuration_set: None,
             http: Arc::new(OnceLock::new()),
             x_user_ids: Arc::default(),
         }
+    }
+
+    /// Emails go out through this SES configuration set (and its event destination).
+    pub fn with_configuration_set(mut self, name: Option<String>) -> Self {
+        self.configuration_set = name.filter(|name| !name.is_empty());
+        self
     }
 
     /// Delivers one claimed communication.
@@ -195,6 +248,14 @@ impl Delivery {
             // Never send outreach email without its unsubscribe link.
             return Outcome::Retry("unsubscribe_key_unavailable".into());
         };
+        // Last, right before sending: a communication that does not go out takes no slot.
+        let limit = crate::accounts::sender::daily_send_limit(&public)
+            .unwrap_or(crate::accounts::sender::DEFAULT_DAILY_SEND_LIMIT);
+        match self.daily_cap.take(account, limit).await {
+            Ok(None) => {}
+            Ok(Some(until)) => return Outcome::Deferred { until },
+            Err(_) => return Outcome::Retry("sending_limits_unavailable".into()),
+        }
         let mime = outreach_mime(from, to, subject, body, &self.unsubscribe.url(&token));
         let Ok(raw) = RawMessage::builder()
             .data(Blob::new(mime.into_bytes()))
@@ -209,10 +270,13 @@ impl Delivery {
             .from_email_address(from)
             .destination(Destination::builder().to_addresses(to).build())
             .content(content)
+            .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await;
         match result {
-            Ok(_) => Outcome::Sent,
+            Ok(output) => Outcome::Sent {
+                provider_message_id: output.message_id,
+            },
             Err(error) => classify_ses(&error),
         }
     }
@@ -276,7 +340,9 @@ impl Delivery {
             .send()
             .await;
         match read_json(sent, true).await {
-            Ok(_) => Outcome::Sent,
+            Ok(_) => Outcome::Sent {
+                provider_message_id: None,
+            },
             Err(outcome) => outcome,
         }
     }
@@ -332,7 +398,9 @@ impl Delivery {
             .send()
             .await;
         match read_json(sent, true).await {
-            Ok(_) => Outcome::Sent,
+            Ok(_) => Outcome::Sent {
+                provider_message_id: None,
+            },
             Err(outcome) => outcome,
         }
     }

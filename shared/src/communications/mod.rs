@@ -1,6 +1,7 @@
 //! Outreach: runs, communications, the queue between orchestrator and worker, and delivery.
 
 pub mod delivery;
+pub mod feedback;
 pub mod idempotency;
 pub mod model;
 pub mod outreach;

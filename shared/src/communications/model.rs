@@ -221,6 +221,15 @@ pub enum CommunicationStatus {
     Failed,
     /// Cancelled before it was sent.
     Cancelled,
+    /// Its sender's daily cap was spent: it waits for the next day (`scheduled_for`).
+    Scheduled,
+    /// Sent, and the recipient's mail server accepted it (SES `Delivery` event).
+    Delivered,
+    /// Sent, and it bounced permanently (SES `Bounce` event); the address is suppressed.
+    Bounced,
+    /// Sent, and the recipient marked it as spam (SES `Complaint` event); the address is
+    /// suppressed.
+    Complained,
 }
 
 impl CommunicationStatus {
@@ -232,12 +241,30 @@ impl CommunicationStatus {
             Self::Sent => "sent",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Scheduled => "scheduled",
+            Self::Delivered => "delivered",
+            Self::Bounced => "bounced",
+            Self::Complained => "complained",
         }
     }
 
-    /// Whether the communication is finished.
+    /// Whether the communication is finished (nothing more will be sent; feedback from the
+    /// provider may still move a sent one to `delivered`, `bounced` or `complained`).
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Sent | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Sent
+                | Self::Failed
+                | Self::Cancelled
+                | Self::Delivered
+                | Self::Bounced
+                | Self::Complained
+        )
+    }
+
+    /// Whether it waits for a worker (on the queue now, or when its day comes).
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Self::Queued | Self::Scheduled)
     }
 }
 
@@ -340,6 +367,18 @@ pub struct RunCounts {
     pub failed: u32,
     /// Cancelled.
     pub cancelled: u32,
+    /// Of the pending ones: waiting for a later day (their sender's daily cap was spent).
+    #[serde(default)]
+    pub scheduled: u32,
+    /// Of the sent ones: accepted by the recipient's mail server (SES feedback).
+    #[serde(default)]
+    pub delivered: u32,
+    /// Of the sent ones: bounced permanently (SES feedback).
+    #[serde(default)]
+    pub bounced: u32,
+    /// Of the sent ones: reported as spam by the recipient (SES feedback).
+    #[serde(default)]
+    pub complained: u32,
 }
 
 /// One communication of a run.
@@ -355,6 +394,9 @@ pub struct CommunicationView {
     pub status: CommunicationStatus,
     /// Why it failed or was cancelled.
     pub reason: Option<String>,
+    /// RFC 3339: when a `scheduled` communication may go out (the next UTC day).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<String>,
     /// RFC 3339 of the last change.
     pub updated_at: String,
 }

@@ -164,6 +164,10 @@ impl Outreach {
                     reason: None,
                     attempts: 0,
                     sending_since: None,
+                    scheduled_for: None,
+                    scheduled_day: None,
+                    provider_message_id: None,
+                    feedback: Vec::new(),
                     updated_at: now.clone(),
                 }
             })

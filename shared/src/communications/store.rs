@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, PutRequest, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,15 @@ const QUOTA_PREFIX: &str = "#runs-per-minute#";
 /// Runs one user may start per minute; the next gets 429 with `Retry-After`.
 pub const RUNS_PER_MINUTE: u32 = 10;
 const COMMUNICATION_PREFIX: &str = "C#";
+const DAILY_SENDS_PREFIX: &str = "#sends-per-day#";
+/// Partition of the pointer from a provider's message id to its communication. User ids never
+/// start with `#` (the authenticator refuses such a `sub`), so it cannot meet a user's partition.
+const PROVIDER_MESSAGE_PREFIX: &str = "#provider-message#";
+/// Days a provider message id stays resolvable (feedback comes within days; complaints can
+/// trail by weeks).
+const PROVIDER_MESSAGE_DAYS: i64 = 90;
+/// The runs table's index of scheduled communications, by `scheduled_day` (template.yaml).
+pub const SCHEDULED_INDEX: &str = "scheduled";
 
 /// A run as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +62,18 @@ pub struct RunItem {
     pub failed: u32,
     /// Cancelled.
     pub cancelled: u32,
+    /// Of the remaining: waiting for a later day (sender's daily cap).
+    #[serde(default)]
+    pub scheduled: u32,
+    /// Of the sent: delivered (SES feedback).
+    #[serde(default)]
+    pub delivered: u32,
+    /// Of the sent: bounced permanently (SES feedback).
+    #[serde(default)]
+    pub bounced: u32,
+    /// Of the sent: complained about (SES feedback).
+    #[serde(default)]
+    pub complained: u32,
     /// Communications with an index below this are on the queue.
     pub enqueued_through: u32,
     /// Whether cancelling was asked for.
@@ -96,6 +117,10 @@ impl RunItem {
             sent: 0,
             failed: 0,
             cancelled: 0,
+            scheduled: 0,
+            delivered: 0,
+            bounced: 0,
+            complained: 0,
             enqueued_through: 0,
             cancel_requested: false,
             skipped: skipped.listed,
@@ -135,6 +160,10 @@ impl RunItem {
                 sent: self.sent,
                 failed: self.failed,
                 cancelled: self.cancelled,
+                scheduled: self.scheduled,
+                delivered: self.delivered,
+                bounced: self.bounced,
+                complained: self.complained,
             },
             skipped: self.skipped.clone(),
             skipped_total: self.skipped_total.max(self.skipped.len() as u32),
@@ -176,6 +205,20 @@ pub struct CommunicationItem {
     /// When the current attempt started (epoch seconds), while `sending`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sending_since: Option<i64>,
+    /// While `scheduled`: the epoch second from which it may be sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<i64>,
+    /// While `scheduled`: the UTC day of `scheduled_for`, the key of the `scheduled` index
+    /// the release sweep reads (removed when claimed, so the index holds only waiting ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_day: Option<String>,
+    /// The provider's id of the sent message (SES `MessageId`), which its feedback names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    /// Feedback events already counted (`Delivery`, `Bounce`, `Complaint`, `Reject`): a
+    /// duplicate notification finds its type here and changes nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feedback: Vec<String>,
     /// RFC 3339.
     pub updated_at: String,
 }
@@ -184,6 +227,14 @@ impl CommunicationItem {
     /// The sort key of a run's communication.
     pub fn sort_key(run_id: &str, index: u32) -> String {
         format!("{COMMUNICATION_PREFIX}{run_id}#{index:04}")
+    }
+
+    /// `(run_id, index)` of a communication's sort key.
+    pub fn parse_sort_key(sort_key: &str) -> Option<(String, u32)> {
+        let (run_id, index) = sort_key
+            .strip_prefix(COMMUNICATION_PREFIX)?
+            .rsplit_once('#')?;
+        Some((run_id.to_owned(), index.parse().ok()?))
     }
 
     /// Public id: run id and index.
@@ -199,6 +250,14 @@ impl CommunicationItem {
             channel: self.channel,
             status: self.status,
             reason: self.reason.clone(),
+            scheduled_for: self
+                .scheduled_for
+                .filter(|_| self.status == CommunicationStatus::Scheduled)
+                .and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok())
+                .and_then(|at| {
+                    at.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                }),
             updated_at: self.updated_at.clone(),
         }
     }
@@ -445,27 +504,245 @@ impl RunStore {
         conditional(result).map(|_| ())
     }
 
-    /// Claims a queued communication for delivery (`queued` -> `sending`); `false` when it is not
-    /// queued any more (a duplicate message, or cancelled).
-    pub async fn claim(&self, item: &CommunicationItem) -> Result<bool, Error> {
+    /// Claims a waiting communication for delivery (`queued` -> `sending`, or `scheduled` ->
+    /// `sending` once `now` reached its time); `false` when it is not waiting any more (a
+    /// duplicate message, cancelled) or its time has not come.
+    pub async fn claim(&self, item: &CommunicationItem, now: i64) -> Result<bool, Error> {
+        if item.status != CommunicationStatus::Scheduled {
+            let result = self
+                .dynamodb
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(&item.user_id, &item.sk)))
+                .update_expression(
+                    "SET #status = :sending, sending_since = :since, updated_at = :at ADD attempts :one",
+                )
+                .condition_expression("#status = :queued")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
+                .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
+                .expression_attribute_values(":since", n(epoch_seconds()))
+                .expression_attribute_values(":at", s(crate::now_rfc3339()))
+                .expression_attribute_values(":one", n(1))
+                .send()
+                .await;
+            return conditional(result);
+        }
+        let claim = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
+            .expression_attribute_values(":since", n(epoch_seconds()))
+            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .expression_attribute_values(":one", n(1));
+        // A scheduled one leaves the run's `scheduled` count and the release index together.
+        let claim = claim
+            .update_expression(
+                "SET #status = :sending, sending_since = :since, updated_at = :at \
+                 ADD attempts :one REMOVE scheduled_day, scheduled_for",
+            )
+            .condition_expression("#status = :scheduled AND scheduled_for <= :now")
+            .expression_attribute_values(":scheduled", s(CommunicationStatus::Scheduled.as_str()))
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(Error::internal)?;
+        let run = self.run_counters(&item.user_id, &item.run_id, &[("scheduled", -1)])?;
+        self.transact_communication(claim, run).await
+    }
+
+    /// Puts a claimed communication off until `until` (`sending` -> `scheduled`): its sender's
+    /// daily cap is spent. The release sweep finds it by `scheduled_day`.
+    pub async fn schedule(&self, item: &CommunicationItem, until: i64) -> Result<bool, Error> {
+        let schedule = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .update_expression(
+                "SET #status = :scheduled, scheduled_for = :until, scheduled_day = :day, \
+                 updated_at = :at REMOVE sending_since",
+            )
+            .condition_expression("#status = :sending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":scheduled", s(CommunicationStatus::Scheduled.as_str()))
+            .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":day", s(crate::clock::utc_day(until)))
+            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .build()
+            .map_err(Error::internal)?;
+        let run = self.run_counters(&item.user_id, &item.run_id, &[("scheduled", 1)])?;
+        self.transact_communication(schedule, run).await
+    }
+
+    /// Counts one send on an account's day (`day` = `YYYY-MM-DD`, UTC); `false` when `cap`
+    /// sends were counted already. One conditional update: concurrent workers never pass the
+    /// cap together. A send that then fails still counts (the cap errs on the safe side).
+    pub async fn take_daily_send(
+        &self,
+        user: &str,
+        account_id: &str,
+        day: &str,
+        cap: u32,
+    ) -> Result<bool, Error> {
         let result = self
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(&item.user_id, &item.sk)))
-            .update_expression(
-                "SET #status = :sending, sending_since = :now, updated_at = :at ADD attempts :one",
-            )
-            .condition_expression("#status = :queued")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
-            .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
-            .expression_attribute_values(":now", n(epoch_seconds()))
-            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .set_key(Some(Self::key(
+                user,
+                &format!("{DAILY_SENDS_PREFIX}{account_id}#{day}"),
+            )))
+            .update_expression("ADD sends :one SET expires_at = :expires")
+            .condition_expression("attribute_not_exists(sends) OR sends < :cap")
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":cap", n(cap))
+            // Removed by the table's TTL a few days after.
+            .expression_attribute_values(":expires", n(epoch_seconds() + 3 * 86_400))
             .send()
             .await;
         conditional(result)
+    }
+
+    /// Keys `(user, run_id, index)` of the communications scheduled for `day`.
+    pub async fn scheduled_on(&self, day: &str) -> Result<Vec<(String, String, u32)>, Error> {
+        let mut pages = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .index_name(SCHEDULED_INDEX)
+            .key_condition_expression("scheduled_day = :day")
+            .expression_attribute_values(":day", s(day))
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(dependency_error)?.items.unwrap_or_default() {
+                let user = item.get("user_id").and_then(|v| v.as_s().ok());
+                let parsed = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|sk| CommunicationItem::parse_sort_key(sk));
+                if let (Some(user), Some((run_id, index))) = (user, parsed) {
+                    keys.push((user.clone(), run_id, index));
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The communication a provider's message id was recorded for at send time.
+    pub async fn communication_by_provider_message(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<CommunicationItem>, Error> {
+        let pointer = read_item(
+            &self.dynamodb,
+            &self.table,
+            Self::key(
+                &format!("{PROVIDER_MESSAGE_PREFIX}{message_id}"),
+                PROVIDER_MESSAGE_PREFIX,
+            ),
+        )
+        .await?;
+        let Some(pointer) = pointer else {
+            return Ok(None);
+        };
+        let field = |name: &str| pointer.get(name).and_then(|v| v.as_s().ok()).cloned();
+        let (Some(owner), Some(sk)) = (field("owner"), field("communication")) else {
+            return Ok(None);
+        };
+        let Some((run_id, index)) = CommunicationItem::parse_sort_key(&sk) else {
+            return Ok(None);
+        };
+        self.communication(&owner, &run_id, index).await
+    }
+
+    /// Applies one feedback event to a sent communication and its run's counters, in one
+    /// transaction: `status` as it was read (so two events never race), the event's `kind`
+    /// not counted yet. `false` when either changed meanwhile (read again and decide again).
+    pub async fn apply_feedback(
+        &self,
+        item: &CommunicationItem,
+        kind: &str,
+        to: CommunicationStatus,
+        reason: Option<&str>,
+        counters: &[(&str, i64)],
+    ) -> Result<bool, Error> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .condition_expression("#status = :read AND NOT contains(feedback, :kind)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":read", s(item.status.as_str()))
+            .expression_attribute_values(":kind", s(kind))
+            .expression_attribute_values(":kinds", AttributeValue::L(vec![s(kind)]))
+            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":at", s(crate::now_rfc3339()));
+        update = match reason {
+            Some(reason) => update
+                .update_expression(
+                    "SET #status = :to, reason = :reason, updated_at = :at, \
+                     feedback = list_append(if_not_exists(feedback, :none), :kinds)",
+                )
+                .expression_attribute_values(":reason", s(reason)),
+            None => update.update_expression(
+                "SET #status = :to, updated_at = :at, \
+                 feedback = list_append(if_not_exists(feedback, :none), :kinds)",
+            ),
+        };
+        let update = update.build().map_err(Error::internal)?;
+        let run = self.run_counters(&item.user_id, &item.run_id, counters)?;
+        self.transact_communication(update, run).await
+    }
+
+    /// An update of a run's counters (`ADD name delta, ...`); one that lowers `remaining`
+    /// needs it above zero, so a communication is never counted twice.
+    fn run_counters(
+        &self,
+        user: &str,
+        run_id: &str,
+        counters: &[(&str, i64)],
+    ) -> Result<Update, Error> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::run_key(user, run_id)));
+        update = if counters.iter().any(|(name, _)| *name == "remaining") {
+            update
+                .condition_expression("remaining > :zero")
+                .expression_attribute_values(":zero", n(0))
+        } else {
+            update.condition_expression("attribute_exists(sk)")
+        };
+        let mut terms = Vec::new();
+        for (position, (name, delta)) in counters.iter().enumerate() {
+            terms.push(format!("#c{position} :c{position}"));
+            update = update
+                .expression_attribute_names(format!("#c{position}"), *name)
+                .expression_attribute_values(format!(":c{position}"), n(*delta));
+        }
+        update
+            .update_expression(format!("ADD {}", terms.join(", ")))
+            .build()
+            .map_err(Error::internal)
+    }
+
+    /// A communication's update and its run's, in one transaction; `false` when the
+    /// communication's condition failed.
+    async fn transact_communication(
+        &self,
+        communication: Update,
+        run: Update,
+    ) -> Result<bool, Error> {
+        let items = vec![
+            TransactWriteItem::builder().update(communication).build(),
+            TransactWriteItem::builder().update(run).build(),
+        ];
+        match transact_write(&self.dynamodb, items).await {
+            Ok(()) => Ok(true),
+            Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => Ok(false),
+            Err(failure) => Err(failure.into()),
+        }
     }
 
     /// Gives a claimed communication back to the queue after a transient failure
@@ -497,6 +774,35 @@ impl RunStore {
         to: CommunicationStatus,
         reason: Option<&str>,
     ) -> Result<bool, Error> {
+        self.finish_with(item, from, to, reason, None).await
+    }
+
+    /// Ends a communication the provider accepted (`sending` -> `sent`), keeping the provider's
+    /// message id on it and a pointer from that id back to it (for the provider's feedback),
+    /// in the same transaction.
+    pub async fn finish_sent(
+        &self,
+        item: &CommunicationItem,
+        provider_message_id: Option<&str>,
+    ) -> Result<bool, Error> {
+        self.finish_with(
+            item,
+            CommunicationStatus::Sending,
+            CommunicationStatus::Sent,
+            None,
+            provider_message_id,
+        )
+        .await
+    }
+
+    async fn finish_with(
+        &self,
+        item: &CommunicationItem,
+        from: CommunicationStatus,
+        to: CommunicationStatus,
+        reason: Option<&str>,
+        provider_message_id: Option<&str>,
+    ) -> Result<bool, Error> {
         let counter = match to {
             CommunicationStatus::Sent => "sent",
             CommunicationStatus::Failed => "failed",
@@ -504,6 +810,8 @@ impl RunStore {
             _ => return Err(Error::internal("finish needs a final state")),
         };
         let now = crate::now_rfc3339();
+        let mut set = vec!["#status = :to", "updated_at = :at"];
+        let mut remove = vec!["sending_since"];
         let mut communication = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::key(&item.user_id, &item.sk)))
@@ -512,31 +820,54 @@ impl RunStore {
             .expression_attribute_values(":from", s(from.as_str()))
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":at", s(&now));
-        communication = match reason {
-            Some(reason) => communication
-                .update_expression(
-                    "SET #status = :to, reason = :reason, updated_at = :at REMOVE sending_since",
-                )
-                .expression_attribute_values(":reason", s(reason)),
-            None => communication
-                .update_expression("SET #status = :to, updated_at = :at REMOVE sending_since"),
-        };
-        let run = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::run_key(&item.user_id, &item.run_id)))
-            .update_expression(format!("ADD {counter} :one, remaining :minus_one"))
-            .condition_expression("remaining > :zero")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":minus_one", n(-1))
-            .expression_attribute_values(":zero", n(0))
-            .build()
-            .map_err(Error::internal)?;
-        let items = vec![
+        if let Some(reason) = reason {
+            set.push("reason = :reason");
+            communication = communication.expression_attribute_values(":reason", s(reason));
+        }
+        if let Some(message_id) = provider_message_id {
+            set.push("provider_message_id = :message_id");
+            communication = communication.expression_attribute_values(":message_id", s(message_id));
+        }
+        let mut counters = vec![(counter, 1), ("remaining", -1)];
+        if from == CommunicationStatus::Scheduled {
+            remove.extend(["scheduled_day", "scheduled_for"]);
+            counters.push(("scheduled", -1));
+        }
+        communication = communication.update_expression(format!(
+            "SET {} REMOVE {}",
+            set.join(", "),
+            remove.join(", ")
+        ));
+        let run = self.run_counters(&item.user_id, &item.run_id, &counters)?;
+        let mut items = vec![
             TransactWriteItem::builder()
                 .update(communication.build().map_err(Error::internal)?)
                 .build(),
             TransactWriteItem::builder().update(run).build(),
         ];
+        if let Some(message_id) = provider_message_id {
+            let mut pointer = Self::key(
+                &format!("{PROVIDER_MESSAGE_PREFIX}{message_id}"),
+                PROVIDER_MESSAGE_PREFIX,
+            );
+            pointer.insert("owner".into(), s(&item.user_id));
+            pointer.insert("communication".into(), s(&item.sk));
+            pointer.insert(
+                "expires_at".into(),
+                n(epoch_seconds() + PROVIDER_MESSAGE_DAYS * 86_400),
+            );
+            items.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(pointer))
+                            .build()
+                            .map_err(Error::internal)?,
+                    )
+                    .build(),
+            );
+        }
         match transact_write(&self.dynamodb, items).await {
             Ok(()) => {}
             Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => return Ok(false),

@@ -8,13 +8,11 @@
 //! worker died mid-delivery) is resolved as failed with `delivery_outcome_unknown` once stale:
 //! it may have been delivered, so it is never sent again.
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures::StreamExt;
-
 use super::delivery::{Delivery, Outcome};
 use super::model::CommunicationStatus;
-use super::queue::{CommunicationMessage, CommunicationQueue};
+use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
 use super::store::{RunStore, epoch_seconds};
+use crate::clock::{Clock, DAY_SECONDS, utc_day};
 use crate::error::{Error, ErrorChain};
 
 /// Receives of one message before SQS moves it to the dead-letter queue; must equal the
@@ -23,8 +21,9 @@ pub const MAX_RECEIVES: u32 = 5;
 /// Seconds after which a communication still `sending` is taken to have lost its worker
 /// (well above the worker's 30 s timeout).
 pub const STUCK_SENDING_SECONDS: i64 = 300;
-/// Messages of one batch processed at the same time.
-const CONCURRENCY: usize = 10;
+/// Days back the release sweep looks for scheduled communications (one missed sweep, or a
+/// week-long outage, still releases them).
+pub const RELEASE_LOOKBACK_DAYS: i64 = 14;
 
 /// Why a message must come back.
 #[derive(Debug)]
@@ -45,61 +44,37 @@ pub struct CommunicationsWorker {
     runs: RunStore,
     delivery: Delivery,
     queue: CommunicationQueue,
+    clock: Clock,
 }
 
 impl CommunicationsWorker {
-    /// A worker over the runs store, a delivery, and its own queue (for communications that
-    /// wait for a platform's rate limit).
-    pub fn new(runs: RunStore, delivery: Delivery, queue: CommunicationQueue) -> Self {
+    /// A worker over the runs store, a delivery, its own queue (for communications that wait
+    /// for a platform's rate limit or their day) and a clock (the delivery's).
+    pub fn new(
+        runs: RunStore,
+        delivery: Delivery,
+        queue: CommunicationQueue,
+        clock: Clock,
+    ) -> Self {
         Self {
             runs,
             delivery,
             queue,
+            clock,
         }
     }
 
-    /// Processes one SQS batch; the answer lists only the messages to retry.
-    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
-        let failures: Vec<BatchItemFailure> = futures::stream::iter(event.records)
-            .map(|record| async move {
-                let id = record.message_id.clone().unwrap_or_default();
-                let span = tracing::info_span!("message", message_id = %id);
-                let keep =
-                    tracing::Instrument::instrument(self.handle_message(&record), span).await;
-                (!keep).then(|| {
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    failure
-                })
-            })
-            .buffer_unordered(CONCURRENCY)
-            .filter_map(|failure| async move { failure })
-            .collect()
-            .await;
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
-        response
-    }
-
-    /// `true` when the message is done with (delivered, recorded, or a duplicate).
-    async fn handle_message(&self, record: &SqsMessage) -> bool {
-        let Some(message) = record
-            .body
-            .as_deref()
-            .and_then(|body| serde_json::from_str::<CommunicationMessage>(body).ok())
+    /// Handles one queue message: `true` when it is done with (delivered, recorded, or a
+    /// duplicate), `false` when SQS must deliver it again. `receives` is SQS's
+    /// `ApproximateReceiveCount`.
+    pub async fn handle_message(&self, body: Option<&str>, receives: u32) -> bool {
+        let Some(message) =
+            body.and_then(|body| serde_json::from_str::<CommunicationMessage>(body).ok())
         else {
             // Never logged whole: a body is not ours to print. It retries into the DLQ.
-            tracing::error!(
-                body_bytes = record.body.as_ref().map_or(0, String::len),
-                "undecodable message"
-            );
+            tracing::error!(body_bytes = body.map_or(0, str::len), "undecodable message");
             return false;
         };
-        let receives = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|count| count.parse().ok())
-            .unwrap_or(1);
         match self.process(&message, receives).await {
             Ok(()) => true,
             Err(Redeliver::Transient(reason)) => {
@@ -111,6 +86,49 @@ impl CommunicationsWorker {
                 false
             }
         }
+    }
+
+    /// Puts every scheduled communication whose time has come back on the queue (run every
+    /// few minutes by the schedule in template.yaml); returns how many. A communication on the
+    /// queue twice is claimed once.
+    pub async fn release_scheduled(&self) -> Result<usize, Error> {
+        let now = self.clock.epoch_seconds();
+        let mut due = Vec::new();
+        for days_back in (0..=RELEASE_LOOKBACK_DAYS).rev() {
+            for (user_id, run_id, index) in self
+                .runs
+                .scheduled_on(&utc_day(now - days_back * DAY_SECONDS))
+                .await?
+            {
+                let item = self.runs.communication(&user_id, &run_id, index).await?;
+                if item.is_some_and(|item| {
+                    item.status == CommunicationStatus::Scheduled
+                        && item.scheduled_for.is_some_and(|at| at <= now)
+                }) {
+                    due.push(CommunicationMessage {
+                        user_id,
+                        run_id,
+                        index,
+                    });
+                }
+            }
+        }
+        for batch in due.chunks(SEND_BATCH_SIZE) {
+            let mut rest = batch;
+            while !rest.is_empty() {
+                let accepted = self.queue.send_batch(rest).await?;
+                if accepted == 0 {
+                    return Err(Error::unavailable(
+                        "SQS refused the released communications",
+                    ));
+                }
+                rest = &rest[accepted..];
+            }
+        }
+        if !due.is_empty() {
+            tracing::info!(released = due.len(), "scheduled communications released");
+        }
+        Ok(due.len())
     }
 
     async fn process(
@@ -127,8 +145,13 @@ impl CommunicationsWorker {
             return Ok(());
         };
         let last_receive = receives >= MAX_RECEIVES;
+        let now = self.clock.epoch_seconds();
         match item.status {
             status if status.is_final() => return Ok(()),
+            // Early: the release sweep puts it on the queue again when its day comes.
+            CommunicationStatus::Scheduled if item.scheduled_for.is_some_and(|at| at > now) => {
+                return Ok(());
+            }
             CommunicationStatus::Sending => {
                 let stale = item
                     .sending_since
@@ -156,14 +179,14 @@ impl CommunicationsWorker {
             self.runs
                 .finish(
                     &item,
-                    CommunicationStatus::Queued,
+                    item.status,
                     CommunicationStatus::Cancelled,
                     Some("cancelled_by_user"),
                 )
                 .await?;
             return Ok(());
         }
-        if !self.runs.claim(&item).await? {
+        if !self.runs.claim(&item, now).await? {
             // Another delivery of this message claimed it, or it was cancelled meanwhile.
             return Ok(());
         }
@@ -173,7 +196,20 @@ impl CommunicationsWorker {
         let outcome = self.delivery.deliver(&item, &run.message).await;
         tracing::info!(run_id = %item.run_id, index = item.index, channel = item.channel.as_str(), outcome = ?outcome, "delivery attempt");
         let (to, reason) = match outcome {
-            Outcome::Sent => (CommunicationStatus::Sent, None),
+            Outcome::Sent {
+                provider_message_id,
+            } => {
+                self.runs
+                    .finish_sent(&item, provider_message_id.as_deref())
+                    .await?;
+                return Ok(());
+            }
+            // The sender's cap for today is spent: the communication waits for its next day.
+            Outcome::Deferred { until } => {
+                self.runs.schedule(&item, until).await?;
+                tracing::info!(run_id = %item.run_id, index = item.index, until, "scheduled for the sender's next day");
+                return Ok(());
+            }
             Outcome::Failed(reason) => (CommunicationStatus::Failed, Some(reason)),
             Outcome::Unknown(_) => (
                 CommunicationStatus::Failed,

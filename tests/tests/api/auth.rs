@@ -149,6 +149,18 @@ async fn every_bad_token_is_a_401_in_the_error_shape() {
                 sign(&with(valid_claims(), "sub", json!("")), DEV_JWT_SECRET)
             )),
         ),
+        (
+            // `#` starts the service's own DynamoDB partitions (e.g. the pointer from an SES
+            // message id to its communication): no user may land in one.
+            "sub naming a service partition",
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    &with(valid_claims(), "sub", json!("#provider-message#m-1")),
+                    DEV_JWT_SECRET
+                )
+            )),
+        ),
     ];
     for (case, authorization) in cases {
         let response = call_with(&app, authorization).await;

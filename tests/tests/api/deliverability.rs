@@ -1,5 +1,7 @@
 //! Outreach email that inbox providers accept: RFC 8058 one-click unsubscribe (headers and a
-//! visible link), the per-user suppression list, and initiate skipping suppressed addresses.
+//! visible link), the per-user suppression list, initiate skipping suppressed addresses, SES
+//! feedback (delivery, bounces, complaints) through the real topic and queue, and the
+//! per-sender daily cap.
 
 use pipewise_tests::{RawEmail, TestApp};
 use reqwest::Method;
@@ -11,6 +13,7 @@ struct Mailing {
     app: TestApp,
     sender: String,
     ada: String,
+    run_id: String,
 }
 
 /// Alice's verified email account and one target; one run sent.
@@ -37,15 +40,22 @@ async fn one_email_sent() -> Mailing {
     )
     .await
     .assert_status(201);
-    app.post(
-        INITIATE,
-        "alice",
-        &json!({"message": {"subject": "Hello", "body": "Hi {{first_name}}"}}),
-    )
-    .await
-    .assert_status(202);
+    let started = app
+        .post(
+            INITIATE,
+            "alice",
+            &json!({"message": {"subject": "Hello", "body": "Hi {{first_name}}"}}),
+        )
+        .await;
+    started.assert_status(202);
     app.drain_queue().await;
-    Mailing { app, sender, ada }
+    let run_id = started.body["run_id"].as_str().unwrap().to_owned();
+    Mailing {
+        app,
+        sender,
+        ada,
+        run_id,
+    }
 }
 
 fn unsubscribe_url(raw: &str) -> String {
@@ -232,4 +242,281 @@ async fn an_unsubscribe_after_the_run_was_queued_stops_its_email() {
         )
         .await;
     assert_eq!(run.body["communications"][0]["reason"], "suppressed");
+}
+
+/// An SES event as a configuration set's event destination publishes it (the documented
+/// shape: `eventType`, `mail`, and the event's own object).
+fn ses_event(
+    kind: &str,
+    message_id: &str,
+    recipient: &str,
+    detail: serde_json::Value,
+) -> serde_json::Value {
+    let mut event = json!({
+        "eventType": kind,
+        "mail": {
+            "timestamp": "2026-11-26T04:00:00.000Z",
+            "source": "sales@example.com",
+            "sendingAccountId": "123456789012",
+            "messageId": message_id,
+            "destination": [recipient],
+            "headersTruncated": false,
+            "tags": {"ses:configuration-set": ["outreach"]}
+        }
+    });
+    let field = match kind {
+        "Bounce" => "bounce",
+        "Complaint" => "complaint",
+        "Delivery" => "delivery",
+        _ => "reject",
+    };
+    event[field] = detail;
+    event
+}
+
+fn bounce(kind: &str, sub_kind: &str, recipient: &str) -> serde_json::Value {
+    json!({
+        "bounceType": kind,
+        "bounceSubType": sub_kind,
+        "bouncedRecipients": [{"emailAddress": recipient, "action": "failed", "status": "5.1.1"}],
+        "timestamp": "2026-11-26T04:00:01.000Z",
+        "feedbackId": "0100feedback-000000"
+    })
+}
+
+async fn run_of(app: &TestApp, run_id: &str) -> serde_json::Value {
+    let run = app
+        .get(&format!("/api/user/orchestrator/runs/{run_id}"), "alice")
+        .await;
+    run.assert_status(200);
+    run.body
+}
+
+async fn suppressions(app: &TestApp) -> serde_json::Value {
+    app.get("/api/user/suppressions", "alice").await.body["suppressions"].clone()
+}
+
+#[tokio::test]
+async fn a_hard_bounce_marks_the_email_bounced_and_suppresses_the_address() {
+    let mailing = one_email_sent().await;
+    let app = &mailing.app;
+    let ids = app.sent_message_ids(&mailing.sender).await;
+    assert_eq!(ids.len(), 1);
+    // SES answers in any case of the address; the suppression is kept lower-case.
+    let shouted = mailing.ada.to_uppercase();
+    app.publish_ses_event(&ses_event(
+        "Bounce",
+        &ids[0],
+        &shouted,
+        bounce("Permanent", "General", &shouted),
+    ))
+    .await;
+    // An event about an email this service never sent is acknowledged and changes nothing.
+    app.publish_ses_event(&ses_event(
+        "Bounce",
+        "not-ours",
+        "x@example.com",
+        bounce("Permanent", "General", "x@example.com"),
+    ))
+    .await;
+    assert_eq!(app.drain_feedback().await, 2);
+    let run = run_of(app, &mailing.run_id).await;
+    assert_eq!(run["communications"][0]["status"], "bounced");
+    assert_eq!(run["counts"]["sent"], 1);
+    assert_eq!(run["counts"]["bounced"], 1);
+    let listed = suppressions(app).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["address"], mailing.ada);
+    assert_eq!(listed[0]["reason"], "bounced");
+    // The next run leaves the address out, and a bounce cannot be lifted by the user.
+    let next = app
+        .post(INITIATE, "alice", &json!({"message": {"body": "Again"}}))
+        .await;
+    next.assert_error(422, "nothing_deliverable");
+    assert_eq!(next.body["error"]["details"][0]["problem"], "bounced");
+    app.delete(&format!("/api/user/suppressions/{}", mailing.ada), "alice")
+        .await
+        .assert_status(409);
+}
+
+#[tokio::test]
+async fn complaints_and_deliveries_count_once_however_often_they_arrive() {
+    let mailing = one_email_sent().await;
+    let app = &mailing.app;
+    let id = app.sent_message_ids(&mailing.sender).await.remove(0);
+    let delivery = ses_event(
+        "Delivery",
+        &id,
+        &mailing.ada,
+        json!({"timestamp": "2026-11-26T04:00:02.000Z", "processingTimeMillis": 1200,
+               "recipients": [mailing.ada], "smtpResponse": "250 2.6.0 Message received"}),
+    );
+    let complaint = ses_event(
+        "Complaint",
+        &id,
+        &mailing.ada,
+        json!({"complainedRecipients": [{"emailAddress": mailing.ada}],
+               "timestamp": "2026-11-26T05:00:00.000Z", "feedbackId": "0100complaint-000000",
+               "complaintFeedbackType": "abuse"}),
+    );
+    // SNS delivers at least once: every event twice, the complaint before its delivery.
+    for event in [&complaint, &delivery, &complaint, &delivery] {
+        app.publish_ses_event(event).await;
+    }
+    assert_eq!(app.drain_feedback().await, 4);
+    let run = run_of(app, &mailing.run_id).await;
+    assert_eq!(run["communications"][0]["status"], "complained");
+    assert_eq!(run["counts"]["delivered"], 1);
+    assert_eq!(run["counts"]["complained"], 1);
+    assert_eq!(run["counts"]["sent"], 1);
+    let listed = suppressions(app).await;
+    assert_eq!(listed[0]["reason"], "complained");
+    app.delete(&format!("/api/user/suppressions/{}", mailing.ada), "alice")
+        .await
+        .assert_status(409);
+}
+
+#[tokio::test]
+async fn a_transient_bounce_suppresses_nothing() {
+    let mailing = one_email_sent().await;
+    let app = &mailing.app;
+    let id = app.sent_message_ids(&mailing.sender).await.remove(0);
+    app.publish_ses_event(&ses_event(
+        "Bounce",
+        &id,
+        &mailing.ada,
+        bounce("Transient", "MailboxFull", &mailing.ada),
+    ))
+    .await;
+    assert_eq!(app.drain_feedback().await, 1);
+    let run = run_of(app, &mailing.run_id).await;
+    assert_eq!(run["communications"][0]["status"], "sent");
+    assert_eq!(run["counts"]["bounced"], 0);
+    assert_eq!(suppressions(app).await, json!([]));
+    app.post(INITIATE, "alice", &json!({"message": {"body": "Again"}}))
+        .await
+        .assert_status(202);
+}
+
+#[tokio::test]
+async fn an_address_on_the_ses_account_suppression_list_is_suppressed_for_the_user() {
+    // SES does not send to an address on the account's suppression list: it reports a
+    // permanent bounce of subtype `OnAccountSuppressionList` instead.
+    let mailing = one_email_sent().await;
+    let app = &mailing.app;
+    let id = app.sent_message_ids(&mailing.sender).await.remove(0);
+    let mut on_list = bounce("Permanent", "OnAccountSuppressionList", &mailing.ada);
+    on_list["bouncedRecipients"] = json!([{"emailAddress": mailing.ada}]);
+    app.publish_ses_event(&ses_event("Bounce", &id, &mailing.ada, on_list))
+        .await;
+    app.drain_feedback().await;
+    assert_eq!(suppressions(app).await[0]["reason"], "bounced");
+    let run = run_of(app, &mailing.run_id).await;
+    assert_eq!(run["communications"][0]["status"], "bounced");
+}
+
+#[tokio::test]
+async fn a_sender_over_its_daily_cap_sends_the_rest_the_next_day() {
+    let app = TestApp::spawn().await;
+    let domain = format!(
+        "t{}.example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let sender = format!("sales@{domain}");
+    app.verify_sender(&sender).await;
+    app.post(
+        "/api/user/integrations/accounts",
+        "alice",
+        &json!({"account_id": "mail", "account_type": "email",
+                "configuration": {"from_address": sender, "daily_send_limit": 3}}),
+    )
+    .await
+    .assert_status(201);
+    for i in 0..5 {
+        app.post(
+            "/api/user/communication-targets",
+            "alice",
+            &json!({"name": format!("Person {i}"), "email": format!("p{i}@{domain}")}),
+        )
+        .await
+        .assert_status(201);
+    }
+    let started = app
+        .post(INITIATE, "alice", &json!({"message": {"body": "Hi"}}))
+        .await;
+    started.assert_status(202);
+    let run_id = started.body["run_id"].as_str().unwrap().to_owned();
+    let clock = pipewise::clock::Clock::adjustable();
+    let worker = app.worker_with_clock(clock.clone());
+    app.drain_queue_with(&worker).await;
+    assert_eq!(app.sent_raw_emails(&sender).await.len(), 3, "three today");
+    let run = run_of(&app, &run_id).await;
+    assert_eq!(run["status"], "running");
+    assert_eq!(run["counts"]["sent"], 3);
+    assert_eq!(run["counts"]["pending"], 2);
+    assert_eq!(run["counts"]["scheduled"], 2);
+    let scheduled: Vec<_> = run["communications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "scheduled")
+        .collect();
+    assert_eq!(scheduled.len(), 2);
+    for communication in &scheduled {
+        let at = communication["scheduled_for"].as_str().unwrap();
+        assert!(at.ends_with("T00:00:00Z"), "the next UTC midnight: {at}");
+    }
+    // Nothing is released before the day turns.
+    assert_eq!(worker.release_scheduled().await.unwrap(), 0);
+    app.drain_queue_with(&worker).await;
+    assert_eq!(app.sent_raw_emails(&sender).await.len(), 3);
+    // The next day: the release tick puts them back on the queue and they go out.
+    clock.advance(pipewise::clock::DAY_SECONDS);
+    let tick = communications_worker::handle_worker_event(
+        &worker,
+        serde_json::from_value(
+            json!({"detail-type": "Scheduled Event", "source": "pipewise.release-scheduled"}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(serde_json::to_value(&tick).unwrap(), json!({"released": 2}));
+    app.drain_queue_with(&worker).await;
+    assert_eq!(
+        app.sent_raw_emails(&sender).await.len(),
+        5,
+        "the other two the next day"
+    );
+    let run = run_of(&app, &run_id).await;
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["counts"]["sent"], 5);
+    assert_eq!(run["counts"]["scheduled"], 0);
+    // A second tick releases nothing again.
+    assert_eq!(worker.release_scheduled().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_daily_cap_must_be_a_sane_number() {
+    let app = TestApp::spawn().await;
+    let sender = format!(
+        "sales@t{}.example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    app.verify_sender(&sender).await;
+    for bad in [json!(0), json!(10_001), json!("50")] {
+        let answer = app
+            .post(
+                "/api/user/integrations/accounts",
+                "alice",
+                &json!({"account_id": "mail", "account_type": "email",
+                        "configuration": {"from_address": sender, "daily_send_limit": bad}}),
+            )
+            .await;
+        answer.assert_error(422, "validation_failed");
+        assert_eq!(
+            answer.body["error"]["details"][0]["field"],
+            "configuration.daily_send_limit"
+        );
+    }
 }

@@ -134,7 +134,14 @@ fn every_template_route_has_a_sample_event_and_every_event_is_tested() {
     let tested: BTreeSet<String> = API_EVENTS
         .iter()
         .map(|(name, _)| (*name).to_owned())
-        .chain(["worker-sqs-batch".to_owned()])
+        .chain(
+            [
+                "worker-sqs-batch",
+                "worker-release-tick",
+                "feedback-sqs-batch",
+            ]
+            .map(str::to_owned),
+        )
         .collect();
     assert_eq!(files, tested, "every file in events/ is exercised here");
 }
@@ -146,11 +153,43 @@ async fn the_sample_sqs_batch_reports_only_its_poison_message() {
         &std::fs::read_to_string(events_dir().join("worker-sqs-batch.json")).unwrap(),
     )
     .unwrap();
-    let response = app.worker().handle_batch(event).await;
+    let response = communications_worker::handle_batch(&app.worker(), event).await;
     let failed: Vec<String> = response
         .batch_item_failures
         .into_iter()
         .map(|f| f.item_identifier)
         .collect();
     assert_eq!(failed, ["6f1c2a3b-0000-4000-8000-000000000002"]);
+}
+
+#[tokio::test]
+async fn the_sample_release_tick_and_feedback_batch_are_handled() {
+    let app = TestApp::spawn().await;
+    let read = |name: &str| std::fs::read_to_string(events_dir().join(name)).unwrap();
+    // The schedule's input is a tick; an SQS batch is never mistaken for one.
+    let tick: communications_worker::WorkerEvent =
+        serde_json::from_str(&read("worker-release-tick.json")).unwrap();
+    let answer = communications_worker::handle_worker_event(&app.worker(), tick)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(answer).unwrap(),
+        serde_json::json!({"released": 0})
+    );
+    let batch: communications_worker::WorkerEvent =
+        serde_json::from_str(&read("worker-sqs-batch.json")).unwrap();
+    assert!(matches!(
+        batch,
+        communications_worker::WorkerEvent::Queue(_)
+    ));
+    // A bounce of a message this stack never sent is acknowledged; the poison one retried.
+    let feedback: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_str(&read("feedback-sqs-batch.json")).unwrap();
+    let response = communications_worker::handle_batch(&app.feedback(), feedback).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    assert_eq!(failed, ["7a2d3c4e-0000-4000-8000-000000000002"]);
 }

@@ -137,7 +137,8 @@ async fn a_run_emails_every_target_once_and_completes() {
     assert_eq!(run.body["status"], "completed");
     assert_eq!(
         run.body["counts"],
-        json!({"total": 5, "pending": 0, "sent": 5, "failed": 0, "cancelled": 0})
+        json!({"total": 5, "pending": 0, "sent": 5, "failed": 0, "cancelled": 0,
+               "scheduled": 0, "delivered": 0, "bounced": 0, "complained": 0})
     );
     assert!(run.body["completed_at"].is_string());
     let communications = run.body["communications"].as_array().unwrap();
@@ -246,15 +247,13 @@ async fn a_message_delivered_twice_sends_one_email() {
     copy.message_id = Some("duplicate-delivery".into());
     event.records.push(copy);
     assert!(
-        worker
-            .handle_batch(event)
+        communications_worker::handle_batch(&worker, event)
             .await
             .batch_item_failures
             .is_empty()
     );
     assert!(
-        worker
-            .handle_batch(event_of(&messages))
+        communications_worker::handle_batch(&worker, event_of(&messages))
             .await
             .batch_item_failures
             .is_empty()
@@ -277,7 +276,7 @@ async fn poison_messages_are_the_only_batch_failures_and_end_in_the_dlq() {
         record.body = Some(body.into());
         event.records.push(record);
     }
-    let response = app.worker().handle_batch(event).await;
+    let response = communications_worker::handle_batch(&app.worker(), event).await;
     let failed: HashSet<String> = response
         .batch_item_failures
         .into_iter()
@@ -738,7 +737,7 @@ async fn x_messages_retry_transient_failures_and_record_revoked_tokens() {
     let messages = app.receive_messages().await;
     assert_eq!(messages.len(), 2);
     let worker = app.worker();
-    let first = worker.handle_batch(event_of(&messages)).await;
+    let first = communications_worker::handle_batch(&worker, event_of(&messages)).await;
     assert_eq!(
         first.batch_item_failures.len(),
         1,
@@ -751,8 +750,7 @@ async fn x_messages_retry_transient_failures_and_record_revoked_tokens() {
             .insert("ApproximateReceiveCount".into(), "2".into());
     }
     assert!(
-        worker
-            .handle_batch(retry)
+        communications_worker::handle_batch(&worker, retry)
             .await
             .batch_item_failures
             .is_empty()
