@@ -11,7 +11,7 @@ DEV_EMULATOR := http://127.0.0.1:4566
 TEST_EMULATOR_PORT := 4567
 TEST_POSTGRES_PORT := 5433
 
-.PHONY: help dev token test test-stress migrate rotate-keys lint tools verify-sender openapi package sam-build bench
+.PHONY: help dev token test test-stress test-faults migrate rotate-keys lint tools verify-sender openapi package sam-build bench
 
 help:
 	@echo "make dev                  run the API on http://127.0.0.1:8001 against a local AWS emulator"
@@ -19,6 +19,7 @@ help:
 	@echo "make token SUB=alice      print a dev JWT (SCOPE=integrations:secrets:read for /secrets)"
 	@echo "make test                 format, lint and every test against a fresh emulator"
 	@echo "make test-stress          every racing test 20 times on one emulator"
+	@echo "make test-faults          every route and the worker against every AWS fault of every call"
 	@echo "make openapi              regenerate docs/openapi.json from the code"
 	@echo "make package              release arm64 bootstrap of every function, zipped, with sizes"
 	@echo "make sam-build            sam build (cargo-lambda, no Docker)"
@@ -64,7 +65,15 @@ $(BROWSER): tests/browser/package-lock.json
 test: $(TOOLS) $(BROWSER) lint
 	tools/ensure-chromium
 	cargo build --quiet -p pipewise-local --bins
-	tools/with-emulator $(TEST_EMULATOR_PORT) tools/with-postgres $(TEST_POSTGRES_PORT) bash -c 'cargo nextest run --workspace --no-fail-fast && tools/contract-tests'
+	audit=$$(mktemp -d) && trap 'rm -rf "$$audit"' EXIT && \
+	tools/with-emulator $(TEST_EMULATOR_PORT) tools/with-postgres $(TEST_POSTGRES_PORT) bash -c \
+	  "PLAINTEXT_AUDIT_DIR=$$audit cargo nextest run --workspace --no-fail-fast -E 'not test(/$(FAULT_FILTER)/)' && tools/contract-tests && PLAINTEXT_AUDIT_DIR=$$audit $(VENV)/bin/python tools/plaintext-audit"
+
+# Every route x every AWS call it makes x every way AWS fails that call, and the same for the
+# worker (tests/tests/api/faults.rs); minutes, so apart from `make test` (CI runs both).
+FAULT_FILTER := fault_matrix|the_worker_survives
+test-faults: $(TOOLS)
+	tools/with-emulator $(TEST_EMULATOR_PORT) cargo nextest run --workspace --no-fail-fast -E 'test(/$(FAULT_FILTER)/)'
 
 # Every test whose name says it races, 20 times over on one emulator: a race that loses once
 # in 20 is a bug, not noise (tools/emulator keeps DynamoDB linearizable, as AWS is).

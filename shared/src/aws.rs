@@ -4,15 +4,33 @@
 //! (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), so the same binary talks to AWS, LocalStack or moto.
 
 use std::fmt::Debug;
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 use crate::error::Error;
 
+/// Longest wait for a connection to an AWS endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for one attempt of a call (DynamoDB, KMS and SQS answer in milliseconds).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a call with its retries: a hanging dependency costs the caller a 503 well
+/// inside the functions' 30 s timeout, never the timeout itself.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(12);
+
 /// Loads the shared SDK configuration; call once per cold start and build every client from it.
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(CALL_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await
 }
 
 /// Turns an SDK failure into the API's answer: 503 with `Retry-After` for any failure of the

@@ -69,6 +69,17 @@ pub enum Error {
         /// Id of the existing resource the request collided with, when there is one.
         existing_id: Option<String>,
     },
+    /// 409 with `Retry-After`: another request holds what this one needs (an idempotency key
+    /// being processed); retrying after the given seconds can succeed.
+    #[error("busy ({code})")]
+    Busy {
+        /// Stable code, e.g. `idempotency_key_in_progress`.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+        /// Seconds until the holder's lease lapses.
+        retry_after: u32,
+    },
     /// 413: body over the limit, or a batch over its item limit.
     #[error("payload too large: {0}")]
     PayloadTooLarge(String),
@@ -148,7 +159,7 @@ impl Error {
             Self::MissingScope(_) => StatusCode::FORBIDDEN,
             Self::NotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::Busy { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MalformedJson(_) | Self::BadHeader { .. } => StatusCode::BAD_REQUEST,
@@ -170,6 +181,7 @@ impl Error {
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict { code, .. }
+            | Self::Busy { code, .. }
             | Self::LimitExceeded { code, .. }
             | Self::Unprocessable { code, .. }
             | Self::QuotaExceeded { code, .. } => code,
@@ -191,6 +203,7 @@ impl Error {
             Self::RouteNotFound => "No route matches this path.".into(),
             Self::MethodNotAllowed => "This route does not accept this method.".into(),
             Self::Conflict { message, .. }
+            | Self::Busy { message, .. }
             | Self::LimitExceeded { message, .. }
             | Self::Unprocessable { message, .. }
             | Self::QuotaExceeded { message, .. } => message.clone(),
@@ -285,7 +298,7 @@ impl IntoResponse for Error {
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
             }
-            Self::QuotaExceeded { retry_after, .. } => {
+            Self::QuotaExceeded { retry_after, .. } | Self::Busy { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             Self::Unauthorized(_) => {

@@ -19,8 +19,10 @@ use serde_json::Value;
 pub mod black_hole;
 pub mod cognito;
 pub mod fake_social;
+pub mod fault_proxy;
 pub mod jwks_server;
 pub mod log_capture;
+pub mod plaintext_audit;
 
 pub use pipewise_local::dev_auth::{DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET};
 
@@ -29,6 +31,8 @@ pub use pipewise_local::dev_auth::{DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET};
 static PROCESS_SETUP: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
         pipewise::telemetry::init();
+    } else {
+        plaintext_audit::install_log_writer();
     }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 });
@@ -112,9 +116,29 @@ struct ServiceEndpoint {
 
 impl aws_types::service_config::LoadServiceConfig for ServiceEndpoint {
     fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        // `AWS_ENDPOINT_URL` itself moves every service; `AWS_ENDPOINT_URL_<SERVICE>` one.
         (key.env() == "AWS_ENDPOINT_URL"
-            && self.env.ends_with(&key.service_id().to_ascii_uppercase()))
+            && (self.env == "AWS_ENDPOINT_URL"
+                || self.env.ends_with(&key.service_id().to_ascii_uppercase())))
         .then(|| self.url.clone())
+    }
+}
+
+/// A queue handler that hands each body to the plaintext audit first.
+struct RecordingHandler<'a, H>(&'a H);
+
+impl<H: communications_worker::MessageHandler> communications_worker::MessageHandler
+    for RecordingHandler<'_, H>
+{
+    fn handle(
+        &self,
+        body: Option<&str>,
+        receives: u32,
+    ) -> impl std::future::Future<Output = bool> + Send {
+        if let Some(body) = body {
+            plaintext_audit::record_queue_body(body);
+        }
+        self.0.handle(body, receives)
     }
 }
 
@@ -267,6 +291,24 @@ impl TestApp {
             .unwrap_or_default()
     }
 
+    /// Every item of a template table, all pages.
+    pub async fn scan_all(
+        &self,
+        logical_id: &str,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let mut pages = self
+            .dynamodb()
+            .scan()
+            .table_name(self.resource(logical_id))
+            .into_paginator()
+            .send();
+        let mut items = Vec::new();
+        while let Some(page) = pages.next().await {
+            items.extend(page.expect("scan the table").items.unwrap_or_default());
+        }
+        items
+    }
+
     /// DynamoDB client on the emulator.
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.sdk)
@@ -335,7 +377,7 @@ impl TestApp {
         let feedback = self.feedback();
         let mut received = 0;
         loop {
-            let report = poll_once(&sqs, &url, &feedback, 0)
+            let report = poll_once(&sqs, &url, &RecordingHandler(&feedback), 0)
                 .await
                 .expect("poll the feedback queue");
             received += report.received;
@@ -407,7 +449,7 @@ impl TestApp {
         let url = self.queue_url("CommunicationsQueue");
         let mut received = 0;
         loop {
-            let report = poll_once(&sqs, &url, worker, 0)
+            let report = poll_once(&sqs, &url, &RecordingHandler(worker), 0)
                 .await
                 .expect("poll the queue");
             received += report.received;
@@ -477,6 +519,60 @@ impl TestApp {
         Self::serve(self.sdk.clone(), self.stack.clone(), environment).await
     }
 
+    /// The SDK configuration with every service's endpoint at `url` (e.g. a fault proxy), the
+    /// service's own timeouts, and the retry backoff cut to milliseconds so a fault matrix of
+    /// hundreds of cases runs in minutes (attempts stay at the SDK's standard 3).
+    pub fn sdk_through(&self, url: &str) -> SdkConfig {
+        self.sdk_through_with_timeouts(
+            url,
+            pipewise::aws::ATTEMPT_TIMEOUT,
+            pipewise::aws::CALL_TIMEOUT,
+        )
+    }
+
+    /// Like [`TestApp::sdk_through`] with short timeouts: for calls that hang, so a case costs
+    /// seconds rather than the service's 12.
+    pub fn sdk_through_impatient(&self, url: &str) -> SdkConfig {
+        self.sdk_through_with_timeouts(
+            url,
+            std::time::Duration::from_millis(1_000),
+            std::time::Duration::from_millis(3_000),
+        )
+    }
+
+    fn sdk_through_with_timeouts(
+        &self,
+        url: &str,
+        attempt: std::time::Duration,
+        call: std::time::Duration,
+    ) -> SdkConfig {
+        self.sdk
+            .to_builder()
+            .endpoint_url(url)
+            .service_config(ServiceEndpoint {
+                env: "AWS_ENDPOINT_URL".to_owned(),
+                url: url.to_owned(),
+            })
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(std::time::Duration::from_millis(5)),
+            )
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(pipewise::aws::CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(attempt)
+                    .operation_timeout(call)
+                    .build(),
+            )
+            .build()
+    }
+
+    /// Another server over the same stack and environment whose AWS calls use `sdk`.
+    pub async fn serve_through(&self, sdk: SdkConfig) -> TestApp {
+        Self::serve(sdk, self.stack.clone(), self.environment.clone()).await
+    }
+
     /// A request builder for `path` on the app.
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.client
@@ -485,10 +581,20 @@ impl TestApp {
 
     /// Sends a request and reads the answer.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> TestResponse {
-        let response = request.send().await.expect("request reaches the app");
+        let request = request.build().expect("a well-formed request");
+        let path = request.url().path().to_owned();
+        if let Some(body) = request.body().and_then(reqwest::Body::as_bytes) {
+            plaintext_audit::record_request(&path, body);
+        }
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .expect("request reaches the app");
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.expect("read body");
+        plaintext_audit::record_response(&path, &text);
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         TestResponse {
             status,

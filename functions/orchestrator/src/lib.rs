@@ -181,13 +181,15 @@ fn parse_run_id(value: &str) -> Result<String> {
     responses(
         (status = 200, description = "a page with a button that unsubscribes", content_type = "text/html"),
         (status = 404, description = "an unknown or altered token", content_type = "text/html"),
+        (status = 503, description = "the link cannot be checked right now (`Retry-After`)", content_type = "text/html"),
     ))]
 async fn unsubscribe_page(
     State(state): State<OrchestratorState>,
     Path(token): Path<String>,
-) -> (StatusCode, Html<String>) {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     match state.service.unsubscription(&token).await {
-        Some(_) => (
+        Ok(Some(_)) => (
             StatusCode::OK,
             Html(page(
                 "Unsubscribe",
@@ -195,8 +197,19 @@ async fn unsubscribe_page(
              <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
              <button type=\"submit\">Unsubscribe</button></form>",
             )),
-        ),
-        None => not_found_page(),
+        )
+            .into_response(),
+        Ok(None) => not_found_page().into_response(),
+        // A person reads this page: an HTML answer, not the API's JSON error.
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "30")],
+            Html(page(
+                "Please try again",
+                "<p>This page cannot be shown right now. Please try again in a minute.</p>",
+            )),
+        )
+            .into_response(),
     }
 }
 

@@ -104,20 +104,29 @@ async fn create_target(
 #[utoipa::path(post, path = "/api/user/communication-targets/batch", tag = "targets",
     request_body = BatchCreateRequest,
     responses(
-        (status = 200, body = BatchCreateResponse),
+        (status = 200, body = BatchCreateResponse,
+            description = "a result per item; with `Retry-After` when a dependency failed part-way (items `unavailable`)"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 413, description = "more than 100 items; nothing created", body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "a dependency failed before anything was stored", body = ErrorBody),
     ))]
 async fn create_targets_batch(
     State(state): State<TargetsState>,
     user: AuthUser,
     ApiJson(request): ApiJson<BatchCreateRequest>,
-) -> Result<Json<BatchCreateResponse>> {
-    Ok(Json(
-        create_targets(&state.service, &user.user_id, request).await?,
-    ))
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let response = create_targets(&state.service, &user.user_id, request).await?;
+    let retry = response.counts.unavailable > 0;
+    let mut answer = Json(response).into_response();
+    if retry {
+        answer.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(pipewise::error::RETRY_AFTER_SECONDS),
+        );
+    }
+    Ok(answer)
 }
 
 /// Changes some fields of an active target (`null` clears an optional one).

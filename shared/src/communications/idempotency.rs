@@ -125,7 +125,7 @@ impl IdempotencyStore {
                             .map_err(Error::internal);
                     }
                     if record.locked_until > now {
-                        return Err(in_progress());
+                        return Err(in_progress(record.locked_until));
                     }
                     if self.take_over(user, key, record.locked_until).await? {
                         return Ok(Claim::Proceed {
@@ -145,7 +145,7 @@ impl IdempotencyStore {
                 }
             }
         }
-        Err(in_progress())
+        Err(in_progress(epoch_seconds() + LOCK_SECONDS))
     }
 
     async fn create(
@@ -255,11 +255,14 @@ impl IdempotencyStore {
     }
 }
 
-fn in_progress() -> Error {
-    Error::Conflict {
+/// 409 with `Retry-After`: the seconds until the holder's lock lapses (a holder that failed
+/// without releasing it, e.g. with DynamoDB down, is taken over then).
+fn in_progress(locked_until: i64) -> Error {
+    Error::Busy {
         code: "idempotency_key_in_progress",
         message: "A request with this Idempotency-Key is still being processed; retry shortly."
             .into(),
-        existing_id: None,
+        retry_after: u32::try_from((locked_until - epoch_seconds()).clamp(1, LOCK_SECONDS))
+            .unwrap_or(1),
     }
 }

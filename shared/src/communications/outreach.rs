@@ -127,7 +127,10 @@ impl Outreach {
                 skipped_counts: run.skipped_counts,
             });
         }
-        if !resumed && let Some(retry_after) = self.runs.take_run_quota(user).await? {
+        // No run exists yet, so this attempt starts one and counts against the quota, also when
+        // it resumes a key whose first attempt failed (whether that one was counted is unknown:
+        // counting again errs on the safe side, never letting a run through uncounted).
+        if let Some(retry_after) = self.runs.take_run_quota(user).await? {
             return Err(Error::QuotaExceeded {
                 code: "run_quota_exceeded",
                 message: format!(
@@ -338,13 +341,13 @@ impl Outreach {
     }
 
     /// What an unsubscribe token names; `None` for a token that is not ours or was altered.
-    pub async fn unsubscription(&self, token: &str) -> Option<Unsubscription> {
+    pub async fn unsubscription(&self, token: &str) -> Result<Option<Unsubscription>, Error> {
         self.unsubscribe.verify(token).await
     }
 
     /// Unsubscribes the address a token names (idempotent); `Ok(false)` for a bad token.
     pub async fn unsubscribe(&self, token: &str) -> Result<bool, Error> {
-        let Some(unsubscription) = self.unsubscribe.verify(token).await else {
+        let Some(unsubscription) = self.unsubscribe.verify(token).await? else {
             return Ok(false);
         };
         let user = UserId::from_verified_sub(unsubscription.user_id);

@@ -105,9 +105,16 @@ impl UnsubscribeTokens {
         format!("{}/api/user/unsubscribe/{token}", self.public_base_url)
     }
 
-    /// What a token names, if it is ours and unaltered.
-    pub async fn verify(&self, token: &str) -> Option<Unsubscription> {
-        let key = self.key().await?;
+    /// What a token names, if it is ours and unaltered; an error when the signing key cannot
+    /// be read (a valid link must never be called invalid because Secrets Manager is down).
+    pub async fn verify(&self, token: &str) -> Result<Option<Unsubscription>, crate::error::Error> {
+        let key = self.key().await.ok_or_else(|| {
+            crate::error::Error::unavailable("the unsubscribe signing key is unavailable")
+        })?;
+        Ok(Self::open(key, token))
+    }
+
+    fn open(key: &hmac::Key, token: &str) -> Option<Unsubscription> {
         let (payload, tag) = token.split_once('.')?;
         let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;

@@ -11,8 +11,10 @@ use crate::error::{Error, FieldError};
 
 /// Creates each item of a batch in order. Items are independent: an invalid or duplicate item
 /// does not stop the others (a later item with an earlier item's email is a duplicate of it). A
-/// batch over [`MAX_BATCH_ITEMS`] is refused whole (413); a dependency failure stops the batch
-/// with 503, and a retry reports the items already stored as duplicates when they have an email.
+/// batch over [`MAX_BATCH_ITEMS`] is refused whole (413). A dependency failure before anything
+/// was stored is a 503 (nothing stored); after some items were stored, the batch stops writing
+/// and answers per item, the rest `unavailable`, so the caller resends exactly those (nothing
+/// stored twice, even for targets without an email, which no uniqueness check would catch).
 pub async fn create_targets(
     store: &TargetStore,
     user: &UserId,
@@ -26,6 +28,7 @@ pub async fn create_targets(
     }
     let mut results = Vec::with_capacity(request.targets.len());
     let mut counts = BatchCounts::default();
+    let mut outage = false;
     // In order, one at a time: items never contend with each other for the user's counter.
     for (index, value) in request.targets.into_iter().enumerate() {
         let prefix = format!("targets[{index}]");
@@ -40,6 +43,7 @@ pub async fn create_targets(
             .and_then(|request| request.parse(&prefix));
         let result = match parsed {
             Err(errors) => invalid(index, errors),
+            Ok(_) if outage => unavailable(index, &prefix),
             Ok(draft) => match store.create(user, draft).await {
                 Ok(target) => BatchItemResult {
                     index,
@@ -58,13 +62,19 @@ pub async fn create_targets(
                 Err(Error::LimitExceeded { message, .. }) => {
                     invalid(index, vec![FieldError::new(prefix, message)])
                 }
-                Err(other) => return Err(other),
+                Err(other) if counts.created == 0 => return Err(other),
+                Err(other) => {
+                    tracing::warn!(error = %crate::error::ErrorChain(&other), index, "batch stopped part-way");
+                    outage = true;
+                    unavailable(index, &prefix)
+                }
             },
         };
         match result.status {
             BatchItemStatus::Created => counts.created += 1,
             BatchItemStatus::Duplicate => counts.duplicate += 1,
             BatchItemStatus::Invalid => counts.invalid += 1,
+            BatchItemStatus::Unavailable => counts.unavailable += 1,
         }
         results.push(result);
     }
@@ -76,6 +86,19 @@ fn prefixed(prefix: &str, field: &str) -> String {
         prefix.to_owned()
     } else {
         format!("{prefix}.{field}")
+    }
+}
+
+fn unavailable(index: usize, prefix: &str) -> BatchItemResult {
+    BatchItemResult {
+        index,
+        status: BatchItemStatus::Unavailable,
+        id: None,
+        existing_id: None,
+        errors: vec![FieldError::new(
+            prefix,
+            "not stored: a dependency is unavailable; send this item again",
+        )],
     }
 }
 

@@ -396,6 +396,9 @@ pub enum BatchItemStatus {
     Duplicate,
     /// Not stored; `errors` says why.
     Invalid,
+    /// Not stored: a dependency failed after earlier items were stored; send this item again
+    /// (the answer carries `Retry-After`).
+    Unavailable,
 }
 
 /// Result of one batch item, in request order.
@@ -425,6 +428,9 @@ pub struct BatchCounts {
     pub duplicate: usize,
     /// Invalid.
     pub invalid: usize,
+    /// Not stored because a dependency failed part-way (send them again).
+    #[serde(default)]
+    pub unavailable: usize,
 }
 
 /// Answer of the batch create.

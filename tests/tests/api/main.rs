@@ -7,6 +7,7 @@ mod counters;
 mod deliverability;
 mod errors;
 mod events;
+mod faults;
 mod identity;
 mod key_rotation;
 mod migration;

@@ -221,6 +221,12 @@ async fn ten_concurrent_initiates_with_one_key_make_one_run() {
     for response in &responses {
         if response.status != 202 {
             response.assert_error(409, "idempotency_key_in_progress");
+            let retry_after: i64 = response.headers["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&retry_after), "{retry_after}");
         }
     }
     assert_eq!(

@@ -430,7 +430,7 @@ async fn a_batch_reports_created_duplicate_and_invalid_items() {
     assert_eq!(results[4]["status"], "invalid");
     assert_eq!(
         response.body["counts"],
-        json!({"created": 1, "duplicate": 2, "invalid": 2})
+        json!({"created": 1, "duplicate": 2, "invalid": 2, "unavailable": 0})
     );
     assert_eq!(active_count(&app, "alice").await, 2);
 }
@@ -466,4 +466,62 @@ async fn a_failed_transaction_leaves_no_guard_or_counter_behind() {
         3,
         "target, guard, counter"
     );
+}
+
+/// DynamoDB fails from the batch's second write on: the first item is stored, the rest are
+/// `unavailable` with `Retry-After`; resending exactly those stores each once (also the one
+/// without an email, which no uniqueness check would catch).
+#[tokio::test]
+async fn a_batch_cut_by_an_outage_says_what_to_resend_and_stores_nothing_twice() {
+    use pipewise_tests::fault_proxy::{Fault, FaultProxy, Persistence};
+    let app = TestApp::spawn().await;
+    let proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").unwrap()).await;
+    let proxied = app.serve_through(app.sdk_through(&proxy.url)).await;
+    let items = json!([
+        {"name": "Ada", "email": "ada@example.com"},
+        {"name": "Grace", "email": "grace@example.com"},
+        {"name": "Social only", "twitter_username": "social_only"},
+    ]);
+    proxy.inject(
+        "dynamodb:TransactWriteItems",
+        2,
+        Fault::ServerError,
+        Persistence::Always,
+    );
+    let cut = proxied
+        .post(
+            &format!("{TARGETS}/batch"),
+            "alice",
+            &json!({"targets": items}),
+        )
+        .await;
+    proxy.heal();
+    cut.assert_status(200);
+    assert!(cut.headers.contains_key("retry-after"));
+    let statuses: Vec<&str> = cut.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| result["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["created", "unavailable", "unavailable"]);
+    assert_eq!(active_count(&app, "alice").await, 1);
+    let resend: Vec<serde_json::Value> = cut.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|result| result["status"] == "unavailable")
+        .map(|result| items[result["index"].as_u64().unwrap() as usize].clone())
+        .collect();
+    let resent = proxied
+        .post(
+            &format!("{TARGETS}/batch"),
+            "alice",
+            &json!({"targets": resend}),
+        )
+        .await;
+    resent.assert_status(200);
+    assert!(!resent.headers.contains_key("retry-after"));
+    assert_eq!(resent.body["counts"]["created"], 2);
+    assert_eq!(active_count(&app, "alice").await, 3);
 }
