@@ -73,7 +73,7 @@ test: $(TOOLS) $(BROWSER) lint
 # worker (tests/tests/api/faults.rs); minutes, so apart from `make test` (CI runs both).
 FAULT_FILTER := fault_matrix|the_worker_survives
 test-faults: $(TOOLS)
-	tools/with-emulator $(TEST_EMULATOR_PORT) cargo nextest run --workspace --no-fail-fast -E 'test(/$(FAULT_FILTER)/)'
+	tools/with-emulator $(TEST_EMULATOR_PORT) cargo nextest run --workspace --no-fail-fast --success-output final -E 'test(/$(FAULT_FILTER)/)'
 
 # Every test whose name says it races, 20 times over on one emulator: a race that loses once
 # in 20 is a bug, not noise (tools/emulator keeps DynamoDB linearizable, as AWS is).

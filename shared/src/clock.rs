@@ -63,6 +63,18 @@ impl Clock {
     }
 }
 
+/// Seconds since the Unix epoch, by the system clock.
+pub fn epoch_seconds() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The current time as RFC 3339 (UTC, seconds precision plus fraction), by the system clock.
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// The UTC day of an instant, `YYYY-MM-DD`.
 pub fn utc_day(epoch_seconds: i64) -> String {
     let date = OffsetDateTime::from_unix_timestamp(epoch_seconds)

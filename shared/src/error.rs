@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::api::current_request_id;
+use crate::request_id::current_request_id;
 
 /// Boxed cause kept for the log, never sent to clients.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -16,8 +16,11 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod https;
+pub mod ids;
+pub mod json_input;
 pub mod plain_text;
 pub mod platforms;
+pub mod request_id;
 pub mod storage;
 pub mod targets;
 pub mod telemetry;
@@ -27,9 +30,4 @@ pub use error::{Error, Result};
 /// Version of this service, reported by `/api/user/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The current time as RFC 3339 (UTC, seconds precision plus fraction).
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub use clock::now_rfc3339;

@@ -152,3 +152,21 @@ pub async fn transact_write(
         }
     }
 }
+
+/// An item as DynamoDB attributes; absent optional fields are left out rather than stored as
+/// NULL (so `attribute_not_exists` means "not set").
+pub fn encode_item<T: serde::Serialize>(
+    item: &T,
+) -> Result<std::collections::HashMap<String, AttributeValue>, Error> {
+    let mut encoded: std::collections::HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(item).map_err(Error::internal)?;
+    encoded.retain(|_, value| !matches!(value, AttributeValue::Null(_)));
+    Ok(encoded)
+}
+
+/// An item read back from DynamoDB attributes.
+pub fn decode_item<T: serde::de::DeserializeOwned>(
+    item: std::collections::HashMap<String, AttributeValue>,
+) -> Result<T, Error> {
+    serde_dynamo::from_item(item).map_err(Error::internal)
+}

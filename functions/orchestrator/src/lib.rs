@@ -7,20 +7,16 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Html;
-use pipewise::accounts::AccountStore;
 use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, IDEMPOTENCY_KEY_HEADER};
 use pipewise::auth::AuthUser;
+use pipewise::communications::Outreach;
 use pipewise::communications::idempotency::parse_key;
 use pipewise::communications::model::{
     InitiateRequest, InitiateResponse, RunList, RunListQuery, RunView,
 };
-use pipewise::communications::queue::CommunicationQueue;
-use pipewise::communications::suppression::{SuppressionList, SuppressionStore};
-use pipewise::communications::unsubscribe::UnsubscribeTokens;
-use pipewise::communications::{Outreach, RunStore};
-use pipewise::config::{ConfigError, ConfigSource, vars};
+use pipewise::communications::suppression::SuppressionList;
+use pipewise::config::{ConfigError, ConfigSource};
 use pipewise::error::{Error, ErrorBody, Result};
-use pipewise::targets::TargetStore;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,22 +28,7 @@ pub fn state_from_config(
     source: &ConfigSource<'_>,
     sdk: &SdkConfig,
 ) -> Result<OrchestratorState, ConfigError> {
-    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-    let dynamodb_for_suppressions = dynamodb.clone();
-    let outreach = Outreach::new(
-        RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?),
-        TargetStore::new(dynamodb.clone(), source.required(vars::TARGETS_TABLE)?),
-        AccountStore::new(dynamodb, source.required(vars::ACCOUNTS_TABLE)?),
-        CommunicationQueue::new(
-            aws_sdk_sqs::Client::new(sdk),
-            source.required(vars::COMMUNICATIONS_QUEUE_URL)?,
-        ),
-        SuppressionStore::new(
-            dynamodb_for_suppressions,
-            source.required(vars::TARGETS_TABLE)?,
-        ),
-        UnsubscribeTokens::from_source(source, sdk),
-    );
+    let outreach = Outreach::from_config(source, sdk)?;
     FunctionState::new(source, outreach)
 }
 

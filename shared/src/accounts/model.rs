@@ -16,31 +16,7 @@ pub const MAX_ACCOUNTS_PER_USER: u32 = 200;
 const MAX_LABEL_CHARS: usize = 200;
 const MAX_STATUS_REASON_CHARS: usize = 500;
 
-/// A client-chosen account id: 1-64 of `[A-Za-z0-9_.-]`, unique per user.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct AccountId(String);
-
-impl AccountId {
-    /// Parses an account id, or says what is wrong with it.
-    pub fn parse(value: &str) -> Result<Self, &'static str> {
-        if value.is_empty() || value.len() > 64 {
-            return Err("must be 1-64 characters");
-        }
-        if !value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        {
-            return Err("may contain only letters, digits, '_', '.' and '-'");
-        }
-        Ok(Self(value.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use crate::ids::AccountId;
 
 /// What kind of integration an account is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

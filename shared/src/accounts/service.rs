@@ -10,10 +10,10 @@ use super::secrets::{self, SecretPath, StoredSecret, SubmittedSecret, display_pa
 use super::sender::{self, SenderStatus, SenderVerification};
 use super::store::{AccountItem, AccountStore, REAUTH_REQUIRED, SenderClaim};
 use super::tokens::{Provider, RefreshFailure, TokenEndpoints};
-use crate::auth::UserId;
-use crate::communications::store::epoch_seconds;
+use crate::clock::epoch_seconds;
 use crate::envelope::{EncryptionContext, Envelope, EnvelopeCipher};
 use crate::error::{Error, FieldError};
+use crate::ids::UserId;
 use crate::targets::model::Email;
 
 /// How long a token refresh may hold an account's lease.

@@ -12,11 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{AccountId, AccountType, MAX_ACCOUNTS_PER_USER};
 use super::secrets::SecretPath;
-use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::envelope::Envelope;
 use crate::error::Error;
-use crate::storage::{TransactionFailure, conditional, read_item, transact_write, user_key};
+use crate::ids::UserId;
+use crate::storage::{
+    TransactionFailure, conditional, decode_item, encode_item, read_item, transact_write, user_key,
+};
 
 /// `status_reason` of an account whose OAuth grant is gone: the user must connect it again.
 pub const REAUTH_REQUIRED: &str = "reauth_required";
@@ -100,7 +102,7 @@ impl AccountStore {
             Self::key(user, account_id.as_str()),
         )
         .await?;
-        item.map(decode).transpose()
+        item.map(decode_item).transpose()
     }
 
     /// Every account of a user, by account id (at most [`MAX_ACCOUNTS_PER_USER`], over several
@@ -120,7 +122,7 @@ impl AccountStore {
             for item in page.items.unwrap_or_default() {
                 let is_quota = matches!(item.get("account_id"), Some(AttributeValue::S(id)) if id == QUOTA_ITEM);
                 if !is_quota {
-                    accounts.push(decode(item)?);
+                    accounts.push(decode_item(item)?);
                 }
             }
         }
@@ -137,7 +139,7 @@ impl AccountStore {
     ) -> Result<(), Error> {
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(encode(item)?))
+            .set_item(Some(encode_item(item)?))
             .condition_expression("attribute_not_exists(account_id)")
             .build()
             .map_err(Error::internal)?;
@@ -188,7 +190,7 @@ impl AccountStore {
     ) -> Result<(), Error> {
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(encode(item)?))
+            .set_item(Some(encode_item(item)?))
             .condition_expression("version = :expected")
             .expression_attribute_values(
                 ":expected",
@@ -321,7 +323,7 @@ impl AccountStore {
                 .await
                 .map_err(dependency_error)?;
             for item in page.items.unwrap_or_default() {
-                accounts.push(decode(item)?);
+                accounts.push(decode_item(item)?);
             }
             start = page.last_evaluated_key;
             if start.is_none() {
@@ -439,12 +441,4 @@ fn concurrent_change() -> Error {
         message: "The account was changed by another request meanwhile; retry.".into(),
         existing_id: None,
     }
-}
-
-fn encode(item: &AccountItem) -> Result<HashMap<String, AttributeValue>, Error> {
-    serde_dynamo::to_item(item).map_err(Error::internal)
-}
-
-fn decode(item: HashMap<String, AttributeValue>) -> Result<AccountItem, Error> {
-    serde_dynamo::from_item(item).map_err(Error::internal)
 }

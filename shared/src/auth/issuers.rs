@@ -13,6 +13,11 @@ use zeroize::Zeroizing;
 
 use crate::config::{ConfigError, ConfigSource, vars};
 
+/// Default shortest time between two fetches of one issuer's keys: a burst of tokens with
+/// unknown `kid`s (an attack, or a client with a stale token) costs at most one fetch per
+/// interval (`JWT_KEYS_REFETCH_SECONDS` changes it).
+pub const REFETCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The scope that lets an agent read decrypted account secrets, unless `SECRETS_SCOPE` says
 /// otherwise (with Cognito it is a resource-server scope, `pipewise-user-api/secrets.read`).
 pub const DEFAULT_SECRETS_SCOPE: &str = "integrations:secrets:read";
@@ -201,7 +206,7 @@ impl AuthConfig {
         }
         check_issuers(&issuers)?;
         let keys_refetch_interval = match source.optional(vars::JWT_KEYS_REFETCH_SECONDS) {
-            None => super::keys::REFETCH_INTERVAL,
+            None => REFETCH_INTERVAL,
             Some(text) => text
                 .parse::<u64>()
                 .ok()

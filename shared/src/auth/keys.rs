@@ -11,10 +11,7 @@ use serde::Deserialize;
 
 use super::issuers::KeySource;
 
-/// Default shortest time between two fetches of one issuer's keys: a burst of tokens with
-/// unknown `kid`s (an attack, or a client with a stale token) costs at most one fetch per
-/// interval (`JWT_KEYS_REFETCH_SECONDS` changes it).
-pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+pub use super::issuers::REFETCH_INTERVAL;
 
 /// One public key with the algorithm it verifies.
 pub struct PublicKey {

@@ -9,7 +9,7 @@
 pub mod issuers;
 pub mod keys;
 
-use std::fmt;
+pub use crate::ids::UserId;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -283,32 +283,10 @@ impl JwtVerifier {
             .map(str::to_owned)
             .collect();
         Ok(AuthUser {
-            user_id: UserId(format!("{}{sub}", issuer.rules.user_prefix)),
+            user_id: UserId::from_verified_sub(format!("{}{sub}", issuer.rules.user_prefix)),
             scopes,
             secrets_scope: self.secrets_scope.clone(),
         })
-    }
-}
-
-/// The one user identity: the verified token's `sub`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(String);
-
-impl UserId {
-    /// A user id read back from our own storage or queue, where only verified `sub`s are written.
-    pub fn from_verified_sub(sub: String) -> Self {
-        Self(sub)
-    }
-
-    /// The id as text (the DynamoDB partition key).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -194,7 +194,7 @@ impl Delivery {
     }
 
     async fn account(&self, item: &CommunicationItem) -> Result<AccountItem, Outcome> {
-        let user = crate::auth::UserId::from_verified_sub(item.user_id.clone());
+        let user = crate::ids::UserId::from_verified_sub(item.user_id.clone());
         let id = crate::accounts::AccountId::parse(&item.account_id)
             .map_err(|_| Outcome::Failed("account_not_found".into()))?;
         match self.accounts.store().get(&user, &id).await {
@@ -230,7 +230,7 @@ impl Delivery {
             return Outcome::Failed("target_has_no_address".into());
         };
         // An unsubscribe that arrived after the run was queued still stops this email.
-        let user = crate::auth::UserId::from_verified_sub(item.user_id.clone());
+        let user = crate::ids::UserId::from_verified_sub(item.user_id.clone());
         match self.suppressions.is_suppressed(&user, to).await {
             Ok(false) => {}
             Ok(true) => return Outcome::Failed("suppressed".into()),

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::model::CommunicationStatus;
 use super::store::{CommunicationItem, RunStore};
 use super::suppression::{SuppressionReason, SuppressionStore};
-use crate::auth::UserId;
 use crate::error::Error;
+use crate::ids::UserId;
 
 /// What one SES event says about a sent email.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,10 +12,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use super::model::InitiateResponse;
-use super::store::epoch_seconds;
-use crate::auth::UserId;
 use crate::aws::dependency_error;
+use crate::clock::epoch_seconds;
 use crate::error::Error;
+use crate::ids::UserId;
 use crate::storage::{conditional, number as n, read_item, text as s, user_key};
 
 const KEY_PREFIX: &str = "I#";
@@ -25,13 +25,32 @@ pub const KEY_LIFETIME_SECONDS: i64 = 24 * 3600;
 pub const LOCK_SECONDS: i64 = 60;
 const MAX_KEY_LEN: usize = 255;
 
+/// Where a key's request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KeyState {
+    /// A request holds the key (until `locked_until`) and may be creating its run.
+    InProgress,
+    /// The run was started; the stored answer is replayed.
+    Completed,
+}
+
+impl KeyState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+        }
+    }
+}
+
 /// An idempotency record as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct IdempotencyRecord {
     user_id: String,
     sk: String,
     body_hash: String,
-    state: String,
+    state: KeyState,
     run_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     response: Option<String>,
@@ -98,8 +117,7 @@ impl IdempotencyStore {
 
     async fn read(&self, user: &UserId, key: &str) -> Result<Option<IdempotencyRecord>, Error> {
         let item = read_item(&self.dynamodb, &self.table, Self::key(user, key)).await?;
-        item.map(|item| serde_dynamo::from_item(item).map_err(Error::internal))
-            .transpose()
+        item.map(crate::storage::decode_item).transpose()
     }
 
     /// Claims `key` for a request with this body hash.
@@ -115,7 +133,7 @@ impl IdempotencyStore {
                             existing_id: Some(record.run_id),
                         });
                     }
-                    if record.state == "completed" {
+                    if record.state == KeyState::Completed {
                         let response = record
                             .response
                             .as_deref()
@@ -160,13 +178,13 @@ impl IdempotencyStore {
             user_id: user.as_str().to_owned(),
             sk: format!("{KEY_PREFIX}{key}"),
             body_hash: hash.to_owned(),
-            state: "in_progress".into(),
+            state: KeyState::InProgress,
             run_id: run_id.to_owned(),
             response: None,
             locked_until: now + LOCK_SECONDS,
             expires_at: now + KEY_LIFETIME_SECONDS,
         };
-        let item = serde_dynamo::to_item(&record).map_err(Error::internal)?;
+        let item = crate::storage::encode_item(&record)?;
         let result = self
             .dynamodb
             .put_item()
@@ -190,7 +208,7 @@ impl IdempotencyStore {
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":lock", n(epoch_seconds() + LOCK_SECONDS))
             .expression_attribute_values(":seen", n(seen_lock))
-            .expression_attribute_values(":in_progress", s("in_progress"))
+            .expression_attribute_values(":in_progress", s(KeyState::InProgress.as_str()))
             .send()
             .await;
         conditional(result)
@@ -213,7 +231,7 @@ impl IdempotencyStore {
             )
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#response", "response")
-            .expression_attribute_values(":completed", s("completed"))
+            .expression_attribute_values(":completed", s(KeyState::Completed.as_str()))
             .expression_attribute_values(":response", s(response))
             .expression_attribute_values(":zero", n(0))
             .send()
@@ -233,7 +251,7 @@ impl IdempotencyStore {
             .condition_expression("#state = :in_progress")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":in_progress", s("in_progress"))
+            .expression_attribute_values(":in_progress", s(KeyState::InProgress.as_str()))
             .send()
             .await;
         conditional(result).map(|_| ())
@@ -248,7 +266,7 @@ impl IdempotencyStore {
             .set_key(Some(Self::key(user, key)))
             .condition_expression("#state = :in_progress")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":in_progress", s("in_progress"))
+            .expression_attribute_values(":in_progress", s(KeyState::InProgress.as_str()))
             .send()
             .await;
         conditional(result).map(|_| ())

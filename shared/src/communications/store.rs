@@ -21,11 +21,12 @@ use super::model::{
     Channel, CommunicationStatus, CommunicationView, MessageTemplate, RecipientSnapshot, RunCounts,
     RunStatus, RunView, Skipped, SkippedSummary,
 };
-use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::error::Error;
+use crate::ids::UserId;
 use crate::storage::{
-    TransactionFailure, conditional, number as n, read_item, text as s, transact_write, user_key,
+    TransactionFailure, conditional, decode_item, encode_item, number as n, read_item, text as s,
+    transact_write, user_key,
 };
 
 const RUN_PREFIX: &str = "R#";
@@ -270,10 +271,7 @@ pub struct RunStore {
     table: String,
 }
 
-/// Seconds since the Unix epoch.
-pub fn epoch_seconds() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+pub use crate::clock::epoch_seconds;
 
 impl RunStore {
     /// A store over `table`.
@@ -282,16 +280,6 @@ impl RunStore {
             dynamodb,
             table: table.into(),
         }
-    }
-
-    /// The DynamoDB client (shared with the idempotency records of the same table).
-    pub fn client(&self) -> &Client {
-        &self.dynamodb
-    }
-
-    /// The table name.
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     /// Counts a new run against the user's per-minute quota ([`RUNS_PER_MINUTE`]); the
@@ -339,7 +327,7 @@ impl RunStore {
             Self::run_key(user.as_str(), run_id),
         )
         .await?;
-        item.map(decode).transpose()
+        item.map(decode_item).transpose()
     }
 
     /// The user's most recent runs, newest first.
@@ -360,7 +348,7 @@ impl RunStore {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(decode)
+            .map(decode_item)
             .collect()
     }
 
@@ -383,7 +371,7 @@ impl RunStore {
         let mut items = Vec::new();
         while let Some(page) = pages.next().await {
             for item in page.map_err(dependency_error)?.items.unwrap_or_default() {
-                items.push(decode(item)?);
+                items.push(decode_item(item)?);
             }
         }
         Ok(items)
@@ -402,7 +390,7 @@ impl RunStore {
             Self::key(user, &CommunicationItem::sort_key(run_id, index)),
         )
         .await?;
-        item.map(decode).transpose()
+        item.map(decode_item).transpose()
     }
 
     async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), Error> {
@@ -441,7 +429,7 @@ impl RunStore {
             .iter()
             .map(|item| {
                 let put = PutRequest::builder()
-                    .set_item(Some(encode(item)?))
+                    .set_item(Some(encode_item(item)?))
                     .build()
                     .map_err(Error::internal)?;
                 Ok(WriteRequest::builder().put_request(put).build())
@@ -477,7 +465,7 @@ impl RunStore {
             .dynamodb
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(encode(run)?))
+            .set_item(Some(encode_item(run)?))
             .condition_expression("attribute_not_exists(sk)")
             .send()
             .await;
@@ -923,15 +911,4 @@ impl RunStore {
             .await;
         conditional(result)
     }
-}
-
-fn encode<T: Serialize>(item: &T) -> Result<HashMap<String, AttributeValue>, Error> {
-    let mut encoded: HashMap<String, AttributeValue> =
-        serde_dynamo::to_item(item).map_err(Error::internal)?;
-    encoded.retain(|_, value| !matches!(value, AttributeValue::Null(_)));
-    Ok(encoded)
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(item: HashMap<String, AttributeValue>) -> Result<T, Error> {
-    serde_dynamo::from_item(item).map_err(Error::internal)
 }

@@ -10,9 +10,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::error::Error;
+use crate::ids::UserId;
 use crate::storage::{conditional, user_key};
 
 const SUPPRESSION_PREFIX: &str = "S#";

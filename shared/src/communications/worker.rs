@@ -11,7 +11,8 @@
 use super::delivery::{Delivery, Outcome};
 use super::model::CommunicationStatus;
 use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
-use super::store::{RunStore, epoch_seconds};
+use super::store::RunStore;
+use crate::clock::epoch_seconds;
 use crate::clock::{Clock, DAY_SECONDS, utc_day};
 use crate::error::{Error, ErrorChain};
 
@@ -171,7 +172,7 @@ impl CommunicationsWorker {
             }
             _ => {}
         }
-        let user = crate::auth::UserId::from_verified_sub(item.user_id.clone());
+        let user = crate::ids::UserId::from_verified_sub(item.user_id.clone());
         let Some(run) = self.runs.run(&user, &item.run_id).await? else {
             return Err(Redeliver::Transient("run not readable yet".into()));
         };

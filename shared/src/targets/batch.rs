@@ -5,9 +5,9 @@ use super::model::{
     CreateTargetRequest, MAX_BATCH_ITEMS,
 };
 use super::store::TargetStore;
-use crate::api::from_json_value;
-use crate::auth::UserId;
 use crate::error::{Error, FieldError};
+use crate::ids::UserId;
+use crate::json_input::from_json_value;
 
 /// Creates each item of a batch in order. Items are independent: an invalid or duplicate item
 /// does not stop the others (a later item with an earlier item's email is a duplicate of it). A

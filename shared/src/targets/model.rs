@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use crate::error::FieldError;
 use crate::plain_text;
@@ -18,42 +17,7 @@ pub const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_NAME_CHARS: usize = 200;
 const MAX_NOTES_CHARS: usize = 2_000;
 
-/// A server-made target id: a UUID v7, so ids sort by creation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TargetId(Uuid);
-
-impl TargetId {
-    /// A new id, later than every id made before it by this process.
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// The id of a target moved in from another store: a UUID v7 whose time is the record's
-    /// creation time and whose other bits come from its old id, so the same record always gets
-    /// the same id (a second migration run finds it) and migrated targets keep their order.
-    pub fn derived(created_at_millis: u64, old_id: &Uuid) -> Self {
-        let mut random = [0u8; 10];
-        random.copy_from_slice(&old_id.as_bytes()[6..16]);
-        Self(uuid::Builder::from_unix_timestamp_millis(created_at_millis, &random).into_uuid())
-    }
-
-    /// Parses an id from a path or a cursor.
-    pub fn parse(value: &str) -> Option<Self> {
-        Uuid::try_parse(value).ok().map(Self)
-    }
-}
-
-impl Default for TargetId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Display for TargetId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use crate::ids::TargetId;
 
 /// An email address, trimmed, lower-cased and checked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -19,11 +19,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 use super::model::{MAX_ACTIVE_TARGETS_PER_USER, TargetDraft, TargetId, TargetPage, TargetView};
-use crate::auth::UserId;
 use crate::aws::dependency_error;
 use crate::error::Error;
+use crate::ids::UserId;
 use crate::storage::{
-    TransactionFailure, conditional, number as n, read_item, text as s, transact_write, user_key,
+    TransactionFailure, conditional, decode_item, encode_item, number as n, read_item, text as s,
+    transact_write, user_key,
 };
 
 const ACTIVE_PREFIX: &str = "T#";
@@ -187,7 +188,7 @@ impl TargetStore {
             .dynamodb
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(encode(&item)?))
+            .set_item(Some(encode_item(&item)?))
             .condition_expression("attribute_not_exists(sk)")
             .send()
             .await;
@@ -211,7 +212,7 @@ impl TargetStore {
         };
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(encode(&item)?))
+            .set_item(Some(encode_item(&item)?))
             .condition_expression("attribute_not_exists(sk)")
             .build()
             .map_err(Error::internal)?;
@@ -252,7 +253,7 @@ impl TargetStore {
             Self::key(user, &format!("{ACTIVE_PREFIX}{id}")),
         )
         .await?;
-        item.map(decode).transpose()
+        item.map(decode_item).transpose()
     }
 
     /// Replaces an active target's fields with `draft` (404 when not active). A changed email
@@ -276,7 +277,7 @@ impl TargetStore {
         };
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(encode(&updated)?))
+            .set_item(Some(encode_item(&updated)?))
             .condition_expression("version = :expected")
             .expression_attribute_values(":expected", n(current.version))
             .build()
@@ -328,7 +329,7 @@ impl TargetStore {
             .map_err(Error::internal)?;
         let keep = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(encode(&deleted)?))
+            .set_item(Some(encode_item(&deleted)?))
             .build()
             .map_err(Error::internal)?;
         let mut items = vec![
@@ -385,7 +386,7 @@ impl TargetStore {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(|item| decode(item).map(|item| item.target))
+            .map(|item| decode_item::<TargetItem>(item).map(|item| item.target))
             .collect::<Result<_, _>>()?;
         let next_cursor =
             if targets.len() > limit as usize || (more && targets.len() == limit as usize) {
@@ -406,7 +407,7 @@ impl TargetStore {
         let mut targets = Vec::new();
         while let Some(page) = pages.next().await {
             for item in page.map_err(dependency_error)?.items.unwrap_or_default() {
-                targets.push(decode(item)?.target);
+                targets.push(decode_item::<TargetItem>(item)?.target);
             }
         }
         Ok(targets)
@@ -446,7 +447,7 @@ impl TargetStore {
                     .and_then(|mut r| r.remove(&self.table))
                     .unwrap_or_default()
                 {
-                    let item = decode(item)?;
+                    let item: TargetItem = decode_item(item)?;
                     found.insert(item.target.id.clone(), item.target);
                 }
                 request = output
@@ -487,18 +488,6 @@ fn decode_cursor(cursor: &str) -> Result<TargetId, Error> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| text.strip_prefix(CURSOR_VERSION).and_then(TargetId::parse))
         .ok_or_else(|| Error::invalid("cursor", "is not a cursor this API returned"))
-}
-
-fn encode(item: &TargetItem) -> Result<HashMap<String, AttributeValue>, Error> {
-    let mut encoded: HashMap<String, AttributeValue> =
-        serde_dynamo::to_item(item).map_err(Error::internal)?;
-    // Absent optional fields are left out rather than stored as NULL.
-    encoded.retain(|_, value| !matches!(value, AttributeValue::Null(_)));
-    Ok(encoded)
-}
-
-fn decode(item: HashMap<String, AttributeValue>) -> Result<TargetItem, Error> {
-    serde_dynamo::from_item(item).map_err(Error::internal)
 }
 
 #[cfg(test)]
