@@ -15,9 +15,9 @@ use crate::error::Error;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for one attempt of a call (DynamoDB, KMS and SQS answer in milliseconds).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait for a call with its retries: a hanging dependency costs the caller a 503 well
-/// inside the functions' 30 s timeout, never the timeout itself.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(12);
+/// Longest wait for a call with its retries: a hanging dependency costs the caller a 503 inside
+/// the shortest function timeout (10 s, template.yaml `Globals`), never the timeout itself.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Loads the shared SDK configuration; call once per cold start and build every client from it.
 pub async fn sdk_config() -> SdkConfig {

@@ -174,10 +174,12 @@ impl Delivery {
                     self.send_x_dm(client, item, &account, &configuration, text)
                         .await
                 }
-                _ => {
+                Channel::Instagram => {
                     self.send_instagram_dm(client, item, &configuration, text)
                         .await
                 }
+                // Email never comes here; a new channel must say how it sends.
+                Channel::Email => return Outcome::Failed("channel_not_social".into()),
             };
             if attempt > 0 || outcome != Outcome::Failed("token_revoked".into()) {
                 return outcome;

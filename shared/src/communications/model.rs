@@ -359,7 +359,7 @@ impl InitiateResponse {
 pub struct RunCounts {
     /// All communications of the run.
     pub total: u32,
-    /// Not finished yet (queued or sending).
+    /// Not finished yet (queued, scheduled or sending).
     pub pending: u32,
     /// Sent.
     pub sent: u32,

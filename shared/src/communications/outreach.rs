@@ -361,18 +361,19 @@ impl Outreach {
             .collect())
     }
 
-    /// Cancels the run's communications that are still queued; those being or already sent are
+    /// Cancels the run's communications that still wait (queued or scheduled); those being or already sent are
     /// left as they are. The worker also refuses to start any communication of a cancelled run.
     pub async fn cancel(&self, user: &UserId, run_id: &str) -> Result<RunView, Error> {
         if !self.runs.request_cancel(user, run_id).await? {
             return Err(Error::NotFound);
         }
         for item in self.runs.communications(user, run_id).await? {
-            if item.status == CommunicationStatus::Queued {
+            // Waiting ones end now: queued, and scheduled for a later day.
+            if item.status.is_waiting() {
                 self.runs
                     .finish(
                         &item,
-                        CommunicationStatus::Queued,
+                        item.status,
                         CommunicationStatus::Cancelled,
                         Some("cancelled_by_user"),
                     )

@@ -497,6 +497,58 @@ async fn a_sender_over_its_daily_cap_sends_the_rest_the_next_day() {
 }
 
 #[tokio::test]
+async fn cancelling_a_run_ends_its_scheduled_communications_at_once() {
+    let app = TestApp::spawn().await;
+    let domain = format!(
+        "t{}.example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let sender = format!("sales@{domain}");
+    app.verify_sender(&sender).await;
+    app.post(
+        "/api/user/integrations/accounts",
+        "alice",
+        &json!({"account_id": "mail", "account_type": "email",
+                "configuration": {"from_address": sender, "daily_send_limit": 1}}),
+    )
+    .await
+    .assert_status(201);
+    for i in 0..3 {
+        app.post(
+            "/api/user/communication-targets",
+            "alice",
+            &json!({"name": format!("Person {i}"), "email": format!("p{i}@{domain}")}),
+        )
+        .await
+        .assert_status(201);
+    }
+    let started = app
+        .post(INITIATE, "alice", &json!({"message": {"body": "Hi"}}))
+        .await;
+    let run_id = started.body["run_id"].as_str().unwrap().to_owned();
+    let clock = pipewise::clock::Clock::adjustable();
+    let worker = app.worker_with_clock(clock.clone());
+    app.drain_queue_with(&worker).await;
+    assert_eq!(run_of(&app, &run_id).await["counts"]["scheduled"], 2);
+    app.post(
+        &format!("/api/user/orchestrator/runs/{run_id}/cancel"),
+        "alice",
+        &json!({}),
+    )
+    .await
+    .assert_status(200);
+    let run = run_of(&app, &run_id).await;
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["counts"]["cancelled"], 2);
+    assert_eq!(run["counts"]["scheduled"], 0);
+    assert_eq!(run["counts"]["pending"], 0);
+    // The next day nothing is released and nothing more is sent.
+    clock.advance(pipewise::clock::DAY_SECONDS);
+    assert_eq!(worker.release_scheduled().await.unwrap(), 0);
+    assert_eq!(app.sent_raw_emails(&sender).await.len(), 1);
+}
+
+#[tokio::test]
 async fn a_daily_cap_must_be_a_sane_number() {
     let app = TestApp::spawn().await;
     let sender = format!(
