@@ -7,9 +7,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{
-    DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, Path, Query, Request,
-};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
@@ -229,7 +227,7 @@ fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Query parameters whose rejection is a 422 naming the query.
+/// Query parameters whose rejection is a 422 naming the parameter (never its value).
 pub struct ApiQuery<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for ApiQuery<T>
@@ -240,10 +238,8 @@ where
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(value)| ApiQuery(value))
-            .map_err(|_| Error::invalid("query", "has an invalid parameter"))
+        let _ = state;
+        crate::json_input::from_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
     }
 }
 
@@ -262,5 +258,30 @@ where
             .await
             .map(|Path(value)| ApiPath(value))
             .map_err(|_| Error::NotFound)
+    }
+}
+
+/// The optional `Idempotency-Key` header, checked: a malformed one is a 400 before the handler
+/// runs.
+pub struct IdempotencyHeader(pub Option<crate::communications::idempotency::IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        parts
+            .headers
+            .get(&IDEMPOTENCY_KEY_HEADER)
+            .map(|value| {
+                value
+                    .to_str()
+                    .map_err(|_| Error::BadHeader {
+                        field: "Idempotency-Key",
+                        problem: "must be visible ASCII",
+                    })
+                    .and_then(crate::communications::idempotency::IdempotencyKey::parse)
+            })
+            .transpose()
+            .map(IdempotencyHeader)
     }
 }

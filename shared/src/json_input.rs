@@ -15,6 +15,33 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     from_json_value(document)
 }
 
+/// Reads a query string into `T`; a parameter that does not fit is a 422 naming it (never its
+/// value), like a JSON field.
+pub fn from_query<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
+    let deserializer =
+        serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        let (field, problem) = if let Some(rest) = message.strip_prefix("missing field `") {
+            (
+                rest.split('`').next().unwrap_or_default().to_owned(),
+                "is required".to_owned(),
+            )
+        } else if message.starts_with("unknown field") {
+            (path, "is not an accepted parameter".to_owned())
+        } else {
+            (path, wrong_type_problem(&message))
+        };
+        let field = if field == "." || field.is_empty() {
+            "query".to_owned()
+        } else {
+            field
+        };
+        Error::Validation(vec![FieldError::new(field, problem)])
+    })
+}
+
 /// Reads a well-formed JSON value into `T`; a value of the wrong shape is a 422 naming the field.
 pub fn from_json_value<T: DeserializeOwned>(document: serde_json::Value) -> Result<T, Error> {
     serde_path_to_error::deserialize(document).map_err(|error| {

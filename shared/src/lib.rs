@@ -18,6 +18,7 @@ pub mod error;
 pub mod https;
 pub mod ids;
 pub mod json_input;
+pub mod paging;
 pub mod plain_text;
 pub mod platforms;
 pub mod request_id;

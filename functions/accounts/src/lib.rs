@@ -12,7 +12,7 @@ use pipewise::accounts::model::{
 };
 use pipewise::accounts::service::Upserted;
 use pipewise::accounts::tools::{ToolList, tools};
-use pipewise::accounts::{AccountId, AccountService, AccountType};
+use pipewise::accounts::{AccountId, AccountService};
 use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState};
 use pipewise::auth::AuthUser;
 use pipewise::config::{ConfigError, ConfigSource};
@@ -85,18 +85,7 @@ async fn list_accounts(
     user: AuthUser,
     ApiQuery(query): ApiQuery<AccountListQuery>,
 ) -> Result<Json<AccountList>> {
-    let account_type = query
-        .account_type
-        .as_deref()
-        .map(|name| {
-            AccountType::parse(name).ok_or_else(|| {
-                pipewise::Error::invalid(
-                    "account_type",
-                    "must be one of calendar, crm, email, social",
-                )
-            })
-        })
-        .transpose()?;
+    let account_type = query.account_type;
     let accounts = state.service.list(&user.user_id, account_type).await?;
     Ok(Json(AccountList {
         total: accounts.len(),

@@ -5,12 +5,11 @@
 use aws_config::SdkConfig;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Html;
-use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, IDEMPOTENCY_KEY_HEADER};
+use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, IdempotencyHeader};
 use pipewise::auth::AuthUser;
 use pipewise::communications::Outreach;
-use pipewise::communications::idempotency::parse_key;
 use pipewise::communications::model::{
     InitiateRequest, InitiateResponse, RunList, RunListQuery, RunView,
 };
@@ -71,24 +70,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 async fn initiate_communications(
     State(state): State<OrchestratorState>,
     user: AuthUser,
-    headers: HeaderMap,
+    IdempotencyHeader(key): IdempotencyHeader,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<InitiateResponse>)> {
-    let key = headers
-        .get(&IDEMPOTENCY_KEY_HEADER)
-        .map(|value| {
-            value
-                .to_str()
-                .map_err(|_| Error::BadHeader {
-                    field: "Idempotency-Key",
-                    problem: "must be visible ASCII",
-                })
-                .and_then(parse_key)
-        })
-        .transpose()?;
     let response = state
         .service
-        .initiate_communications(&user.user_id, key, body)
+        .initiate_communications(&user.user_id, key.as_ref(), body)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
@@ -106,10 +93,7 @@ async fn list_runs(
     user: AuthUser,
     ApiQuery(query): ApiQuery<RunListQuery>,
 ) -> Result<Json<RunList>> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(Error::invalid("limit", "must be 1-100"));
-    }
+    let limit = pipewise::paging::PageLimit::or(query.limit, 20);
     let runs = state.service.recent_runs(&user.user_id, limit).await?;
     Ok(Json(RunList { runs }))
 }

@@ -12,7 +12,7 @@ use pipewise::config::{ConfigError, ConfigSource, vars};
 use pipewise::error::{Error, ErrorBody, Result};
 use pipewise::targets::batch::create_targets;
 use pipewise::targets::model::{
-    BatchCreateRequest, BatchCreateResponse, CreateTargetRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+    BatchCreateRequest, BatchCreateResponse, CreateTargetRequest, DEFAULT_PAGE_SIZE,
     TargetListQuery, TargetPage, TargetView, UpdateTargetRequest,
 };
 use pipewise::targets::{TargetId, TargetStore};
@@ -65,10 +65,7 @@ async fn list_targets(
     user: AuthUser,
     ApiQuery(query): ApiQuery<TargetListQuery>,
 ) -> Result<Json<TargetPage>> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(Error::invalid("limit", "must be 1-100"));
-    }
+    let limit = pipewise::paging::PageLimit::or(query.limit, DEFAULT_PAGE_SIZE);
     let page = state
         .service
         .page(

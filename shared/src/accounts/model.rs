@@ -310,8 +310,7 @@ pub struct AccountList {
 #[into_params(parameter_in = Query)]
 pub struct AccountListQuery {
     /// Only accounts of this type.
-    #[param(value_type = Option<AccountType>)]
-    pub account_type: Option<String>,
+    pub account_type: Option<AccountType>,
 }
 
 /// Answer of `GET .../accounts/{account_id}/secrets`: the decrypted configuration.

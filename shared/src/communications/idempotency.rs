@@ -72,16 +72,29 @@ pub enum Claim {
     Replay(InitiateResponse),
 }
 
-/// Checks an `Idempotency-Key` header value: 1-255 visible ASCII characters.
-pub fn parse_key(value: &str) -> Result<&str, Error> {
-    if value.is_empty() || value.len() > MAX_KEY_LEN || !value.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(Error::BadHeader {
-            field: "Idempotency-Key",
-            problem: "must be 1-255 visible ASCII characters",
-        });
+/// An `Idempotency-Key`: 1-255 visible ASCII characters, checked when it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Checks a header value.
+    pub fn parse(value: &str) -> Result<Self, Error> {
+        if value.is_empty()
+            || value.len() > MAX_KEY_LEN
+            || !value.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(Error::BadHeader {
+                field: "Idempotency-Key",
+                problem: "must be 1-255 visible ASCII characters",
+            });
+        }
+        Ok(Self(value.to_owned()))
     }
-    Ok(value)
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Hash of a request body in canonical form (object keys sorted), so key order and whitespace

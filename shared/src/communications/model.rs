@@ -439,8 +439,8 @@ pub struct RunList {
 #[into_params(parameter_in = Query)]
 pub struct RunListQuery {
     /// How many runs, 1-100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<crate::paging::PageLimit>,
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::idempotency::{Claim, IdempotencyStore, body_hash};
+use super::idempotency::{Claim, IdempotencyKey, IdempotencyStore, body_hash};
 use super::model::{
     Channel, CommunicationStatus, InitiateRequest, InitiateResponse, MAX_COMMUNICATIONS_PER_RUN,
     RecipientSnapshot, RunView, Skipped, SkippedSummary,
@@ -115,13 +115,13 @@ impl Outreach {
     pub async fn initiate_communications(
         &self,
         user: &UserId,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<&IdempotencyKey>,
         body: serde_json::Value,
     ) -> Result<InitiateResponse, Error> {
         let hash = body_hash(&body);
         let request: InitiateRequest = from_json_value(body)?;
         let (target_ids, channels) = validate(&request)?;
-        let Some(key) = idempotency_key else {
+        let Some(key) = idempotency_key.map(IdempotencyKey::as_str) else {
             let run_id = uuid::Uuid::now_v7().to_string();
             return self
                 .start_run(user, &run_id, false, &request, target_ids, channels)

@@ -11,7 +11,7 @@
 use super::delivery::{Delivery, Outcome};
 use super::model::CommunicationStatus;
 use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
-use super::store::RunStore;
+use super::store::{CommunicationItem, RunStore};
 use crate::clock::epoch_seconds;
 use crate::clock::{Clock, DAY_SECONDS, utc_day};
 use crate::error::{Error, ErrorChain};
@@ -154,21 +154,7 @@ impl CommunicationsWorker {
                 return Ok(());
             }
             CommunicationStatus::Sending => {
-                let stale = item
-                    .sending_since
-                    .is_none_or(|since| epoch_seconds() - since > STUCK_SENDING_SECONDS);
-                if stale || last_receive {
-                    self.runs
-                        .finish(
-                            &item,
-                            CommunicationStatus::Sending,
-                            CommunicationStatus::Failed,
-                            Some("delivery_outcome_unknown"),
-                        )
-                        .await?;
-                    return Ok(());
-                }
-                return Err(Redeliver::Transient("another attempt is in flight".into()));
+                return self.resolve_in_flight(&item, last_receive).await;
             }
             _ => {}
         }
@@ -196,46 +182,158 @@ impl CommunicationsWorker {
         }
         let outcome = self.delivery.deliver(&item, &run.message).await;
         tracing::info!(run_id = %item.run_id, index = item.index, channel = item.channel.as_str(), outcome = ?outcome, "delivery attempt");
-        let (to, reason) = match outcome {
-            Outcome::Sent {
+        self.settle(message, &item, settlement(outcome, last_receive))
+            .await
+    }
+
+    /// A communication another attempt left in `sending`: that worker may still be delivering
+    /// it, so it is retried later; once stale (or on the last receive) it may have been
+    /// delivered, so it is recorded as failed with `delivery_outcome_unknown`, never sent again.
+    async fn resolve_in_flight(
+        &self,
+        item: &CommunicationItem,
+        last_receive: bool,
+    ) -> Result<(), Redeliver> {
+        let stale = item
+            .sending_since
+            .is_none_or(|since| epoch_seconds() - since > STUCK_SENDING_SECONDS);
+        if !(stale || last_receive) {
+            return Err(Redeliver::Transient("another attempt is in flight".into()));
+        }
+        self.runs
+            .finish(
+                item,
+                CommunicationStatus::Sending,
+                CommunicationStatus::Failed,
+                Some(DELIVERY_OUTCOME_UNKNOWN),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Carries out what a delivery attempt settled on.
+    async fn settle(
+        &self,
+        message: &CommunicationMessage,
+        item: &CommunicationItem,
+        settlement: Settlement,
+    ) -> Result<(), Redeliver> {
+        match settlement {
+            Settlement::Sent {
                 provider_message_id,
             } => {
                 self.runs
-                    .finish_sent(&item, provider_message_id.as_deref())
+                    .finish_sent(item, provider_message_id.as_deref())
                     .await?;
-                return Ok(());
             }
-            // The sender's cap for today is spent: the communication waits for its next day.
-            Outcome::Deferred { until } => {
-                self.runs.schedule(&item, until).await?;
+            Settlement::Failed(reason) => {
+                self.runs
+                    .finish(
+                        item,
+                        CommunicationStatus::Sending,
+                        CommunicationStatus::Failed,
+                        Some(&reason),
+                    )
+                    .await?;
+            }
+            Settlement::NextDay { until } => {
+                self.runs.schedule(item, until).await?;
                 tracing::info!(run_id = %item.run_id, index = item.index, until, "scheduled for the sender's next day");
-                return Ok(());
             }
-            Outcome::Failed(reason) => (CommunicationStatus::Failed, Some(reason)),
-            Outcome::Unknown(_) => (
-                CommunicationStatus::Failed,
-                Some("delivery_outcome_unknown".to_owned()),
-            ),
-            Outcome::Retry(_) if last_receive => (
-                CommunicationStatus::Failed,
-                Some("retries_exhausted".to_owned()),
-            ),
-            Outcome::Retry(reason) => {
-                self.runs.release(&item).await?;
+            Settlement::Retry(reason) => {
+                self.runs.release(item).await?;
                 return Err(Redeliver::Transient(reason));
             }
-            // Waiting for the platform is not a failed attempt: the communication goes back to
-            // the queue, visible when the platform's window resets, and this receive is done.
-            Outcome::RateLimited { reason, seconds } => {
-                self.runs.release(&item).await?;
+            Settlement::WaitForPlatform { reason, seconds } => {
+                self.runs.release(item).await?;
                 self.queue.send_delayed(message, seconds).await?;
                 tracing::info!(run_id = %item.run_id, index = item.index, %reason, seconds, "waiting for the platform's rate limit");
-                return Ok(());
             }
-        };
-        self.runs
-            .finish(&item, CommunicationStatus::Sending, to, reason.as_deref())
-            .await?;
+        }
         Ok(())
+    }
+}
+
+/// Reason of a communication that may or may not have been delivered.
+pub const DELIVERY_OUTCOME_UNKNOWN: &str = "delivery_outcome_unknown";
+
+/// What becomes of a claimed communication after one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// `sent`, with the provider's message id when it has one.
+    Sent {
+        /// The provider's id of the message.
+        provider_message_id: Option<String>,
+    },
+    /// `failed`, with this reason; never retried.
+    Failed(String),
+    /// `scheduled` until the sender's next day.
+    NextDay {
+        /// Epoch second it may go out.
+        until: i64,
+    },
+    /// Back to `queued`, and SQS delivers the message again.
+    Retry(String),
+    /// Back to `queued`, on the queue again after the platform's window (not a failed receive).
+    WaitForPlatform {
+        /// Why.
+        reason: String,
+        /// Seconds until the platform's window resets.
+        seconds: u64,
+    },
+}
+
+/// Decides what an attempt's outcome means for its communication: an outcome that may have
+/// delivered is never retried, and a retryable one on the queue's last receive is failed
+/// rather than left to the dead-letter queue.
+pub fn settlement(outcome: Outcome, last_receive: bool) -> Settlement {
+    match outcome {
+        Outcome::Sent {
+            provider_message_id,
+        } => Settlement::Sent {
+            provider_message_id,
+        },
+        Outcome::Deferred { until } => Settlement::NextDay { until },
+        Outcome::Failed(reason) => Settlement::Failed(reason),
+        Outcome::Unknown(_) => Settlement::Failed(DELIVERY_OUTCOME_UNKNOWN.to_owned()),
+        Outcome::Retry(_) if last_receive => Settlement::Failed("retries_exhausted".to_owned()),
+        Outcome::Retry(reason) => Settlement::Retry(reason),
+        Outcome::RateLimited { reason, seconds } => Settlement::WaitForPlatform { reason, seconds },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_that_may_have_delivered_is_never_retried() {
+        assert_eq!(
+            settlement(Outcome::Unknown("ses_no_answer".into()), false),
+            Settlement::Failed(DELIVERY_OUTCOME_UNKNOWN.into())
+        );
+        assert_eq!(
+            settlement(Outcome::Retry("ses_throttled".into()), false),
+            Settlement::Retry("ses_throttled".into())
+        );
+        assert_eq!(
+            settlement(Outcome::Retry("ses_throttled".into()), true),
+            Settlement::Failed("retries_exhausted".into())
+        );
+        // Waiting for a platform's window or the next day is not a failure, even at the end.
+        assert_eq!(
+            settlement(Outcome::Deferred { until: 86_400 }, true),
+            Settlement::NextDay { until: 86_400 }
+        );
+        assert!(matches!(
+            settlement(
+                Outcome::RateLimited {
+                    reason: "rate_limited".into(),
+                    seconds: 60
+                },
+                true
+            ),
+            Settlement::WaitForPlatform { seconds: 60, .. }
+        ));
     }
 }

@@ -10,8 +10,6 @@ use crate::plain_text;
 pub const MAX_ACTIVE_TARGETS_PER_USER: u32 = 10_000;
 /// Most items in one batch create.
 pub const MAX_BATCH_ITEMS: usize = 100;
-/// Largest page of `GET /communication-targets`.
-pub const MAX_PAGE_SIZE: u32 = 100;
 /// Page size when `limit` is not given.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_NAME_CHARS: usize = 200;
@@ -326,8 +324,8 @@ pub struct TargetView {
 #[into_params(parameter_in = Query)]
 pub struct TargetListQuery {
     /// Page size, 1-100 (default 50).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<crate::paging::PageLimit>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }

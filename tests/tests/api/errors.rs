@@ -219,3 +219,27 @@ async fn cors_allows_the_configured_origins_only() {
         .await;
     assert!(!evil.headers.contains_key("access-control-allow-origin"));
 }
+
+/// Every list route reads its query the same way: a bad parameter is a 422 that names it and
+/// never repeats what was sent.
+#[tokio::test]
+async fn a_bad_query_parameter_is_named_and_never_echoed() {
+    let app = TestApp::spawn().await;
+    for (path, field) in [
+        ("/api/user/communication-targets?limit=0", "limit"),
+        ("/api/user/communication-targets?limit=CANARY77", "limit"),
+        ("/api/user/orchestrator/runs?limit=101", "limit"),
+        (
+            "/api/user/integrations/accounts?account_type=CANARY77",
+            "account_type",
+        ),
+    ] {
+        let answer = app.get(path, "alice").await;
+        answer.assert_error(422, "validation_failed");
+        assert_eq!(answer.body["error"]["details"][0]["field"], field, "{path}");
+        assert!(!answer.text.contains("CANARY77"), "{path}: {}", answer.text);
+    }
+    app.get("/api/user/orchestrator/runs?limit=100", "alice")
+        .await
+        .assert_status(200);
+}
