@@ -80,6 +80,13 @@ impl TargetId {
     }
 }
 
+impl<'de> Deserialize<'de> for TargetId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| serde::de::Error::custom("not a target id"))
+    }
+}
+
 impl Default for TargetId {
     fn default() -> Self {
         Self::new()

@@ -8,30 +8,25 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState};
 use pipewise::auth::AuthUser;
-use pipewise::config::{ConfigError, ConfigSource, vars};
-use pipewise::error::{Error, ErrorBody, Result};
-use pipewise::targets::batch::create_targets;
+use pipewise::config::{ConfigError, ConfigSource};
+use pipewise::error::{ErrorBody, Result};
 use pipewise::targets::model::{
     BatchCreateRequest, BatchCreateResponse, CreateTargetRequest, DEFAULT_PAGE_SIZE,
     TargetListQuery, TargetPage, TargetView, UpdateTargetRequest,
 };
-use pipewise::targets::{TargetId, TargetStore};
+use pipewise::targets::{TargetId, TargetService};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// What the targets handlers share: the verifier and the targets store.
-pub type TargetsState = FunctionState<TargetStore>;
+/// What the targets handlers share: the verifier and the targets service.
+pub type TargetsState = FunctionState<TargetService>;
 
 /// Reads the function's settings and builds its clients from one SDK configuration.
 pub fn state_from_config(
     source: &ConfigSource<'_>,
     sdk: &SdkConfig,
 ) -> Result<TargetsState, ConfigError> {
-    let targets = TargetStore::new(
-        aws_sdk_dynamodb::Client::new(sdk),
-        source.required(vars::TARGETS_TABLE)?,
-    );
-    FunctionState::new(source, targets)
+    FunctionState::new(source, TargetService::from_config(source, sdk)?)
 }
 
 /// The function's routes with their OpenAPI descriptions.
@@ -92,8 +87,7 @@ async fn create_target(
     user: AuthUser,
     ApiJson(request): ApiJson<CreateTargetRequest>,
 ) -> Result<(StatusCode, Json<TargetView>)> {
-    let draft = request.parse("").map_err(Error::Validation)?;
-    let target = state.service.create(&user.user_id, draft).await?;
+    let target = state.service.create(&user.user_id, request).await?;
     Ok((StatusCode::CREATED, Json(target)))
 }
 
@@ -114,7 +108,7 @@ async fn create_targets_batch(
     ApiJson(request): ApiJson<BatchCreateRequest>,
 ) -> Result<axum::response::Response> {
     use axum::response::IntoResponse;
-    let response = create_targets(&state.service, &user.user_id, request).await?;
+    let response = state.service.create_batch(&user.user_id, request).await?;
     let retry = response.counts.unavailable > 0;
     let mut answer = Json(response).into_response();
     if retry {
@@ -140,18 +134,11 @@ async fn create_targets_batch(
 async fn update_target(
     State(state): State<TargetsState>,
     user: AuthUser,
-    ApiPath(target_id): ApiPath<String>,
+    ApiPath(id): ApiPath<TargetId>,
     ApiJson(request): ApiJson<UpdateTargetRequest>,
 ) -> Result<Json<TargetView>> {
-    let id = TargetId::parse(&target_id).ok_or(Error::NotFound)?;
-    let current = state
-        .service
-        .get(&user.user_id, id)
-        .await?
-        .ok_or(Error::NotFound)?;
-    let draft = request.apply(&current.target).map_err(Error::Validation)?;
     Ok(Json(
-        state.service.update(&user.user_id, current, draft).await?,
+        state.service.update(&user.user_id, id, request).await?,
     ))
 }
 
@@ -166,9 +153,8 @@ async fn update_target(
 async fn delete_target(
     State(state): State<TargetsState>,
     user: AuthUser,
-    ApiPath(target_id): ApiPath<String>,
+    ApiPath(id): ApiPath<TargetId>,
 ) -> Result<StatusCode> {
-    let id = TargetId::parse(&target_id).ok_or(Error::NotFound)?;
     state.service.delete(&user.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,9 @@
 
 pub mod batch;
 pub mod model;
+pub mod service;
 pub mod store;
 
 pub use model::{Email, InstagramHandle, TargetDraft, TargetId, TwitterHandle};
+pub use service::TargetService;
 pub use store::TargetStore;

@@ -1,0 +1,201 @@
+//! Email through SES v2: the sender re-checked, suppression re-checked, the sender's daily cap,
+//! the RFC 8058 MIME, and SES's answers classified (retry, permanent, unknown).
+
+use std::time::Duration;
+
+use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sesv2::primitives::Blob;
+use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
+use serde_json::{Map, Value};
+
+use super::{Delivery, Outcome};
+use crate::accounts::store::AccountItem;
+use crate::communications::store::CommunicationItem;
+
+impl Delivery {
+    pub(super) async fn send_email(
+        &self,
+        item: &CommunicationItem,
+        account: &AccountItem,
+        subject: &str,
+        body: &str,
+    ) -> Outcome {
+        let public: Map<String, Value> =
+            serde_json::from_str(&account.configuration).unwrap_or_default();
+        let from = match crate::accounts::sender::sender_of(account.account_type, &public) {
+            Ok(Some(address)) => address,
+            _ => return Outcome::Failed("account_has_no_from_address".into()),
+        };
+        // Re-checked before every send: the account must still own its sender.
+        match self.accounts.store().sender_owner(from.as_str()).await {
+            Ok(Some(owner))
+                if owner.user_id == account.user_id && owner.account_id == account.account_id => {}
+            Ok(_) => return Outcome::Failed("sender_not_owned".into()),
+            Err(_) => return Outcome::Retry("accounts_unavailable".into()),
+        }
+        let from = from.as_str();
+        let Some(to) = item.recipient.email.as_deref() else {
+            return Outcome::Failed("target_has_no_address".into());
+        };
+        // An unsubscribe that arrived after the run was queued still stops this email.
+        let user = crate::ids::UserId::from_verified_sub(item.user_id.clone());
+        match self.suppressions.is_suppressed(&user, to).await {
+            Ok(false) => {}
+            Ok(true) => return Outcome::Failed("suppressed".into()),
+            Err(_) => return Outcome::Retry("suppressions_unavailable".into()),
+        }
+        let Some(token) = self
+            .unsubscribe
+            .token(&crate::communications::unsubscribe::Unsubscription {
+                user_id: item.user_id.clone(),
+                target_id: item.target_id.clone(),
+                address: to.to_lowercase(),
+            })
+            .await
+        else {
+            // Never send outreach email without its unsubscribe link.
+            return Outcome::Retry("unsubscribe_key_unavailable".into());
+        };
+        // Last, right before sending: a communication that does not go out takes no slot.
+        let limit = crate::accounts::sender::daily_send_limit(&public)
+            .unwrap_or(crate::accounts::sender::DEFAULT_DAILY_SEND_LIMIT);
+        match self.daily_cap.take(account, limit).await {
+            Ok(None) => {}
+            Ok(Some(until)) => return Outcome::Deferred { until },
+            Err(_) => return Outcome::Retry("sending_limits_unavailable".into()),
+        }
+        let mime = outreach_mime(from, to, subject, body, &self.unsubscribe.url(&token));
+        let Ok(raw) = RawMessage::builder()
+            .data(Blob::new(mime.into_bytes()))
+            .build()
+        else {
+            return Outcome::Failed("message_unrenderable".into());
+        };
+        let content = EmailContent::builder().raw(raw).build();
+        let result = self
+            .ses
+            .send_email()
+            .from_email_address(from)
+            .destination(Destination::builder().to_addresses(to).build())
+            .content(content)
+            .set_configuration_set_name(self.configuration_set.clone())
+            .send()
+            .await;
+        match result {
+            Ok(output) => Outcome::Sent {
+                provider_message_id: output.message_id,
+            },
+            Err(error) => classify_ses(&error),
+        }
+    }
+}
+
+fn classify_ses<E: ProvideErrorMetadata>(
+    error: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> Outcome {
+    match error {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            let message = service
+                .err()
+                .message()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            match code {
+                "MessageRejected"
+                    if message.contains("not verified")
+                        || message.contains("did not have authority") =>
+                {
+                    Outcome::Failed("sender_not_verified".into())
+                }
+                "MessageRejected" => Outcome::Failed("message_rejected".into()),
+                "MailFromDomainNotVerifiedException" => {
+                    Outcome::Failed("sender_not_verified".into())
+                }
+                "BadRequestException" => Outcome::Failed("invalid_recipient_or_sender".into()),
+                "AccountSuspendedException" => Outcome::Failed("sending_account_suspended".into()),
+                "SendingPausedException" => Outcome::Failed("sending_paused".into()),
+                "NotFoundException" => Outcome::Failed("sending_identity_not_found".into()),
+                "TooManyRequestsException" | "LimitExceededException" => {
+                    Outcome::Retry("ses_throttled".into())
+                }
+                _ if service.raw().status().is_server_error() => {
+                    Outcome::Retry("ses_unavailable".into())
+                }
+                _ => Outcome::Failed("ses_refused".into()),
+            }
+        }
+        // Only a refused connection proves the request never left; any other dispatch failure
+        // (reset, timeout, closed mid-answer) may follow a send SES carried out.
+        SdkError::DispatchFailure(dispatch)
+            if dispatch
+                .as_connector_error()
+                .is_some_and(|cause| connection_refused(cause)) =>
+        {
+            Outcome::Retry("ses_unreachable".into())
+        }
+        SdkError::ConstructionFailure(_) => Outcome::Failed("message_unrenderable".into()),
+        // The request went out and no clear answer came back.
+        _ => Outcome::Unknown("ses_no_answer".into()),
+    }
+}
+
+/// An outreach email as MIME: plain text (base64, UTF-8), the subject as an RFC 2047 word, a
+/// visible unsubscribe link at the end of the body, and the one-click unsubscribe headers of
+/// RFC 8058 that Gmail and Yahoo require of bulk senders.
+pub fn outreach_mime(
+    from: &str,
+    to: &str,
+    subject: &str,
+    body: &str,
+    unsubscribe_url: &str,
+) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let text = format!("{body}\r\n\r\n--\r\nTo stop receiving these emails: {unsubscribe_url}\r\n");
+    let encoded = STANDARD.encode(text.as_bytes());
+    let mut lines = String::new();
+    for chunk in encoded.as_bytes().chunks(76) {
+        lines.push_str(&String::from_utf8_lossy(chunk));
+        lines.push_str("\r\n");
+    }
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: =?UTF-8?B?{subject}?=\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\
+         List-Unsubscribe: <{unsubscribe_url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\n{lines}",
+        subject = STANDARD.encode(subject.as_bytes()),
+    )
+}
+
+/// Whether a failure was a refused TCP connection (the request cannot have been sent).
+fn connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+/// How long one `SendEmail` may take before its outcome counts as unknown.
+const SES_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The SES client that sends outreach email. `SendEmail` is not idempotent, so the SDK's
+/// automatic retries are off: an attempt that may have reached SES is never repeated by the SDK
+/// (the worker records it as `delivery_outcome_unknown`); one that surely did not is retried by
+/// SQS redelivery, after the worker's own backoff.
+pub fn ses_sending_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sesv2::Client {
+    let config = aws_sdk_sesv2::config::Builder::from(sdk)
+        .retry_config(aws_sdk_sesv2::config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_sdk_sesv2::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(SES_SEND_TIMEOUT)
+                .build(),
+        )
+        .build();
+    aws_sdk_sesv2::Client::from_conf(config)
+}

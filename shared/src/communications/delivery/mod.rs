@@ -1,0 +1,272 @@
+//! Delivery of one communication: email through SES v2, direct messages through X's and
+//! Instagram's HTTP APIs, each with the user's account. Every failure is classified: retry
+//! (nothing was delivered and trying again may work), permanent (recorded, never retried) or
+//! unknown (the provider may have delivered it, so it is never sent again).
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+
+use super::model::{Channel, DEFAULT_SUBJECT, MessageTemplate, render, single_line};
+use super::store::CommunicationItem;
+use crate::accounts::AccountService;
+use crate::accounts::store::AccountItem;
+
+/// What became of a delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The provider accepted it (with its message id, which its feedback names, when it
+    /// sends feedback).
+    Sent {
+        /// SES's `MessageId`; `None` for direct messages.
+        provider_message_id: Option<String>,
+    },
+    /// Nothing was sent: the sender's daily cap is spent; it may go out from `until` (epoch
+    /// seconds, the next UTC day).
+    Deferred {
+        /// Epoch second from which it may be sent.
+        until: i64,
+    },
+    /// It cannot succeed (no account, revoked token, rejected sender or recipient).
+    Failed(String),
+    /// Nothing was delivered; a later attempt may work (throttling, outage, network).
+    Retry(String),
+    /// Nothing was delivered: the platform's rate limit is spent until `seconds` from now.
+    RateLimited {
+        /// Why.
+        reason: String,
+        /// Seconds until the platform's window resets.
+        seconds: u64,
+    },
+    /// The provider may or may not have delivered it (e.g. a timeout after sending).
+    Unknown(String),
+}
+
+pub use crate::platforms::SocialApis;
+
+mod email;
+mod instagram;
+mod x;
+
+pub use email::{outreach_mime, ses_sending_client};
+pub use instagram::{INSTAGRAM_WINDOW_CLOSED, INSTAGRAM_WINDOW_SECONDS};
+use x::XUserIds;
+
+/// The per-sender daily cap: one counter per account and UTC day in the runs table.
+#[derive(Clone)]
+pub struct DailySendCap {
+    runs: super::store::RunStore,
+    clock: crate::clock::Clock,
+}
+
+impl DailySendCap {
+    /// Counters in the runs table; days as `clock` tells them.
+    pub fn new(runs: super::store::RunStore, clock: crate::clock::Clock) -> Self {
+        Self { runs, clock }
+    }
+
+    /// Takes one of today's `limit` sends of `account`; when they are spent, the start of the
+    /// next UTC day.
+    pub async fn take(
+        &self,
+        account: &AccountItem,
+        limit: u32,
+    ) -> Result<Option<i64>, crate::error::Error> {
+        let now = self.clock.epoch_seconds();
+        let day = crate::clock::utc_day(now);
+        let taken = self
+            .runs
+            .take_daily_send(&account.user_id, &account.account_id, &day, limit)
+            .await?;
+        Ok((!taken).then(|| crate::clock::next_utc_midnight(now)))
+    }
+}
+
+/// Delivers communications with the users' accounts.
+#[derive(Clone)]
+pub struct Delivery {
+    accounts: AccountService,
+    ses: aws_sdk_sesv2::Client,
+    unsubscribe: super::unsubscribe::UnsubscribeTokens,
+    suppressions: super::suppression::SuppressionStore,
+    apis: SocialApis,
+    daily_cap: DailySendCap,
+    /// SES configuration set whose event destination reports delivery, bounces and
+    /// complaints (`SES_CONFIGURATION_SET`); without one, SES sends no feedback.
+    configuration_set: Option<String>,
+    // Built on the first social message only: loading the trust roots is not free and most
+    // invocations send email.
+    http: Arc<OnceLock<Option<reqwest::Client>>>,
+    /// X user ids by (user, account, username): one lookup per recipient per warm instance.
+    x_user_ids: Arc<std::sync::Mutex<XUserIds>>,
+}
+
+impl Delivery {
+    /// Delivery through these accounts, SES client and social APIs.
+    pub fn new(
+        accounts: AccountService,
+        ses: aws_sdk_sesv2::Client,
+        apis: SocialApis,
+        unsubscribe: super::unsubscribe::UnsubscribeTokens,
+        suppressions: super::suppression::SuppressionStore,
+        daily_cap: DailySendCap,
+    ) -> Self {
+        Self {
+            accounts,
+            ses,
+            unsubscribe,
+            suppressions,
+            apis,
+            daily_cap,
+            configuration_set: None,
+            http: Arc::new(OnceLock::new()),
+            x_user_ids: Arc::default(),
+        }
+    }
+
+    /// Emails go out through this SES configuration set (and its event destination).
+    pub fn with_configuration_set(mut self, name: Option<String>) -> Self {
+        self.configuration_set = name.filter(|name| !name.is_empty());
+        self
+    }
+
+    /// Delivers one claimed communication.
+    pub async fn deliver(&self, item: &CommunicationItem, message: &MessageTemplate) -> Outcome {
+        let account = match self.account(item).await {
+            Ok(account) => account,
+            Err(outcome) => return outcome,
+        };
+        let body = render(&message.body, &item.recipient);
+        match item.channel {
+            Channel::Email => {
+                let subject = single_line(&render(
+                    message.subject.as_deref().unwrap_or(DEFAULT_SUBJECT),
+                    &item.recipient,
+                ));
+                self.send_email(item, &account, &subject, &body).await
+            }
+            Channel::Twitter | Channel::Instagram => {
+                let Some(client) = self.http_client() else {
+                    return Outcome::Retry("http_client_unavailable".into());
+                };
+                self.send_direct_message(&client, item, account, &body)
+                    .await
+            }
+        }
+    }
+
+    /// A direct message with the account's tokens, refreshed first when they expire soon; when
+    /// the platform refuses the token (401), refreshed once more and tried once more.
+    async fn send_direct_message(
+        &self,
+        client: &reqwest::Client,
+        item: &CommunicationItem,
+        account: AccountItem,
+        text: &str,
+    ) -> Outcome {
+        let (mut account, mut configuration) =
+            match self.accounts.fresh_configuration(account, false).await {
+                Ok(fresh) => fresh,
+                Err(failure) => return token_outcome(failure),
+            };
+        for attempt in 0..2 {
+            let outcome = match item.channel {
+                Channel::Twitter => {
+                    self.send_x_dm(client, item, &account, &configuration, text)
+                        .await
+                }
+                Channel::Instagram => {
+                    self.send_instagram_dm(client, item, &configuration, text)
+                        .await
+                }
+                // Email never comes here; a new channel must say how it sends.
+                Channel::Email => return Outcome::Failed("channel_not_social".into()),
+            };
+            if attempt > 0 || outcome != Outcome::Failed("token_revoked".into()) {
+                return outcome;
+            }
+            match self.accounts.fresh_configuration(account, true).await {
+                Ok((fresh, fresh_configuration)) => {
+                    account = fresh;
+                    configuration = fresh_configuration;
+                }
+                Err(failure) => return token_outcome(failure),
+            }
+        }
+        Outcome::Failed("token_revoked".into())
+    }
+
+    async fn account(&self, item: &CommunicationItem) -> Result<AccountItem, Outcome> {
+        let user = crate::ids::UserId::from_verified_sub(item.user_id.clone());
+        let id = crate::accounts::AccountId::parse(&item.account_id)
+            .map_err(|_| Outcome::Failed("account_not_found".into()))?;
+        match self.accounts.store().get(&user, &id).await {
+            Ok(Some(account)) if account.connected => Ok(account),
+            Ok(Some(_)) => Err(Outcome::Failed("account_not_connected".into())),
+            Ok(None) => Err(Outcome::Failed("account_not_found".into())),
+            Err(_) => Err(Outcome::Retry("accounts_unavailable".into())),
+        }
+    }
+
+    fn http_client(&self) -> Option<reqwest::Client> {
+        self.http.get_or_init(crate::https::https_client).clone()
+    }
+}
+
+/// What a token failure means for the communication.
+fn token_outcome(failure: crate::accounts::service::TokenFailure) -> Outcome {
+    use crate::accounts::service::TokenFailure;
+    use crate::accounts::tokens::RefreshFailure;
+    match failure {
+        TokenFailure::Refresh(RefreshFailure::ReauthRequired) => {
+            Outcome::Failed(crate::accounts::store::REAUTH_REQUIRED.into())
+        }
+        TokenFailure::Refresh(RefreshFailure::NotRefreshable) => {
+            Outcome::Failed("token_expired".into())
+        }
+        TokenFailure::Refresh(RefreshFailure::Transient(_)) => {
+            Outcome::Retry("token_refresh_failed".into())
+        }
+        TokenFailure::Storage(_) => Outcome::Retry("accounts_unavailable".into()),
+    }
+}
+
+/// Reads a platform answer. `delivering` marks the call that sends: a timeout there may have
+/// delivered the message, so it is `Unknown` rather than `Retry`.
+async fn read_json(
+    response: Result<reqwest::Response, reqwest::Error>,
+    delivering: bool,
+) -> Result<Value, Outcome> {
+    let response = match response {
+        Ok(response) => response,
+        Err(error) if error.is_connect() => {
+            return Err(Outcome::Retry("platform_unreachable".into()));
+        }
+        Err(_) if delivering => return Err(Outcome::Unknown("platform_timeout".into())),
+        Err(_) => return Err(Outcome::Retry("platform_timeout".into())),
+    };
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response.json().await.unwrap_or(Value::Null));
+    }
+    // X says when its window resets (`x-rate-limit-reset`, Unix seconds); otherwise a minute.
+    let reset_seconds = response
+        .headers()
+        .get("x-rate-limit-reset")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i64>().ok())
+        .map_or(60, |reset| {
+            (reset - time::OffsetDateTime::now_utc().unix_timestamp()).clamp(1, 900) as u64
+        });
+    Err(match status.as_u16() {
+        401 => Outcome::Failed("token_revoked".into()),
+        403 => Outcome::Failed("not_permitted".into()),
+        404 => Outcome::Failed("recipient_not_found".into()),
+        429 => Outcome::RateLimited {
+            reason: "rate_limited".into(),
+            seconds: reset_seconds,
+        },
+        500..=599 => Outcome::Retry(format!("platform_error_{}", status.as_u16())),
+        _ => Outcome::Failed(format!("platform_refused_{}", status.as_u16())),
+    })
+}
