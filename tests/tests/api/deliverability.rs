@@ -415,8 +415,8 @@ async fn an_address_on_the_ses_account_suppression_list_is_suppressed_for_the_us
     assert_eq!(run["communications"][0]["status"], "bounced");
 }
 
-#[tokio::test]
-async fn a_sender_over_its_daily_cap_sends_the_rest_the_next_day() {
+/// A run from a sender whose daily cap is `cap`, to `targets` targets: `(app, sender, run_id)`.
+async fn capped_run(cap: u32, targets: usize) -> (TestApp, String, String) {
     let app = TestApp::spawn().await;
     let domain = format!(
         "t{}.example.com",
@@ -428,11 +428,11 @@ async fn a_sender_over_its_daily_cap_sends_the_rest_the_next_day() {
         "/api/user/integrations/accounts",
         "alice",
         &json!({"account_id": "mail", "account_type": "email",
-                "configuration": {"from_address": sender, "daily_send_limit": 3}}),
+                "configuration": {"from_address": sender, "daily_send_limit": cap}}),
     )
     .await
     .assert_status(201);
-    for i in 0..5 {
+    for i in 0..targets {
         app.post(
             "/api/user/communication-targets",
             "alice",
@@ -446,6 +446,12 @@ async fn a_sender_over_its_daily_cap_sends_the_rest_the_next_day() {
         .await;
     started.assert_status(202);
     let run_id = started.body["run_id"].as_str().unwrap().to_owned();
+    (app, sender, run_id)
+}
+
+#[tokio::test]
+async fn a_sender_over_its_daily_cap_sends_the_rest_the_next_day() {
+    let (app, sender, run_id) = capped_run(3, 5).await;
     let clock = pipewise::clock::Clock::adjustable();
     let worker = app.worker_with_clock(clock.clone());
     app.drain_queue_with(&worker).await;
@@ -498,34 +504,7 @@ async fn a_sender_over_its_daily_cap_sends_the_rest_the_next_day() {
 
 #[tokio::test]
 async fn cancelling_a_run_ends_its_scheduled_communications_at_once() {
-    let app = TestApp::spawn().await;
-    let domain = format!(
-        "t{}.example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let sender = format!("sales@{domain}");
-    app.verify_sender(&sender).await;
-    app.post(
-        "/api/user/integrations/accounts",
-        "alice",
-        &json!({"account_id": "mail", "account_type": "email",
-                "configuration": {"from_address": sender, "daily_send_limit": 1}}),
-    )
-    .await
-    .assert_status(201);
-    for i in 0..3 {
-        app.post(
-            "/api/user/communication-targets",
-            "alice",
-            &json!({"name": format!("Person {i}"), "email": format!("p{i}@{domain}")}),
-        )
-        .await
-        .assert_status(201);
-    }
-    let started = app
-        .post(INITIATE, "alice", &json!({"message": {"body": "Hi"}}))
-        .await;
-    let run_id = started.body["run_id"].as_str().unwrap().to_owned();
+    let (app, sender, run_id) = capped_run(1, 3).await;
     let clock = pipewise::clock::Clock::adjustable();
     let worker = app.worker_with_clock(clock.clone());
     app.drain_queue_with(&worker).await;
