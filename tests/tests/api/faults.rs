@@ -308,6 +308,13 @@ async fn stored_state(app: &TestApp, user: &str) -> BTreeMap<String, usize> {
             }
         }
     }
+    // The run quota keeps one item per wall-clock minute: a faulted request and its retry
+    // (a hang lasts seconds) may fall either side of a minute's turn and leave two where the
+    // clean run left one. How many windows exist says when the requests came, not what they
+    // did, so only whether there is one is compared.
+    if let Some(windows) = kinds.get_mut("RunsTable:runs-per-minute") {
+        *windows = 1;
+    }
     kinds
 }
 
