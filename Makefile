@@ -23,7 +23,7 @@ help:
 	@echo "make openapi              regenerate docs/openapi.json from the code"
 	@echo "make package              release arm64 bootstrap of every function, zipped, with sizes"
 	@echo "make sam-build            sam build (cargo-lambda, no Docker)"
-	@echo "make bench                cold start of every function vs a hello-world baseline"
+	@echo "make bench                every performance figure, side by side with its baseline -> docs/benchmarks.md (~20 min)"
 	@echo "make verify-sender EMAIL=...  verify an SES sender in the dev emulator (needed for email outreach)"
 	@echo "make rotate-keys TO=<key>  re-wrap every stored data key under another KMS key (dev stack; DRY_RUN=1, MAX_ITEMS=n)"
 	@echo "make migrate DATABASE_URL=... PIPEWISE_FERNET_KEY=...  copy the old Supabase tables into the running dev stack (DRY_RUN=1, USER_MAP=file.csv)"
@@ -107,10 +107,32 @@ package: $(TOOLS)
 	  printf '%-24s bootstrap %8s bytes   zipped %8s bytes\n' $$fn $$(stat -c %s $$dir/bootstrap) $$(stat -c %s $$dir/bootstrap.zip); \
 	done
 
-# Cold start of every function against a hello-world baseline built side by side (docs/benchmarks.md).
-bench:
-	cargo build --release --bin hello-lambda --bin accounts --bin targets --bin orchestrator --bin communications-worker
-	tools/bench-cold-start $(CARGO_TARGET_DIR)/release $${ROUNDS:-30}
+# Every performance figure, each as a ratio against a baseline run side by side in the same
+# run (docs/benchmarks.md): cold start and memory (release binaries under a local Runtime API,
+# hello-world and a FastAPI peer beside them), package size, warm latency vs the raw SDK calls,
+# AWS calls per operation, worker throughput vs a bare SQS loop, growth. Never part of make test.
+BENCH_OUT ?= $(CARGO_TARGET_DIR)/bench
+BENCH_VENV := $(CARGO_TARGET_DIR)/bench-venv
+BENCH_PYTHON := $(BENCH_VENV)/.installed-$(shell cat benchmarks/peer/requirements.txt benchmarks/report-requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
+BENCH_PORT ?= 4590
+
+$(BENCH_PYTHON): benchmarks/peer/requirements.txt benchmarks/report-requirements.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check \
+	  -r benchmarks/peer/requirements.txt -r benchmarks/report-requirements.txt
+	rm -f $(BENCH_VENV)/.installed-*
+	touch $@
+
+bench: $(TOOLS) $(BENCH_PYTHON)
+	cargo build --release --bin hello-lambda --bin accounts --bin targets --bin orchestrator \
+	  --bin communications-worker --bin token-keeper --bin pipewise-bench
+	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
+	tools/with-emulator $(BENCH_PORT) sh -c '\
+	  PEER_PYTHON=$(BENCH_VENV)/bin/python tools/bench-cold-start $(CARGO_TARGET_DIR)/release $${ROUNDS:-20} --json $(BENCH_OUT)/cold.json && \
+	  (cd benchmarks/peer && $(BENCH_VENV)/bin/python warm.py $(BENCH_OUT)/peer_warm.json $${BENCH_SAMPLES:-300}) && \
+	  $(CARGO_TARGET_DIR)/release/pipewise-bench $(BENCH_OUT)'
+	tools/bench-sizes $(CARGO_TARGET_DIR)/release $(BENCH_OUT)
+	$(BENCH_VENV)/bin/python tools/bench-report $(BENCH_OUT) docs
 
 # What `sam build` does (cargo-lambda per function, no Docker), then `sam deploy --guided`.
 sam-build: $(TOOLS)

@@ -24,10 +24,21 @@ pub async fn poll_once<H: MessageHandler>(
     worker: &H,
     wait_seconds: i32,
 ) -> Result<PollReport, aws_sdk_sqs::Error> {
+    poll_batch(sqs, queue_url, worker, wait_seconds, 10).await
+}
+
+/// Like [`poll_once`] with the event source mapping's `BatchSize` (1-10) set to `batch_size`.
+pub async fn poll_batch<H: MessageHandler>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    worker: &H,
+    wait_seconds: i32,
+    batch_size: i32,
+) -> Result<PollReport, aws_sdk_sqs::Error> {
     let received = sqs
         .receive_message()
         .queue_url(queue_url)
-        .max_number_of_messages(10)
+        .max_number_of_messages(batch_size)
         .wait_time_seconds(wait_seconds)
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .send()

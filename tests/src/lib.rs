@@ -568,6 +568,13 @@ impl TestApp {
             .build()
     }
 
+    /// Every router over this stack in process, without a socket (what the benchmarks drive),
+    /// its AWS calls made with `sdk`.
+    pub fn router_on(&self, sdk: &SdkConfig) -> axum::Router {
+        api_router(&ConfigSource::from_map(&self.environment), sdk)
+            .expect("configure the functions")
+    }
+
     /// Another server over the same stack and environment whose AWS calls use `sdk`.
     pub async fn serve_through(&self, sdk: SdkConfig) -> TestApp {
         Self::serve(sdk, self.stack.clone(), self.environment.clone()).await

@@ -1,6 +1,7 @@
 //! Integration accounts: which tools a user has connected, and how.
 
 pub mod model;
+pub mod provider;
 pub mod secrets;
 pub mod sender;
 pub mod service;

@@ -12,37 +12,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::model::AccountType;
-use super::store::AccountItem;
+pub use super::provider::Provider;
 use crate::platforms::SocialApis;
-
-/// A platform whose tokens this service refreshes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    /// X (Twitter), OAuth 2.0 user context.
-    X,
-    /// Instagram, long-lived Instagram User token.
-    Instagram,
-}
-
-impl Provider {
-    /// The provider of a social account (`provider` `x`/`twitter` or `instagram`).
-    pub fn of(account: &AccountItem) -> Option<Self> {
-        match (account.account_type, account.provider.as_deref()) {
-            (AccountType::Social, Some("x" | "twitter")) => Some(Self::X),
-            (AccountType::Social, Some("instagram")) => Some(Self::Instagram),
-            _ => None,
-        }
-    }
-
-    /// Refresh when the token expires within this many seconds.
-    pub fn refresh_margin_seconds(self) -> i64 {
-        match self {
-            Self::X => 5 * 60,
-            Self::Instagram => 7 * 24 * 3600,
-        }
-    }
-}
 
 /// One OAuth client of this deployment.
 #[derive(Debug, Clone, Default, Deserialize)]

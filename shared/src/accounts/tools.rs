@@ -4,6 +4,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::model::{AccountType, AccountView};
+use super::provider::Provider;
 
 /// One capability an agent may use, through one connected account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -45,15 +46,10 @@ pub fn tools_for(
                 "Record an activity against a CRM contact.",
             ),
         ],
-        (AccountType::Social, Some("twitter" | "x")) => {
-            &[("send_twitter_dm", "Send a direct message on X (Twitter).")]
-        }
-        (AccountType::Social, Some("instagram")) => &[(
-            "send_instagram_dm",
-            "Reply on Instagram to a person who messaged the business in the last 24 hours (Instagram allows no cold messages; others fail with instagram_window_closed).",
-        )],
         // A social account of a provider we have no client for offers nothing to call.
-        (AccountType::Social, _) => &[],
+        (AccountType::Social, provider) => provider
+            .and_then(Provider::parse)
+            .map_or(&[], Provider::tools),
     }
 }
 

@@ -13,6 +13,7 @@ use super::suppression::{SuppressionList, SuppressionReason, SuppressionStore};
 use super::unsubscribe::{UnsubscribeTokens, Unsubscription};
 use crate::accounts::AccountStore;
 use crate::accounts::model::AccountType;
+use crate::accounts::provider::Provider;
 use crate::accounts::store::AccountItem;
 use crate::error::{Error, FieldError};
 use crate::ids::UserId;
@@ -22,11 +23,9 @@ use crate::targets::{TargetId, TargetStore};
 
 /// The channel an account can send on, if any.
 pub fn channel_of(account: &AccountItem) -> Option<Channel> {
-    match (account.account_type, account.provider.as_deref()) {
-        (AccountType::Email, _) => Some(Channel::Email),
-        (AccountType::Social, Some("twitter" | "x")) => Some(Channel::Twitter),
-        (AccountType::Social, Some("instagram")) => Some(Channel::Instagram),
-        _ => None,
+    match account.account_type {
+        AccountType::Email => Some(Channel::Email),
+        _ => Provider::of(account).map(Provider::channel),
     }
 }
 

@@ -3,7 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Delivery, Outcome, read_json};
+use super::{DirectMessages, Outcome, read_json};
+use crate::accounts::store::AccountItem;
 use crate::communications::store::CommunicationItem;
 
 /// Reason of an Instagram message that cannot be sent: the person has not messaged the
@@ -54,15 +55,28 @@ fn graph_time(text: &str) -> Option<i64> {
         .map(time::OffsetDateTime::unix_timestamp)
 }
 
-impl Delivery {
+/// Direct messages through Instagram's Graph API at `base` (`INSTAGRAM_API_BASE_URL`).
+#[derive(Clone)]
+pub(super) struct InstagramMessages {
+    base: String,
+}
+
+impl InstagramMessages {
+    pub(super) fn new(base: String) -> Self {
+        Self { base }
+    }
+}
+
+impl DirectMessages for InstagramMessages {
     /// Instagram does not allow cold messages: a business may message a person only inside the
     /// 24-hour window the person opened by messaging it, and only by the Instagram-scoped id of
     /// that conversation. So the conversation with the target's username is looked up, its last
     /// message from the person must be under 24 hours old, and the message goes to that id.
-    pub(super) async fn send_instagram_dm(
+    async fn send(
         &self,
         client: &reqwest::Client,
         item: &CommunicationItem,
+        _account: &AccountItem,
         configuration: &Map<String, Value>,
         text: &str,
     ) -> Outcome {
@@ -77,7 +91,7 @@ impl Delivery {
         };
         let mut next = Some(format!(
             "{}/{ig_user_id}/conversations?platform=instagram&fields=participants,messages{{from,created_time}}",
-            self.apis.instagram
+            self.base
         ));
         let mut recipient = None;
         for _ in 0..INSTAGRAM_CONVERSATION_PAGES {
@@ -100,7 +114,7 @@ impl Delivery {
             return Outcome::Failed(INSTAGRAM_WINDOW_CLOSED.into());
         };
         let sent = client
-            .post(format!("{}/{ig_user_id}/messages", self.apis.instagram))
+            .post(format!("{}/{ig_user_id}/messages", self.base))
             .bearer_auth(token)
             .json(&json!({"recipient": {"id": recipient}, "message": {"text": text}}))
             .send()

@@ -50,7 +50,21 @@ mod x;
 
 pub use email::{outreach_mime, ses_sending_client};
 pub use instagram::{INSTAGRAM_WINDOW_CLOSED, INSTAGRAM_WINDOW_SECONDS};
-use x::XUserIds;
+
+/// How one platform takes a direct message: one implementation per platform file (x.rs,
+/// instagram.rs). The account's tokens are fresh when it is called; a 401 comes back as
+/// `Failed("token_revoked")` and the caller refreshes and calls once more.
+trait DirectMessages {
+    /// Sends `text` to the communication's recipient with the account's `configuration`.
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        item: &CommunicationItem,
+        account: &AccountItem,
+        configuration: &serde_json::Map<String, Value>,
+        text: &str,
+    ) -> Outcome;
+}
 
 /// The per-sender daily cap: one counter per account and UTC day in the runs table.
 #[derive(Clone)]
@@ -89,7 +103,8 @@ pub struct Delivery {
     ses: aws_sdk_sesv2::Client,
     unsubscribe: super::unsubscribe::UnsubscribeTokens,
     suppressions: super::suppression::SuppressionStore,
-    apis: SocialApis,
+    x: x::XMessages,
+    instagram: instagram::InstagramMessages,
     daily_cap: DailySendCap,
     /// SES configuration set whose event destination reports delivery, bounces and
     /// complaints (`SES_CONFIGURATION_SET`); without one, SES sends no feedback.
@@ -97,8 +112,6 @@ pub struct Delivery {
     // Built on the first social message only: loading the trust roots is not free and most
     // invocations send email.
     http: Arc<OnceLock<Option<reqwest::Client>>>,
-    /// X user ids by (user, account, username): one lookup per recipient per warm instance.
-    x_user_ids: Arc<std::sync::Mutex<XUserIds>>,
 }
 
 impl Delivery {
@@ -116,11 +129,11 @@ impl Delivery {
             ses,
             unsubscribe,
             suppressions,
-            apis,
+            x: x::XMessages::new(apis.x),
+            instagram: instagram::InstagramMessages::new(apis.instagram),
             daily_cap,
             configuration_set: None,
             http: Arc::new(OnceLock::new()),
-            x_user_ids: Arc::default(),
         }
     }
 
@@ -172,11 +185,13 @@ impl Delivery {
         for attempt in 0..2 {
             let outcome = match item.channel {
                 Channel::Twitter => {
-                    self.send_x_dm(client, item, &account, &configuration, text)
+                    self.x
+                        .send(client, item, &account, &configuration, text)
                         .await
                 }
                 Channel::Instagram => {
-                    self.send_instagram_dm(client, item, &configuration, text)
+                    self.instagram
+                        .send(client, item, &account, &configuration, text)
                         .await
                 }
                 // Email never comes here; a new channel must say how it sends.

@@ -1,17 +1,36 @@
 //! Direct messages on X: the recipient's user id looked up by username (cached per warm
 //! instance), then the DM sent with the account's token.
 
+use std::sync::{Arc, Mutex};
+
 use serde_json::{Map, Value, json};
 
-use super::{Delivery, Outcome, read_json};
+use super::{DirectMessages, Outcome, read_json};
 use crate::accounts::store::AccountItem;
 use crate::communications::store::CommunicationItem;
 
 /// X user ids by (user, account, lower-case username).
-pub(super) type XUserIds = std::collections::HashMap<(String, String, String), String>;
+type XUserIds = std::collections::HashMap<(String, String, String), String>;
 
-impl Delivery {
-    pub(super) async fn send_x_dm(
+/// Direct messages through X's API at `base` (`X_API_BASE_URL`).
+#[derive(Clone)]
+pub(super) struct XMessages {
+    base: String,
+    /// One lookup per recipient per warm instance.
+    user_ids: Arc<Mutex<XUserIds>>,
+}
+
+impl XMessages {
+    pub(super) fn new(base: String) -> Self {
+        Self {
+            base,
+            user_ids: Arc::default(),
+        }
+    }
+}
+
+impl DirectMessages for XMessages {
+    async fn send(
         &self,
         client: &reqwest::Client,
         item: &CommunicationItem,
@@ -31,7 +50,7 @@ impl Delivery {
             username.to_ascii_lowercase(),
         );
         let cached = self
-            .x_user_ids
+            .user_ids
             .lock()
             .ok()
             .and_then(|ids| ids.get(&cache_key).cloned());
@@ -39,7 +58,7 @@ impl Delivery {
             Some(id) => id,
             None => {
                 let lookup = client
-                    .get(format!("{}/2/users/by/username/{username}", self.apis.x))
+                    .get(format!("{}/2/users/by/username/{username}", self.base))
                     .bearer_auth(token)
                     .send()
                     .await;
@@ -50,7 +69,7 @@ impl Delivery {
                     },
                     Err(outcome) => return outcome,
                 };
-                if let Ok(mut ids) = self.x_user_ids.lock() {
+                if let Ok(mut ids) = self.user_ids.lock() {
                     ids.insert(cache_key, id.clone());
                 }
                 id
@@ -59,7 +78,7 @@ impl Delivery {
         let sent = client
             .post(format!(
                 "{}/2/dm_conversations/with/{user_id}/messages",
-                self.apis.x
+                self.base
             ))
             .bearer_auth(token)
             .json(&json!({"text": text}))

@@ -1,0 +1,95 @@
+//! `pipewise-bench`: the in-process half of `make bench` (docs/benchmarks.md). Runs against
+//! the emulator in `AWS_ENDPOINT_URL` with the real routers, stores and SDK clients, and writes
+//! one JSON file per measurement into the directory given as its argument:
+//!
+//! - `warm.json`: p50/p99 per route through the routers vs the same AWS calls made directly;
+//! - `calls.json`: AWS calls per route and per email communication, counted at the wire;
+//! - `worker.json`: communications per second through the worker vs a bare SQS loop;
+//! - `growth.json`: list and initiate latency as a user's data grows;
+//! - `trust.json`: loading the system's TLS roots vs the bundled ones.
+//!
+//! `BENCH_SAMPLES` (default 300) timed requests per route, `BENCH_COMMUNICATIONS` (default
+//! 1,000) per worker batch size, `BENCH_ONLY=warm,calls,...` to run some. Bench-only: figures
+//! are printed and written, never asserted (performance is not a test).
+
+mod calls;
+mod fixture;
+mod growth;
+mod report;
+mod routes;
+mod trust;
+mod worker;
+
+use std::path::PathBuf;
+
+use pipewise_tests::TestApp;
+use serde_json::json;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn selected(phase: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| {
+        only.split(',').any(|part| part.trim() == phase)
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let directory = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "bench".into()));
+    std::fs::create_dir_all(&directory).expect("the results directory");
+    let samples = setting("BENCH_SAMPLES", 300);
+    let communications = setting("BENCH_COMMUNICATIONS", 1_000);
+
+    if selected("trust") {
+        report::write(
+            &directory,
+            "trust.json",
+            report::stamp(),
+            trust::measure(50),
+        );
+    }
+    if selected("warm") {
+        let app = TestApp::spawn().await;
+        let routes = routes::measure(&app, samples, 30).await;
+        // Every router, its SDK clients and caches in one process, after the warm load: an
+        // upper bound for any one function.
+        let rss = report::max_rss_kb();
+        report::write(
+            &directory,
+            "warm.json",
+            report::stamp(),
+            json!({"samples": samples, "routes": routes, "max_rss_kb": rss}),
+        );
+    }
+    if selected("calls") {
+        let app = TestApp::spawn().await;
+        report::write(
+            &directory,
+            "calls.json",
+            report::stamp(),
+            calls::count(&app).await,
+        );
+    }
+    if selected("growth") {
+        let app = TestApp::spawn().await;
+        report::write(
+            &directory,
+            "growth.json",
+            report::stamp(),
+            growth::measure(&app, samples.min(100)).await,
+        );
+    }
+    if selected("worker") {
+        report::write(
+            &directory,
+            "worker.json",
+            report::stamp(),
+            worker::measure(communications).await,
+        );
+    }
+}
