@@ -112,27 +112,42 @@ package: $(TOOLS)
 # hello-world and a FastAPI peer beside them), package size, warm latency vs the raw SDK calls,
 # AWS calls per operation, worker throughput vs a bare SQS loop, growth. Never part of make test.
 BENCH_OUT ?= $(CARGO_TARGET_DIR)/bench
-BENCH_VENV := $(CARGO_TARGET_DIR)/bench-venv
-BENCH_PYTHON := $(BENCH_VENV)/.installed-$(shell cat benchmarks/peer/requirements.txt benchmarks/report-requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
+BENCH_DIR = $(abspath $(BENCH_OUT))
+# Two venvs: the peer's (its size is part of what is measured) and the report's (matplotlib).
+PEER_VENV := $(CARGO_TARGET_DIR)/bench-peer-venv
+PEER_PYTHON := $(PEER_VENV)/.installed-$(shell cksum < benchmarks/peer/requirements.txt | cut -d' ' -f1)
+REPORT_VENV := $(CARGO_TARGET_DIR)/bench-report-venv
+REPORT_PYTHON := $(REPORT_VENV)/.installed-$(shell cksum < benchmarks/report-requirements.txt | cut -d' ' -f1)
 BENCH_PORT ?= 4590
 
-$(BENCH_PYTHON): benchmarks/peer/requirements.txt benchmarks/report-requirements.txt
-	python3 -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check \
-	  -r benchmarks/peer/requirements.txt -r benchmarks/report-requirements.txt
-	rm -f $(BENCH_VENV)/.installed-*
+$(PEER_PYTHON): benchmarks/peer/requirements.txt
+	python3 -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet --disable-pip-version-check -r benchmarks/peer/requirements.txt
+	rm -f $(PEER_VENV)/.installed-*
 	touch $@
 
-bench: $(TOOLS) $(BENCH_PYTHON)
+$(REPORT_PYTHON): benchmarks/report-requirements.txt
+	python3 -m venv $(REPORT_VENV)
+	$(REPORT_VENV)/bin/pip install --quiet --disable-pip-version-check -r benchmarks/report-requirements.txt
+	rm -f $(REPORT_VENV)/.installed-*
+	touch $@
+
+bench: $(TOOLS) $(PEER_PYTHON) $(REPORT_PYTHON)
 	cargo build --release --bin hello-lambda --bin accounts --bin targets --bin orchestrator \
 	  --bin communications-worker --bin token-keeper --bin pipewise-bench
-	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
+	rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
 	tools/with-emulator $(BENCH_PORT) sh -c '\
-	  PEER_PYTHON=$(BENCH_VENV)/bin/python tools/bench-cold-start $(CARGO_TARGET_DIR)/release $${ROUNDS:-20} --json $(BENCH_OUT)/cold.json && \
-	  (cd benchmarks/peer && $(BENCH_VENV)/bin/python warm.py $(BENCH_OUT)/peer_warm.json $${BENCH_SAMPLES:-300}) && \
-	  $(CARGO_TARGET_DIR)/release/pipewise-bench $(BENCH_OUT)'
-	tools/bench-sizes $(CARGO_TARGET_DIR)/release $(BENCH_OUT)
-	$(BENCH_VENV)/bin/python tools/bench-report $(BENCH_OUT) docs
+	  PEER_PYTHON=$(PEER_VENV)/bin/python tools/bench-cold-start $(CARGO_TARGET_DIR)/release $${ROUNDS:-20} --json $(BENCH_DIR)/cold.json && \
+	  cd benchmarks/peer && $(PEER_VENV)/bin/python warm.py $(BENCH_DIR)/peer_warm.json $${BENCH_SAMPLES:-300}'
+	@# A fresh emulator per phase and per batch size (moto copies every table per transaction).
+	for phase in trust warm calls growth; do \
+	  BENCH_ONLY=$$phase tools/with-emulator $(BENCH_PORT) $(CARGO_TARGET_DIR)/release/pipewise-bench $(BENCH_DIR) || exit 1; \
+	done
+	for size in 1 5 10; do \
+	  BENCH_ONLY=worker BENCH_BATCH_SIZES=$$size tools/with-emulator $(BENCH_PORT) $(CARGO_TARGET_DIR)/release/pipewise-bench $(BENCH_DIR) || exit 1; \
+	done
+	tools/bench-sizes $(CARGO_TARGET_DIR)/release $(BENCH_DIR)
+	$(REPORT_VENV)/bin/python tools/bench-report $(BENCH_DIR) docs
 
 # What `sam build` does (cargo-lambda per function, no Docker), then `sam deploy --guided`.
 sam-build: $(TOOLS)

@@ -7,8 +7,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The one user identity: the verified token's `sub`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The one user identity: the verified token's `sub`. It is (de)serialized only in our own
+/// stored items and queue messages, where nothing but verified `sub`s is ever written; no
+/// request shape has a field of this type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct UserId(String);
 
 impl UserId {

@@ -9,8 +9,10 @@
 //! - `trust.json`: loading the system's TLS roots vs the bundled ones.
 //!
 //! `BENCH_SAMPLES` (default 300) timed requests per route, `BENCH_COMMUNICATIONS` (default
-//! 1,000) per worker batch size, `BENCH_ONLY=warm,calls,...` to run some. Bench-only: figures
-//! are printed and written, never asserted (performance is not a test).
+//! 1,000) per worker batch size, `BENCH_BATCH_SIZES` (default `1,5,10`), `BENCH_ONLY=warm,
+//! calls,...` to run some. `make bench` runs each phase (and each batch size) against a fresh
+//! emulator: moto copies every table on each transaction, so data left by one phase would slow
+//! the next. Bench-only: figures are printed and written, never asserted.
 
 mod calls;
 mod fixture;
@@ -85,11 +87,26 @@ async fn main() {
         );
     }
     if selected("worker") {
-        report::write(
-            &directory,
-            "worker.json",
-            report::stamp(),
-            worker::measure(communications).await,
-        );
+        // One batch size per emulator when `make bench` runs them apart: merge with the sizes
+        // measured before.
+        let path = directory.join("worker.json");
+        let mut measured = worker::measure(communications).await;
+        let earlier: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|file| file["batches"].as_array().cloned())
+            .unwrap_or_default();
+        if let Some(batches) = measured["batches"].as_array_mut() {
+            let new_sizes: Vec<serde_json::Value> =
+                batches.iter().map(|batch| batch["batch_size"].clone()).collect();
+            let mut all: Vec<serde_json::Value> = earlier
+                .into_iter()
+                .filter(|batch| !new_sizes.contains(&batch["batch_size"]))
+                .chain(batches.drain(..))
+                .collect();
+            all.sort_by_key(|batch| batch["batch_size"].as_i64());
+            *batches = all;
+        }
+        report::write(&directory, "worker.json", report::stamp(), measured);
     }
 }

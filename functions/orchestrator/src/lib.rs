@@ -15,7 +15,8 @@ use pipewise::communications::model::{
 };
 use pipewise::communications::suppression::SuppressionList;
 use pipewise::config::{ConfigError, ConfigSource};
-use pipewise::error::{Error, ErrorBody, Result};
+use pipewise::error::{ErrorBody, Result};
+use pipewise::ids::RunId;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -109,9 +110,8 @@ async fn list_runs(
 async fn get_run(
     State(state): State<OrchestratorState>,
     user: AuthUser,
-    ApiPath(run_id): ApiPath<String>,
+    ApiPath(run_id): ApiPath<RunId>,
 ) -> Result<Json<RunView>> {
-    let run_id = parse_run_id(&run_id)?;
     Ok(Json(state.service.run(&user.user_id, &run_id).await?))
 }
 
@@ -126,17 +126,9 @@ async fn get_run(
 async fn cancel_run(
     State(state): State<OrchestratorState>,
     user: AuthUser,
-    ApiPath(run_id): ApiPath<String>,
+    ApiPath(run_id): ApiPath<RunId>,
 ) -> Result<Json<RunView>> {
-    let run_id = parse_run_id(&run_id)?;
     Ok(Json(state.service.cancel(&user.user_id, &run_id).await?))
-}
-
-/// Run ids are UUIDs; anything else names no run.
-fn parse_run_id(value: &str) -> Result<String> {
-    uuid::Uuid::try_parse(value)
-        .map(|id| id.to_string())
-        .map_err(|_| Error::NotFound)
 }
 
 /// The one-click unsubscribe page (public, from the link in every outreach email). It only shows

@@ -11,7 +11,6 @@ use super::model::CommunicationStatus;
 use super::store::{CommunicationItem, RunStore};
 use super::suppression::{SuppressionReason, SuppressionStore};
 use crate::error::Error;
-use crate::ids::UserId;
 
 /// What one SES event says about a sent email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,7 +289,7 @@ impl EmailFeedback {
         addresses: &[String],
         reason: SuppressionReason,
     ) -> Result<(), Error> {
-        let user = UserId::from_verified_sub(item.user_id.clone());
+        let user = &item.user_id;
         // The event names the recipients SES tried; without any, the one this email went to.
         let recipient = item.recipient.email.as_deref().map(str::to_lowercase);
         let targets: Vec<&str> = if addresses.is_empty() {
@@ -299,7 +298,7 @@ impl EmailFeedback {
             addresses.iter().map(String::as_str).collect()
         };
         for address in targets {
-            self.suppressions.suppress(&user, address, reason).await?;
+            self.suppressions.suppress(user, address, reason).await?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use super::model::InitiateResponse;
 use crate::aws::dependency_error;
 use crate::clock::epoch_seconds;
 use crate::error::Error;
-use crate::ids::UserId;
+use crate::ids::{RunId, UserId};
 use crate::storage::{conditional, number as n, read_item, text as s, user_key};
 
 const KEY_PREFIX: &str = "I#";
@@ -51,7 +51,7 @@ struct IdempotencyRecord {
     sk: String,
     body_hash: String,
     state: KeyState,
-    run_id: String,
+    run_id: RunId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     response: Option<String>,
     locked_until: i64,
@@ -64,7 +64,7 @@ pub enum Claim {
     /// Go ahead and create (or finish) this run.
     Proceed {
         /// The run id to use.
-        run_id: String,
+        run_id: RunId,
         /// Whether an earlier attempt with this key was interrupted.
         resumed: bool,
     },
@@ -143,7 +143,7 @@ impl IdempotencyStore {
                         return Err(Error::Conflict {
                             code: "idempotency_key_reused",
                             message: "This Idempotency-Key was used with another body.".into(),
-                            existing_id: Some(record.run_id),
+                            existing_id: Some(record.run_id.to_string()),
                         });
                     }
                     if record.state == KeyState::Completed {
@@ -166,7 +166,7 @@ impl IdempotencyStore {
                     }
                 }
                 _ => {
-                    let run_id = uuid::Uuid::now_v7().to_string();
+                    let run_id = RunId::new();
                     if self.create(user, key, hash, &run_id, now).await? {
                         return Ok(Claim::Proceed {
                             run_id,
@@ -184,7 +184,7 @@ impl IdempotencyStore {
         user: &UserId,
         key: &str,
         hash: &str,
-        run_id: &str,
+        run_id: &RunId,
         now: i64,
     ) -> Result<bool, Error> {
         let record = IdempotencyRecord {
@@ -192,7 +192,7 @@ impl IdempotencyStore {
             sk: format!("{KEY_PREFIX}{key}"),
             body_hash: hash.to_owned(),
             state: KeyState::InProgress,
-            run_id: run_id.to_owned(),
+            run_id: *run_id,
             response: None,
             locked_until: now + LOCK_SECONDS,
             expires_at: now + KEY_LIFETIME_SECONDS,

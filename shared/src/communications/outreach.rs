@@ -16,7 +16,7 @@ use crate::accounts::model::AccountType;
 use crate::accounts::provider::Provider;
 use crate::accounts::store::AccountItem;
 use crate::error::{Error, FieldError};
-use crate::ids::UserId;
+use crate::ids::{RunId, UserId};
 use crate::json_input::from_json_value;
 use crate::targets::model::TargetView;
 use crate::targets::{TargetId, TargetStore};
@@ -121,7 +121,7 @@ impl Outreach {
         let request: InitiateRequest = from_json_value(body)?;
         let (target_ids, channels) = validate(&request)?;
         let Some(key) = idempotency_key.map(IdempotencyKey::as_str) else {
-            let run_id = uuid::Uuid::now_v7().to_string();
+            let run_id = RunId::new();
             return self
                 .start_run(user, &run_id, false, &request, target_ids, channels)
                 .await;
@@ -150,7 +150,7 @@ impl Outreach {
     async fn start_run(
         &self,
         user: &UserId,
-        run_id: &str,
+        run_id: &RunId,
         resumed: bool,
         request: &InitiateRequest,
         target_ids: Option<Vec<(usize, TargetId)>>,
@@ -159,7 +159,7 @@ impl Outreach {
         if resumed && let Some(run) = self.runs.run(user, run_id).await? {
             self.enqueue_pending(user, &run).await?;
             return Ok(InitiateResponse {
-                run_id: run.run_id,
+                run_id: run.run_id.to_string(),
                 queued: run.total as usize,
                 skipped_total: run.skipped_total.max(run.skipped.len() as u32),
                 skipped: run.skipped,
@@ -196,9 +196,9 @@ impl Outreach {
                     (&planned.target, &planned.channel, &planned.account_id);
                 let index = u32::try_from(index).unwrap_or(u32::MAX);
                 CommunicationItem {
-                    user_id: user.as_str().to_owned(),
+                    user_id: user.clone(),
                     sk: CommunicationItem::sort_key(run_id, index),
-                    run_id: run_id.to_owned(),
+                    run_id: *run_id,
                     index,
                     target_id: target.id.clone(),
                     channel: *channel,
@@ -232,7 +232,7 @@ impl Outreach {
         }
         self.enqueue_pending(user, &run).await?;
         Ok(InitiateResponse::new(
-            run_id.to_owned(),
+            run_id.to_string(),
             items.len(),
             skipped,
         ))
@@ -341,7 +341,7 @@ impl Outreach {
     }
 
     /// A run with each communication's outcome; 404 for unknown or another user's run.
-    pub async fn run(&self, user: &UserId, run_id: &str) -> Result<RunView, Error> {
+    pub async fn run(&self, user: &UserId, run_id: &RunId) -> Result<RunView, Error> {
         let run = self.runs.run(user, run_id).await?.ok_or(Error::NotFound)?;
         let communications = self.runs.communications(user, run_id).await?;
         Ok(run.view(Some(
@@ -362,7 +362,7 @@ impl Outreach {
 
     /// Cancels the run's communications that still wait (queued or scheduled); those being or already sent are
     /// left as they are. The worker also refuses to start any communication of a cancelled run.
-    pub async fn cancel(&self, user: &UserId, run_id: &str) -> Result<RunView, Error> {
+    pub async fn cancel(&self, user: &UserId, run_id: &RunId) -> Result<RunView, Error> {
         if !self.runs.request_cancel(user, run_id).await? {
             return Err(Error::NotFound);
         }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::dependency_error;
 use crate::error::Error;
+use crate::ids::{RunId, UserId};
 
 /// Most entries in one `SendMessageBatch` (SQS's limit).
 pub const SEND_BATCH_SIZE: usize = 10;
@@ -15,9 +16,9 @@ pub const SEND_BATCH_SIZE: usize = 10;
 #[serde(deny_unknown_fields)]
 pub struct CommunicationMessage {
     /// Owner.
-    pub user_id: String,
+    pub user_id: UserId,
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The communication's index in the run.
     pub index: u32,
 }

@@ -23,7 +23,7 @@ use super::model::{
 };
 use crate::aws::dependency_error;
 use crate::error::Error;
-use crate::ids::UserId;
+use crate::ids::{RunId, UserId};
 use crate::storage::{
     TransactionFailure, conditional, decode_item, encode_item, number as n, read_item, text as s,
     transact_write, user_key,
@@ -48,11 +48,11 @@ pub const SCHEDULED_INDEX: &str = "scheduled";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunItem {
     /// Owner.
-    pub user_id: String,
+    pub user_id: UserId,
     /// `R#<run_id>`.
     pub sk: String,
     /// Id (UUID v7).
-    pub run_id: String,
+    pub run_id: RunId,
     /// Number of communications.
     pub total: u32,
     /// Not yet finished.
@@ -104,15 +104,15 @@ impl RunItem {
     /// A new run with nothing sent yet.
     pub fn new(
         user: &UserId,
-        run_id: &str,
+        run_id: &RunId,
         total: u32,
         skipped: SkippedSummary,
         message: MessageTemplate,
     ) -> Self {
         Self {
-            user_id: user.as_str().to_owned(),
+            user_id: user.clone(),
             sk: format!("{RUN_PREFIX}{run_id}"),
-            run_id: run_id.to_owned(),
+            run_id: *run_id,
             total,
             remaining: total,
             sent: 0,
@@ -152,7 +152,7 @@ impl RunItem {
     /// The API view, with the communications when given.
     pub fn view(&self, communications: Option<Vec<CommunicationView>>) -> RunView {
         RunView {
-            run_id: self.run_id.clone(),
+            run_id: self.run_id.to_string(),
             status: self.status(),
             cancel_requested: self.cancel_requested,
             counts: RunCounts {
@@ -180,11 +180,11 @@ impl RunItem {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommunicationItem {
     /// Owner.
-    pub user_id: String,
+    pub user_id: UserId,
     /// `C#<run_id>#<index>`.
     pub sk: String,
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// Position in the run (enqueue order).
     pub index: u32,
     /// The target.
@@ -226,16 +226,16 @@ pub struct CommunicationItem {
 
 impl CommunicationItem {
     /// The sort key of a run's communication.
-    pub fn sort_key(run_id: &str, index: u32) -> String {
+    pub fn sort_key(run_id: &RunId, index: u32) -> String {
         format!("{COMMUNICATION_PREFIX}{run_id}#{index:04}")
     }
 
     /// `(run_id, index)` of a communication's sort key.
-    pub fn parse_sort_key(sort_key: &str) -> Option<(String, u32)> {
+    pub fn parse_sort_key(sort_key: &str) -> Option<(RunId, u32)> {
         let (run_id, index) = sort_key
             .strip_prefix(COMMUNICATION_PREFIX)?
             .rsplit_once('#')?;
-        Some((run_id.to_owned(), index.parse().ok()?))
+        Some((RunId::parse(run_id)?, index.parse().ok()?))
     }
 
     /// Public id: run id and index.
@@ -292,10 +292,7 @@ impl RunStore {
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(
-                user.as_str(),
-                &format!("{QUOTA_PREFIX}{window}"),
-            )))
+            .set_key(Some(Self::key(user, &format!("{QUOTA_PREFIX}{window}"))))
             .update_expression("ADD runs :one SET expires_at = :expires")
             .condition_expression("attribute_not_exists(runs) OR runs < :max")
             .expression_attribute_values(":one", n(1))
@@ -311,22 +308,17 @@ impl RunStore {
         }
     }
 
-    fn key(user: &str, sk: &str) -> HashMap<String, AttributeValue> {
-        user_key(user, "sk", sk)
+    fn key(user: &UserId, sk: &str) -> HashMap<String, AttributeValue> {
+        user_key(user.as_str(), "sk", sk)
     }
 
-    fn run_key(user: &str, run_id: &str) -> HashMap<String, AttributeValue> {
+    fn run_key(user: &UserId, run_id: &RunId) -> HashMap<String, AttributeValue> {
         Self::key(user, &format!("{RUN_PREFIX}{run_id}"))
     }
 
     /// One run.
-    pub async fn run(&self, user: &UserId, run_id: &str) -> Result<Option<RunItem>, Error> {
-        let item = read_item(
-            &self.dynamodb,
-            &self.table,
-            Self::run_key(user.as_str(), run_id),
-        )
-        .await?;
+    pub async fn run(&self, user: &UserId, run_id: &RunId) -> Result<Option<RunItem>, Error> {
+        let item = read_item(&self.dynamodb, &self.table, Self::run_key(user, run_id)).await?;
         item.map(decode_item).transpose()
     }
 
@@ -356,7 +348,7 @@ impl RunStore {
     pub async fn communications(
         &self,
         user: &UserId,
-        run_id: &str,
+        run_id: &RunId,
     ) -> Result<Vec<CommunicationItem>, Error> {
         let mut pages = self
             .dynamodb
@@ -380,8 +372,8 @@ impl RunStore {
     /// One communication.
     pub async fn communication(
         &self,
-        user: &str,
-        run_id: &str,
+        user: &UserId,
+        run_id: &RunId,
         index: u32,
     ) -> Result<Option<CommunicationItem>, Error> {
         let item = read_item(
@@ -443,7 +435,7 @@ impl RunStore {
     pub async fn delete_unstarted_communications(
         &self,
         user: &UserId,
-        run_id: &str,
+        run_id: &RunId,
     ) -> Result<(), Error> {
         let stale = self.communications(user, run_id).await?;
         let requests = stale
@@ -476,14 +468,14 @@ impl RunStore {
     pub async fn advance_enqueued(
         &self,
         user: &UserId,
-        run_id: &str,
+        run_id: &RunId,
         through: u32,
     ) -> Result<(), Error> {
         let result = self
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::run_key(user.as_str(), run_id)))
+            .set_key(Some(Self::run_key(user, run_id)))
             .update_expression("SET enqueued_through = :through")
             .condition_expression("enqueued_through < :through")
             .expression_attribute_values(":through", n(through))
@@ -576,8 +568,9 @@ impl RunStore {
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(
+            .set_key(Some(user_key(
                 user,
+                "sk",
                 &format!("{DAILY_SENDS_PREFIX}{account_id}#{day}"),
             )))
             .update_expression("ADD sends :one SET expires_at = :expires")
@@ -592,7 +585,7 @@ impl RunStore {
     }
 
     /// Keys `(user, run_id, index)` of the communications scheduled for `day`.
-    pub async fn scheduled_on(&self, day: &str) -> Result<Vec<(String, String, u32)>, Error> {
+    pub async fn scheduled_on(&self, day: &str) -> Result<Vec<(UserId, RunId, u32)>, Error> {
         let mut pages = self
             .dynamodb
             .query()
@@ -611,7 +604,7 @@ impl RunStore {
                     .and_then(|v| v.as_s().ok())
                     .and_then(|sk| CommunicationItem::parse_sort_key(sk));
                 if let (Some(user), Some((run_id, index))) = (user, parsed) {
-                    keys.push((user.clone(), run_id, index));
+                    keys.push((UserId::from_verified_sub(user.clone()), run_id, index));
                 }
             }
         }
@@ -626,8 +619,9 @@ impl RunStore {
         let pointer = read_item(
             &self.dynamodb,
             &self.table,
-            Self::key(
+            user_key(
                 &format!("{PROVIDER_MESSAGE_PREFIX}{message_id}"),
+                "sk",
                 PROVIDER_MESSAGE_PREFIX,
             ),
         )
@@ -642,7 +636,8 @@ impl RunStore {
         let Some((run_id, index)) = CommunicationItem::parse_sort_key(&sk) else {
             return Ok(None);
         };
-        self.communication(&owner, &run_id, index).await
+        self.communication(&UserId::from_verified_sub(owner), &run_id, index)
+            .await
     }
 
     /// Applies one feedback event to a sent communication and its run's counters, in one
@@ -688,8 +683,8 @@ impl RunStore {
     /// needs it above zero, so a communication is never counted twice.
     fn run_counters(
         &self,
-        user: &str,
-        run_id: &str,
+        user: &UserId,
+        run_id: &RunId,
         counters: &[(&str, i64)],
     ) -> Result<Update, Error> {
         let mut update = Update::builder()
@@ -834,11 +829,12 @@ impl RunStore {
             TransactWriteItem::builder().update(run).build(),
         ];
         if let Some(message_id) = provider_message_id {
-            let mut pointer = Self::key(
+            let mut pointer = user_key(
                 &format!("{PROVIDER_MESSAGE_PREFIX}{message_id}"),
+                "sk",
                 PROVIDER_MESSAGE_PREFIX,
             );
-            pointer.insert("owner".into(), s(&item.user_id));
+            pointer.insert("owner".into(), s(item.user_id.as_str()));
             pointer.insert("communication".into(), s(&item.sk));
             pointer.insert(
                 "expires_at".into(),
@@ -867,7 +863,12 @@ impl RunStore {
     }
 
     /// Sets `completed_at` once the run has nothing remaining (a no-op before).
-    async fn stamp_completion(&self, user: &str, run_id: &str, now: &str) -> Result<(), Error> {
+    async fn stamp_completion(
+        &self,
+        user: &UserId,
+        run_id: &RunId,
+        now: &str,
+    ) -> Result<(), Error> {
         let result = self
             .dynamodb
             .update_item()
@@ -883,7 +884,7 @@ impl RunStore {
     }
 
     /// Records the first delivery attempt of a run (once).
-    pub async fn mark_started(&self, user: &str, run_id: &str) -> Result<(), Error> {
+    pub async fn mark_started(&self, user: &UserId, run_id: &RunId) -> Result<(), Error> {
         let result = self
             .dynamodb
             .update_item()
@@ -898,12 +899,12 @@ impl RunStore {
     }
 
     /// Marks a run as cancelled; `false` when there is no such run.
-    pub async fn request_cancel(&self, user: &UserId, run_id: &str) -> Result<bool, Error> {
+    pub async fn request_cancel(&self, user: &UserId, run_id: &RunId) -> Result<bool, Error> {
         let result = self
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::run_key(user.as_str(), run_id)))
+            .set_key(Some(Self::run_key(user, run_id)))
             .update_expression("SET cancel_requested = :yes")
             .condition_expression("attribute_exists(sk)")
             .expression_attribute_values(":yes", AttributeValue::Bool(true))

@@ -158,8 +158,7 @@ impl CommunicationsWorker {
             }
             _ => {}
         }
-        let user = crate::ids::UserId::from_verified_sub(item.user_id.clone());
-        let Some(run) = self.runs.run(&user, &item.run_id).await? else {
+        let Some(run) = self.runs.run(&item.user_id, &item.run_id).await? else {
             return Err(Redeliver::Transient("run not readable yet".into()));
         };
         if run.cancel_requested {

@@ -38,8 +38,7 @@ impl Delivery {
             return Outcome::Failed("target_has_no_address".into());
         };
         // An unsubscribe that arrived after the run was queued still stops this email.
-        let user = crate::ids::UserId::from_verified_sub(item.user_id.clone());
-        match self.suppressions.is_suppressed(&user, to).await {
+        match self.suppressions.is_suppressed(&item.user_id, to).await {
             Ok(false) => {}
             Ok(true) => return Outcome::Failed("suppressed".into()),
             Err(_) => return Outcome::Retry("suppressions_unavailable".into()),
@@ -47,7 +46,7 @@ impl Delivery {
         let Some(token) = self
             .unsubscribe
             .token(&crate::communications::unsubscribe::Unsubscription {
-                user_id: item.user_id.clone(),
+                user_id: item.user_id.to_string(),
                 target_id: item.target_id.clone(),
                 address: to.to_lowercase(),
             })

@@ -212,10 +212,9 @@ impl Delivery {
     }
 
     async fn account(&self, item: &CommunicationItem) -> Result<AccountItem, Outcome> {
-        let user = crate::ids::UserId::from_verified_sub(item.user_id.clone());
         let id = crate::accounts::AccountId::parse(&item.account_id)
             .map_err(|_| Outcome::Failed("account_not_found".into()))?;
-        match self.accounts.store().get(&user, &id).await {
+        match self.accounts.store().get(&item.user_id, &id).await {
             Ok(Some(account)) if account.connected => Ok(account),
             Ok(Some(_)) => Err(Outcome::Failed("account_not_connected".into())),
             Ok(None) => Err(Outcome::Failed("account_not_found".into())),
