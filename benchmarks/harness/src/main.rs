@@ -97,8 +97,10 @@ async fn main() {
             .and_then(|file| file["batches"].as_array().cloned())
             .unwrap_or_default();
         if let Some(batches) = measured["batches"].as_array_mut() {
-            let new_sizes: Vec<serde_json::Value> =
-                batches.iter().map(|batch| batch["batch_size"].clone()).collect();
+            let new_sizes: Vec<serde_json::Value> = batches
+                .iter()
+                .map(|batch| batch["batch_size"].clone())
+                .collect();
             let mut all: Vec<serde_json::Value> = earlier
                 .into_iter()
                 .filter(|batch| !new_sizes.contains(&batch["batch_size"]))
