@@ -19,6 +19,7 @@ import platform
 import subprocess
 import sys
 import time
+import uuid
 import types
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,9 +81,34 @@ def create_events(count):
     return events
 
 
+def raw_list(app, number):
+    """The list route's one AWS call, made directly with the peer's own client."""
+    app.dynamodb.query(
+        TableName=app.ACCOUNTS_TABLE,
+        KeyConditionExpression="user_id = :user",
+        ExpressionAttributeValues={":user": {"S": "alice"}},
+    )
+
+
+def raw_create(app, number):
+    """The create route's one AWS call (a conditional PutItem of the same shape), made directly."""
+    target_id = str(uuid.uuid4())
+    app.dynamodb.put_item(
+        TableName=app.TARGETS_TABLE,
+        Item={
+            "user_id": {"S": "alice-direct"}, "sk": {"S": f"T#{target_id}"}, "id": {"S": target_id},
+            "name": {"S": f"Direct Target {number}"}, "email": {"S": f"direct-{number}@example.com"},
+            "active": {"BOOL": True}, "created_at": {"S": "2026-11-26T00:00:00.000Z"},
+            "updated_at": {"S": "2026-11-26T00:00:00.000Z"}, "version": {"N": "1"},
+        },
+        ConditionExpression="attribute_not_exists(sk)",
+    )
+
+
+# Each route with its direct twin: the time the peer's own code adds is route minus raw.
 ROUTES = [
-    ("GET /api/user/integrations/accounts", list_events, 200),
-    ("POST /api/user/communication-targets", create_events, 201),
+    ("GET /api/user/integrations/accounts", list_events, 200, raw_list),
+    ("POST /api/user/communication-targets", create_events, 201, raw_create),
 ]
 
 
@@ -115,8 +141,8 @@ def main():
 
     routes = []
     calls = 0
-    for route, make_events, status in ROUTES:
-        times = []
+    for route, make_events, status, raw in ROUTES:
+        times, raw_times = [], []
         for number, event in enumerate(make_events(WARMUP + samples)):
             context = fake_context(calls)
             calls += 1
@@ -125,10 +151,19 @@ def main():
             elapsed = (time.perf_counter() - started) * 1000
             if answer.get("statusCode") != status:
                 sys.exit(f"warm.py: {route} answered {answer.get('statusCode')}, not {status}: {answer.get('body')}")
+            started = time.perf_counter()
+            raw(app, number)
+            raw_elapsed = (time.perf_counter() - started) * 1000
             if number >= WARMUP:
                 times.append(elapsed)
+                raw_times.append(raw_elapsed)
         times.sort()
-        routes.append({"route": route, "p50_ms": round(nearest_rank(times, 50), 3), "p99_ms": round(nearest_rank(times, 99), 3)})
+        raw_times.sort()
+        routes.append({
+            "route": route,
+            "p50_ms": round(nearest_rank(times, 50), 3), "p99_ms": round(nearest_rank(times, 99), 3),
+            "raw_p50_ms": round(nearest_rank(raw_times, 50), 3), "raw_p99_ms": round(nearest_rank(raw_times, 99), 3),
+        })
     max_rss_kb = peak_rss_kb()
 
     document = {
@@ -141,10 +176,10 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"peer warm, in process, {samples} samples per route after {WARMUP} warm-up calls (emulator {os.environ['AWS_ENDPOINT_URL']})")
-    print("| route | p50 (ms) | p99 (ms) |")
-    print("|---|---|---|")
+    print("| route | p50 (ms) | p99 (ms) | raw p50 (ms) | raw p99 (ms) |")
+    print("|---|---|---|---|---|")
     for r in routes:
-        print(f"| {r['route']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+        print(f"| {r['route']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['raw_p50_ms']:.2f} | {r['raw_p99_ms']:.2f} |")
     print(f"max RSS (VmHWM): {max_rss_kb} kB ({max_rss_kb / 1024:.1f} MiB)")
 
 
