@@ -21,8 +21,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Loads the shared SDK configuration; call once per cold start and build every client from it.
 pub async fn sdk_config() -> SdkConfig {
+    // The SDK's default HTTPS client, with the system's roots: it reads them once per process
+    // (cached) however many clients are built. Roots compiled in measured slower here: the SDK
+    // takes them as PEM and parses them again for every client's connector (docs/benchmarks.md).
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(sdk_https_client())
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -32,42 +34,6 @@ pub async fn sdk_config() -> SdkConfig {
         )
         .load()
         .await
-}
-
-/// The SDK's HTTPS client (rustls on aws-lc-rs, as the SDK's default) trusting the Mozilla roots
-/// compiled into the binary: the default reads the ~150 files of `/etc/ssl/certs` at every cold
-/// start, which `make bench` measured at 2.3 ms of an 8 ms init (docs/benchmarks.md, trust store).
-/// Roots then change with a dependency bump rather than with the runtime image; AWS endpoints
-/// chain to Amazon Trust Services roots, which both sets hold.
-fn sdk_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
-    let mut roots = TrustStore::empty().with_native_roots(false);
-    for certificate in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-        roots.add_pem_certificate(pem_certificate(certificate.as_ref()));
-    }
-    let builder = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
-    match TlsContext::builder().with_trust_store(roots).build() {
-        Ok(context) => builder.tls_context(context).build_https(),
-        // Cannot happen with valid bundled roots; the SDK's own default is the safe fallback.
-        Err(error) => {
-            tracing::error!(%error, "bundled trust roots refused; using the system's");
-            builder.build_https()
-        }
-    }
-}
-
-/// A DER certificate as PEM (what the SDK's trust store takes).
-pub fn pem_certificate(der: &[u8]) -> Vec<u8> {
-    use base64::Engine;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
-    for line in encoded.as_bytes().chunks(64) {
-        pem.extend_from_slice(line);
-        pem.push(b'\n');
-    }
-    pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
-    pem
 }
 
 /// Turns an SDK failure into the API's answer: 503 with `Retry-After` for any failure of the
@@ -112,19 +78,5 @@ where
     match error {
         SdkError::ServiceError(service) => service.err().code(),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_bundled_roots_survive_the_pem_round_trip() {
-        use rustls::pki_types::{CertificateDer, pem::PemObject};
-        assert!(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() > 100);
-        for certificate in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-            let pem = super::pem_certificate(certificate.as_ref());
-            let parsed = CertificateDer::from_pem_slice(&pem).expect("PEM");
-            assert_eq!(parsed.as_ref(), certificate.as_ref());
-        }
     }
 }
