@@ -20,6 +20,29 @@ pub const EMULATOR_ACCOUNT_ID: &str = "123456789012";
 /// Any failure while bootstrapping.
 pub type StackError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// The answer of a create whose name is this stack's own: "already exists" means the SDK retried
+/// a first attempt whose answer it never got (a busy emulator), so the resource is ours and
+/// stands (`None`); any other failure is one.
+fn created_or_retried<T, E, R>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    already_exists: &[&str],
+) -> Result<Option<T>, StackError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(output) => Ok(Some(output)),
+        Err(error)
+            if pipewise::aws::error_code(&error)
+                .is_some_and(|code| already_exists.contains(&code)) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// The resources created for one stack, and the environment the functions run with.
 #[derive(Debug, Clone)]
 pub struct LocalStack {
@@ -93,11 +116,13 @@ impl LocalStack {
                 .ok_or("an alias has no AliasName")?;
             let target = property_text(resource, "TargetKeyId", &bindings)?
                 .ok_or("an alias has no TargetKeyId")?;
-            kms.create_alias()
+            let created = kms
+                .create_alias()
                 .alias_name(&alias)
                 .target_key_id(target)
                 .send()
-                .await?;
+                .await;
+            created_or_retried(created, &["AlreadyExistsException"])?;
             bindings.bind_ref(&logical, Resolved::Text(alias.clone()));
             physical.insert(logical, alias);
         }
@@ -133,13 +158,25 @@ impl LocalStack {
                     )
                 }
             };
-            let secret = secrets
+            let secret_name = format!("{name}-{logical}");
+            let created = secrets
                 .create_secret()
-                .name(format!("{name}-{logical}"))
+                .name(&secret_name)
                 .secret_string(value)
                 .send()
-                .await?;
-            let arn = secret.arn.ok_or("CreateSecret returned no ARN")?;
+                .await;
+            let arn = match created_or_retried(created, &["ResourceExistsException"])? {
+                Some(secret) => secret.arn,
+                None => {
+                    secrets
+                        .describe_secret()
+                        .secret_id(&secret_name)
+                        .send()
+                        .await?
+                        .arn
+                }
+            }
+            .ok_or("CreateSecret returned no ARN")?;
             bindings.bind_ref(&logical, Resolved::Text(arn.clone()));
             physical.insert(logical, arn);
         }
@@ -200,10 +237,19 @@ async fn create_email_feedback(
     for (logical, resource) in template.resources_of_type("AWS::SES::ConfigurationSet") {
         let set = property_text(resource, "Name", bindings)?
             .unwrap_or_else(|| format!("{name}-{logical}"));
-        ses.create_configuration_set()
+        let created = ses
+            .create_configuration_set()
             .configuration_set_name(&set)
             .send()
-            .await?;
+            .await;
+        // SES v2 says AlreadyExistsException; moto answers with SES v1's name.
+        created_or_retried(
+            created,
+            &[
+                "AlreadyExistsException",
+                "ConfigurationSetAlreadyExistsException",
+            ],
+        )?;
         bindings.bind_ref(&logical, Resolved::Text(set.clone()));
         physical.insert(logical, set);
     }

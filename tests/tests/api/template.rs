@@ -212,3 +212,56 @@ fn template_globals() -> Value {
     let document: Value = serde_yaml::from_str(pipewise_local::template::TEMPLATE_YAML).unwrap();
     document["Globals"].clone()
 }
+
+/// A busy emulator can answer a create after the SDK's attempt timeout; the SDK retries and is
+/// told the resource already exists. The names are the stack's own, so creating the stack takes
+/// that as the resource standing instead of failing (seen once in CI, on the configuration set).
+#[tokio::test]
+async fn a_stack_whose_creates_were_retried_still_comes_up() {
+    let sdk = pipewise_tests::emulator_sdk().await;
+    let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    // What the first, unanswered attempts left behind.
+    aws_sdk_sesv2::Client::new(&sdk)
+        .create_configuration_set()
+        .configuration_set_name(format!("{name}-outreach"))
+        .send()
+        .await
+        .expect("a configuration set");
+    let earlier_secret = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(format!("{name}-UnsubscribeSigningSecret"))
+        .secret_string("from-the-first-attempt")
+        .send()
+        .await
+        .expect("a secret")
+        .arn
+        .expect("its ARN");
+    let kms = aws_sdk_kms::Client::new(&sdk);
+    let key = kms
+        .create_key()
+        .send()
+        .await
+        .expect("a key")
+        .key_metadata
+        .expect("its metadata")
+        .key_id;
+    kms.create_alias()
+        .alias_name(format!("alias/{name}-account-secrets"))
+        .target_key_id(key)
+        .send()
+        .await
+        .expect("an alias");
+
+    let stack = pipewise_local::stack::LocalStack::create(
+        &sdk,
+        &name,
+        &pipewise_local::dev_auth::dev_parameters(),
+    )
+    .await
+    .expect("the stack comes up");
+    assert_eq!(stack.physical["UnsubscribeSigningSecret"], earlier_secret);
+    assert_eq!(
+        stack.physical["OutreachConfigurationSet"],
+        format!("{name}-outreach")
+    );
+}
