@@ -96,11 +96,13 @@ rotate-keys:
 	cargo build --quiet -p pipewise-ops --bin pipewise-rotate-keys
 	set -a && . ./.dev.env && set +a && $(CARGO_TARGET_DIR)/debug/pipewise-rotate-keys --to '$(TO)' $(if $(DRY_RUN),--dry-run) $(if $(MAX_ITEMS),--max-items $(MAX_ITEMS))
 
-# Release arm64 builds of every function, zipped as Lambda takes them; prints each size.
+# Release arm64 builds of every function, zipped as Lambda takes them; prints each size. `-p`, not
+# `--bin`: `--bin` resolves features over every workspace member (tests, tools), `-p` over the
+# functions' own, as `sam build` does from each CodeUri.
 package: $(TOOLS)
 	rustup target add aarch64-unknown-linux-gnu >/dev/null
 	PATH="$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 \
-	  --bin accounts --bin targets --bin orchestrator --bin communications-worker --bin token-keeper
+	  -p accounts -p targets -p orchestrator -p communications-worker -p token-keeper
 	@for fn in accounts targets orchestrator communications-worker token-keeper; do \
 	  dir=$(CARGO_TARGET_DIR)/lambda-arm64/$$fn; rm -f $$dir/bootstrap.zip; \
 	  (cd $$dir && $(VENV)/bin/python -c 'import zipfile; z = zipfile.ZipFile("bootstrap.zip", "w", zipfile.ZIP_DEFLATED); z.write("bootstrap"); z.close()'); \
@@ -137,8 +139,8 @@ $(REPORT_PYTHON): benchmarks/report-requirements.txt
 	touch $@
 
 bench: $(TOOLS) $(PEER_PYTHON) $(REPORT_PYTHON)
-	cargo build --release --bin hello-lambda --bin accounts --bin targets --bin orchestrator \
-	  --bin communications-worker --bin token-keeper --bin pipewise-bench
+	cargo build --release -p hello-lambda -p accounts -p targets -p orchestrator \
+	  -p communications-worker -p token-keeper -p pipewise-bench
 	rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
 	tools/with-emulator $(BENCH_PORT) sh -c '\
 	  PEER_PYTHON=$(PEER_VENV)/bin/python tools/bench-cold-start $(CARGO_TARGET_DIR)/release $${ROUNDS:-20} --json $(BENCH_DIR)/cold.json && \
