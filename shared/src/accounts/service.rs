@@ -154,7 +154,7 @@ impl AccountService {
                 return self.refresh_with_lease(provider, item).await;
             }
             tokio::time::sleep(LEASE_POLL).await;
-            let user = UserId::from_verified_sub(item.user_id.clone());
+            let user = item.user_id.clone();
             let id = AccountId::parse(&item.account_id).map_err(Error::internal)?;
             item = self.store.get(&user, &id).await?.ok_or(Error::NotFound)?;
         }
@@ -261,7 +261,7 @@ impl AccountService {
             zeroize::Zeroizing::new(serde_json::to_vec(&values).map_err(Error::internal)?);
         let context = EncryptionContext {
             table: self.store.table(),
-            user_id: &item.user_id,
+            user_id: item.user_id.as_str(),
             account_id: &item.account_id,
         };
         let envelope = self.cipher.seal(context, &plaintext).await?;
@@ -315,7 +315,7 @@ impl AccountService {
         {
             return Ok(item);
         }
-        let user = UserId::from_verified_sub(item.user_id.clone());
+        let user = item.user_id.clone();
         let id = AccountId::parse(&item.account_id).map_err(Error::internal)?;
         self.store.get(&user, &id).await?.ok_or(Error::NotFound)
     }
@@ -378,7 +378,7 @@ impl AccountService {
         };
         let configuration = serde_json::to_string(&split.masked).map_err(Error::internal)?;
         let item = AccountItem {
-            user_id: user.as_str().to_owned(),
+            user_id: user.clone(),
             account_id: draft.account_id.as_str().to_owned(),
             account_type: draft.account_type,
             provider: draft.provider,
@@ -435,7 +435,7 @@ impl AccountService {
         };
         let current = self.store.sender_owner(address.as_str()).await?;
         if let Some(owner) = &current
-            && (owner.user_id != user.as_str() || owner.account_id != draft.account_id.as_str())
+            && (owner.user_id != *user || owner.account_id != draft.account_id.as_str())
         {
             return Err(Error::Conflict {
                 code: "sender_claimed",
@@ -456,7 +456,7 @@ impl AccountService {
         }
         Ok(Some(SenderClaim {
             address: address.as_str().to_owned(),
-            user_id: user.as_str().to_owned(),
+            user_id: user.clone(),
             account_id: draft.account_id.as_str().to_owned(),
             created_identity,
         }))
@@ -569,7 +569,7 @@ impl AccountService {
     ) -> Result<Vec<StoredSecret>, Error> {
         let context = EncryptionContext {
             table: self.store.table(),
-            user_id: &item.user_id,
+            user_id: item.user_id.as_str(),
             account_id: &item.account_id,
         };
         let plaintext = self.cipher.open(context, envelope).await?;

@@ -30,7 +30,7 @@ pub const QUOTA_ITEM: &str = "#quota";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountItem {
     /// Partition key: the owner.
-    pub user_id: String,
+    pub user_id: UserId,
     /// Sort key.
     pub account_id: String,
     /// Type.
@@ -145,7 +145,7 @@ impl AccountStore {
             .map_err(Error::internal)?;
         let count = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::key(&user_of(item), QUOTA_ITEM)))
+            .set_key(Some(Self::key(&item.user_id, QUOTA_ITEM)))
             .update_expression("SET account_count = if_not_exists(account_count, :zero) + :one")
             .condition_expression("attribute_not_exists(account_count) OR account_count < :max")
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
@@ -225,7 +225,7 @@ impl AccountStore {
         let item = read_item(&self.dynamodb, &self.table, sender_key(address)).await?;
         Ok(item.map(|item| SenderClaim {
             address: address.to_owned(),
-            user_id: text_of(&item, "owner_user_id"),
+            user_id: UserId::from_verified_sub(text_of(&item, "owner_user_id")),
             account_id: text_of(&item, "owner_account_id"),
             created_identity: matches!(
                 item.get("created_identity"),
@@ -257,7 +257,7 @@ impl AccountStore {
         self.dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(&user_of(item), &item.account_id)))
+            .set_key(Some(Self::key(&item.user_id, &item.account_id)))
             .condition_expression("version = :expected")
             .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
     }
@@ -269,7 +269,7 @@ impl AccountStore {
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(&user_of(item), &item.account_id)))
+            .set_key(Some(Self::key(&item.user_id, &item.account_id)))
             .update_expression("SET refresh_lease_until = :until")
             .condition_expression(
                 "version = :expected AND (attribute_not_exists(refresh_lease_until) OR refresh_lease_until < :now)",
@@ -339,7 +339,7 @@ impl AccountStore {
             .set_key(Some(sender_key(&claim.address)))
             .update_expression("SET owner_user_id = :user, owner_account_id = :account, created_identity = if_not_exists(created_identity, :created)")
             .condition_expression("attribute_not_exists(owner_user_id) OR (owner_user_id = :user AND owner_account_id = :account)")
-            .expression_attribute_values(":user", AttributeValue::S(claim.user_id.clone()))
+            .expression_attribute_values(":user", AttributeValue::S(claim.user_id.as_str().to_owned()))
             .expression_attribute_values(":account", AttributeValue::S(claim.account_id.clone()))
             .expression_attribute_values(":created", AttributeValue::Bool(claim.created_identity))
             .build()
@@ -353,7 +353,7 @@ impl AccountStore {
             .table_name(&self.table)
             .set_key(Some(sender_key(&claim.address)))
             .condition_expression("attribute_not_exists(owner_user_id) OR (owner_user_id = :user AND owner_account_id = :account)")
-            .expression_attribute_values(":user", AttributeValue::S(claim.user_id.clone()))
+            .expression_attribute_values(":user", AttributeValue::S(claim.user_id.as_str().to_owned()))
             .expression_attribute_values(":account", AttributeValue::S(claim.account_id.clone()))
             .build()
             .map_err(Error::internal)?;
@@ -397,17 +397,13 @@ impl AccountStore {
     }
 }
 
-fn user_of(item: &AccountItem) -> UserId {
-    UserId::from_verified_sub(item.user_id.clone())
-}
-
 /// The owner of a sender address: one account of one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SenderClaim {
     /// The address, normalised.
     pub address: String,
     /// The owning user.
-    pub user_id: String,
+    pub user_id: UserId,
     /// The owning account.
     pub account_id: String,
     /// Whether this service created the SES identity (and so removes it on release).

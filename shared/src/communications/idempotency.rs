@@ -47,7 +47,7 @@ impl KeyState {
 /// An idempotency record as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct IdempotencyRecord {
-    user_id: String,
+    user_id: UserId,
     sk: String,
     body_hash: String,
     state: KeyState,
@@ -188,7 +188,7 @@ impl IdempotencyStore {
         now: i64,
     ) -> Result<bool, Error> {
         let record = IdempotencyRecord {
-            user_id: user.as_str().to_owned(),
+            user_id: user.clone(),
             sk: format!("{KEY_PREFIX}{key}"),
             body_hash: hash.to_owned(),
             state: KeyState::InProgress,

@@ -316,7 +316,7 @@ impl Outreach {
         let Some(unsubscription) = self.unsubscribe.verify(token).await? else {
             return Ok(false);
         };
-        let user = UserId::from_verified_sub(unsubscription.user_id);
+        let user = unsubscription.user_id;
         self.suppressions
             .suppress(
                 &user,
@@ -560,7 +560,7 @@ mod tests {
         connected: bool,
     ) -> AccountItem {
         AccountItem {
-            user_id: "alice".into(),
+            user_id: UserId::from_verified_sub("alice".into()),
             account_id: id.into(),
             account_type,
             provider: provider.map(str::to_owned),

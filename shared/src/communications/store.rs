@@ -559,7 +559,7 @@ impl RunStore {
     /// cap together. A send that then fails still counts (the cap errs on the safe side).
     pub async fn take_daily_send(
         &self,
-        user: &str,
+        user: &UserId,
         account_id: &str,
         day: &str,
         cap: u32,
@@ -568,9 +568,8 @@ impl RunStore {
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(user_key(
+            .set_key(Some(Self::key(
                 user,
-                "sk",
                 &format!("{DAILY_SENDS_PREFIX}{account_id}#{day}"),
             )))
             .update_expression("ADD sends :one SET expires_at = :expires")

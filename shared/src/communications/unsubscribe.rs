@@ -9,13 +9,15 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::ids::UserId;
+
 const TOKEN_VERSION: &str = "u1";
 
 /// What a valid token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsubscription {
     /// The user whose outreach it was.
-    pub user_id: String,
+    pub user_id: UserId,
     /// The target written to.
     pub target_id: String,
     /// The address to suppress.
@@ -87,7 +89,7 @@ impl UnsubscribeTokens {
         let key = self.key().await?;
         let payload = serde_json::to_vec(&[
             TOKEN_VERSION,
-            &unsubscription.user_id,
+            unsubscription.user_id.as_str(),
             &unsubscription.target_id,
             &unsubscription.address,
         ])
@@ -123,7 +125,8 @@ impl UnsubscribeTokens {
         match fields.as_slice() {
             [version, user_id, target_id, address] if version == TOKEN_VERSION => {
                 Some(Unsubscription {
-                    user_id: user_id.clone(),
+                    // Only a token we MAC'd gets here, and we MAC only verified users' ids.
+                    user_id: UserId::from_verified_sub(user_id.clone()),
                     target_id: target_id.clone(),
                     address: address.clone(),
                 })

@@ -37,7 +37,7 @@ const CURSOR_VERSION: &str = "v1:";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetItem {
     /// Partition key: the owner.
-    pub user_id: String,
+    pub user_id: UserId,
     /// Sort key: `T#id` while active, `D#id` once deleted.
     pub sk: String,
     /// The target's fields.
@@ -179,7 +179,7 @@ impl TargetStore {
         let mut target = view_of(&id, draft, created_at, updated_at);
         target.active = false;
         let item = TargetItem {
-            user_id: user.as_str().to_owned(),
+            user_id: user.clone(),
             sk: format!("{DELETED_PREFIX}{id}"),
             target,
             version: 1,
@@ -205,7 +205,7 @@ impl TargetStore {
     ) -> Result<TargetView, Error> {
         let id = id.to_string();
         let item = TargetItem {
-            user_id: user.as_str().to_owned(),
+            user_id: user.clone(),
             sk: format!("{ACTIVE_PREFIX}{id}"),
             target: view_of(&id, draft, created_at, updated_at),
             version: 1,

@@ -131,7 +131,7 @@ async fn unsubscribe_path(app: &TestApp, user: &str) -> String {
     );
     let token = tokens
         .token(&pipewise::communications::unsubscribe::Unsubscription {
-            user_id: user.to_owned(),
+            user_id: pipewise::auth::UserId::from_verified_sub(user.to_owned()),
             target_id,
             address: ada,
         })

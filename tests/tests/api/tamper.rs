@@ -384,7 +384,7 @@ async fn the_frozen_vector_still_decrypts() {
         .dynamodb()
         .get_item()
         .table_name(app.resource("AccountsTable"))
-        .key("user_id", AttributeValue::S(rewritten.user_id.clone()))
+        .key("user_id", AttributeValue::S(rewritten.user_id.to_string()))
         .key(
             "account_id",
             AttributeValue::S(rewritten.account_id.clone()),
@@ -430,7 +430,7 @@ async fn generate_envelope_vector() {
     .unwrap();
     let timestamp = "2025-11-26T00:00:00Z".to_owned();
     let item = AccountItem {
-        user_id: context.user_id.to_owned(),
+        user_id: UserId::from_verified_sub(context.user_id.to_owned()),
         account_id: context.account_id.to_owned(),
         account_type: AccountType::Crm,
         provider: Some("stripe".to_owned()),
@@ -451,7 +451,7 @@ async fn generate_envelope_vector() {
         .dynamodb()
         .get_item()
         .table_name(app.resource("AccountsTable"))
-        .key("user_id", AttributeValue::S(item.user_id.clone()))
+        .key("user_id", AttributeValue::S(item.user_id.to_string()))
         .key("account_id", AttributeValue::S(item.account_id.clone()))
         .send()
         .await

@@ -46,7 +46,7 @@ impl Delivery {
         let Some(token) = self
             .unsubscribe
             .token(&crate::communications::unsubscribe::Unsubscription {
-                user_id: item.user_id.to_string(),
+                user_id: item.user_id.clone(),
                 target_id: item.target_id.clone(),
                 address: to.to_lowercase(),
             })

@@ -8,9 +8,10 @@ use serde_json::{Map, Value, json};
 use super::{DirectMessages, Outcome, read_json};
 use crate::accounts::store::AccountItem;
 use crate::communications::store::CommunicationItem;
+use crate::ids::UserId;
 
 /// X user ids by (user, account, lower-case username).
-type XUserIds = std::collections::HashMap<(String, String, String), String>;
+type XUserIds = std::collections::HashMap<(UserId, String, String), String>;
 
 /// Direct messages through X's API at `base` (`X_API_BASE_URL`).
 #[derive(Clone)]
