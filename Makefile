@@ -139,8 +139,11 @@ $(REPORT_PYTHON): benchmarks/report-requirements.txt
 	touch $@
 
 bench: $(TOOLS) $(PEER_PYTHON) $(REPORT_PYTHON)
+	# Two builds: the functions with their own features (as sam build makes them), then the
+	# harness, whose test-crate dependencies would otherwise add features to the functions.
 	cargo build --release -p hello-lambda -p accounts -p targets -p orchestrator \
-	  -p communications-worker -p token-keeper -p pipewise-bench
+	  -p communications-worker -p token-keeper
+	cargo build --release -p pipewise-bench
 	rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
 	tools/with-emulator $(BENCH_PORT) sh -c '\
 	  PEER_PYTHON=$(PEER_VENV)/bin/python tools/bench-cold-start $(CARGO_TARGET_DIR)/release $${ROUNDS:-20} --json $(BENCH_DIR)/cold.json && \
