@@ -93,11 +93,24 @@ pub fn cancellation_codes<R>(error: &SdkError<TransactWriteItemsError, R>) -> Op
     )
 }
 
+/// Which items of a cancelled transaction failed their condition. Read by slot with
+/// [`FailedConditions::at`], never by indexing: a slot past the reasons DynamoDB returned (or an
+/// emulator that returns fewer) reads as "did not fail" instead of panicking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedConditions(Vec<bool>);
+
+impl FailedConditions {
+    /// Whether the item at `slot` (its position in the transaction) failed its condition.
+    pub fn at(&self, slot: usize) -> bool {
+        self.0.get(slot).copied().unwrap_or(false)
+    }
+}
+
 /// Why a transaction did not commit.
 #[derive(Debug)]
 pub enum TransactionFailure {
-    /// A condition failed: `true` at the index of each item whose condition failed.
-    ConditionFailed(Vec<bool>),
+    /// A condition failed: which items' conditions failed.
+    ConditionFailed(FailedConditions),
     /// DynamoDB or the network failed (503), or the request was malformed (500).
     Dependency(Error),
 }
@@ -135,12 +148,12 @@ pub async fn transact_write(
         };
         match cancellation_codes(&error) {
             Some(codes) if codes.iter().any(|code| code == "ConditionalCheckFailed") => {
-                return Err(TransactionFailure::ConditionFailed(
+                return Err(TransactionFailure::ConditionFailed(FailedConditions(
                     codes
                         .iter()
                         .map(|code| code == "ConditionalCheckFailed")
                         .collect(),
-                ));
+                )));
             }
             Some(codes)
                 if attempt < TRANSACTION_ATTEMPTS

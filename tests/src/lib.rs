@@ -473,14 +473,28 @@ impl TestApp {
             .unwrap_or_default()
     }
 
-    /// Marks an address as a verified SES sender in the emulator, as `make verify-sender` does.
-    pub async fn verify_sender(&self, email: &str) {
+    /// An SES identity made outside this service (the operator's own no-reply@, or one made
+    /// by hand): it must never prove anyone's claim.
+    pub async fn operator_identity(&self, email: &str) {
         aws_sdk_sesv2::Client::new(&self.sdk)
             .create_email_identity()
             .email_identity(email)
             .send()
             .await
-            .expect("verify the sender");
+            .expect("create the identity");
+    }
+
+    /// The owner of an email account's sender follows SES's verification link (the emulator's
+    /// SES verifies at once) and the next read connects the account: asserted here.
+    pub async fn sender_verified(&self, user: &str, account_id: &str) {
+        let read = self
+            .get(
+                &format!("/api/user/integrations/accounts/{account_id}"),
+                user,
+            )
+            .await;
+        read.assert_status(200);
+        assert_eq!(read.body["connected"], true, "{}", read.text);
     }
 
     /// Emails the emulator's SES accepted from `sender`: `(to, subject, body)`, the body decoded.

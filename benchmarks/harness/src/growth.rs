@@ -24,7 +24,7 @@ pub async fn measure(app: &TestApp, samples: usize) -> Value {
             let user = format!("bench-initiate-{communications}-{round}");
             let api = Api::new(app, &app.sdk, &user);
             let domain = unique_domain();
-            email_account(app, &api, &domain, 10_000).await;
+            email_account(&api, &domain, 10_000).await;
             // The seed writes as many items with BatchWriteItem as the run will: the
             // emulator's own cost for that volume, beside the initiate's.
             let started = Instant::now();

@@ -251,7 +251,7 @@ impl Direct {
 
 /// A user with an email account, a CRM account holding a secret, and `targets` targets.
 pub async fn prepare(app: &TestApp, api: &Api, user: &str, domain: &str) -> Direct {
-    crate::fixture::email_account(app, api, domain, 50).await;
+    crate::fixture::email_account(api, domain, 50).await;
     api.expect(
         Method::POST,
         "/api/user/integrations/accounts",

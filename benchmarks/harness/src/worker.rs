@@ -28,7 +28,7 @@ pub async fn measure(communications: usize) -> Value {
         let user = "bench-worker";
         let api = Api::new(&app, &app.sdk, user);
         let domain = unique_domain();
-        email_account(&app, &api, &domain, 10_000).await;
+        email_account(&api, &domain, 10_000).await;
         seed_targets(&app, user, communications, &domain).await;
         let run = api
             .expect(

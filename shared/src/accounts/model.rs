@@ -189,10 +189,21 @@ impl UpsertAccountRequest {
                 text,
                 &time::format_description::well_known::Rfc3339,
             ) {
-                Ok(at) => at
-                    .to_offset(time::UtcOffset::UTC)
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .ok(),
+                // Checked: an offset can move a time past year 9999 (`9999-12-31T23:59:59-23:59`),
+                // where an unchecked conversion panics and RFC 3339 cannot write it.
+                Ok(at) => match at.checked_to_offset(time::UtcOffset::UTC).and_then(|utc| {
+                    utc.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                }) {
+                    Some(normalised) => Some(normalised),
+                    None => {
+                        problems.push(FieldError::new(
+                            "expires_at",
+                            "must be an RFC 3339 time between the years 0000 and 9999 in UTC",
+                        ));
+                        None
+                    }
+                },
                 Err(_) => {
                     problems.push(FieldError::new("expires_at", "must be an RFC 3339 time"));
                     None
@@ -254,6 +265,13 @@ fn explicit_secret_paths(
     let mut paths = Vec::new();
     for (index, text) in dotted.iter().enumerate() {
         match super::secrets::parse_path(text) {
+            // The sender is public and claimed by its value: sealed, it could never be released.
+            Some(path) if path.len() == 1 && path[0] == super::sender::FROM_ADDRESS => {
+                problems.push(FieldError::new(
+                    format!("secret_fields.{index}"),
+                    "`from_address` is the account's public sender and cannot be a secret",
+                ));
+            }
             Some(path) => paths.push(path),
             None => problems.push(FieldError::new(
                 format!("secret_fields.{index}"),

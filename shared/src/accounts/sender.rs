@@ -1,16 +1,22 @@
 //! Sender ownership: a user may send email only from an address it has proven it controls, and
 //! an address belongs to one user at a time.
 //!
-//! - Proof is SES's own: saving an email account whose `from_address` SES does not know starts
-//!   SES verification of that address (SES mails a link to it); until SES says the address is
-//!   verified, the account is `connected: false` with `status_reason:
-//!   "sender_pending_verification"`, and reads re-check it.
+//! - Proof is SES's own, and per claim: a claim (written with the account, before SES is asked
+//!   anything) records a new verification attempt; SES then gets a new address identity tagged
+//!   with that attempt, and mails the address a link. Only that identity, verified, connects the
+//!   account. An identity that already existed proves nothing: one an earlier attempt of ours
+//!   left is deleted and created again (SES mails the owner again); one we did not create (the
+//!   operator's no-reply@) is never touched and never connects anyone.
+//! - Until then the account is `connected: false`, `status_reason:
+//!   "sender_pending_verification"`, and reads re-check it (a bounded number per request).
 //! - Only *address* identities count. A domain identity in the operator's SES account would let
 //!   every user claim every address of that domain, so it never makes an address a user's.
-//! - Ownership is a claim item in DynamoDB, written in the same transaction as the account: a
-//!   second user claiming the address gets 409 `sender_claimed`; deleting the account (or moving
-//!   it to another address) releases the claim, and removes the SES identity when this service
-//!   created it, so the next claimant has to prove control again.
+//! - One owner at a time: the claim is an item in DynamoDB. An address another account holds
+//!   gets the same answer as a pending verification (nothing reveals which addresses other
+//!   customers send from) and never connects; a claim never verified within a day (SES's link
+//!   expired) may be taken over. Releasing (delete, or a new address) deletes the identity first,
+//!   then the claim.
+//! - At most [`super::store::VERIFICATIONS_PER_HOUR`] verification starts per user and hour (429).
 //! - Delivery re-reads the claim before each send: a communication from an address its account
 //!   no longer owns fails with `sender_not_owned` and nothing is sent.
 
@@ -75,15 +81,30 @@ pub fn sender_of(
     }
 }
 
+/// The SES tag that names the verification attempt (a claim's) that created an identity.
+pub const ATTEMPT_TAG: &str = "pipewise:sender-claim-attempt";
+
 /// What SES says of an address identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SenderStatus {
-    /// SES may send from it.
-    Verified,
-    /// Verification was started and is not finished.
-    Pending,
     /// SES has no such address identity.
     Unknown,
+    /// SES has it.
+    Known {
+        /// SES may send from it.
+        verified: bool,
+        /// The claim attempt that created it ([`ATTEMPT_TAG`]); `None` for an identity this
+        /// service did not create (the operator's own, or one made by hand).
+        attempt: Option<String>,
+    },
+}
+
+impl SenderStatus {
+    /// Whether this is the identity `attempt` created, verified: the only proof that the
+    /// claim holding `attempt` controls the address.
+    pub fn proves(&self, attempt: &str) -> bool {
+        matches!(self, Self::Known { verified: true, attempt: Some(tagged) } if tagged == attempt)
+    }
 }
 
 /// SES calls about sender identities (not sending: see `communications::delivery`).
@@ -98,7 +119,7 @@ impl SenderVerification {
         Self { ses }
     }
 
-    /// Where SES stands on `address` as an address identity.
+    /// Where SES stands on `address` as an address identity, and which attempt made it.
     pub async fn status(&self, address: &Email) -> Result<SenderStatus, Error> {
         match self
             .ses
@@ -112,11 +133,12 @@ impl SenderVerification {
                 let verified = identity.verified_for_sending_status
                     || identity.verification_status
                         == Some(aws_sdk_sesv2::types::VerificationStatus::Success);
-                Ok(if verified {
-                    SenderStatus::Verified
-                } else {
-                    SenderStatus::Pending
-                })
+                let attempt = identity
+                    .tags()
+                    .iter()
+                    .find(|tag| tag.key() == ATTEMPT_TAG)
+                    .map(|tag| tag.value().to_owned());
+                Ok(SenderStatus::Known { verified, attempt })
             }
             Err(error)
                 if error
@@ -129,11 +151,55 @@ impl SenderVerification {
         }
     }
 
-    /// Starts SES verification of `address` (SES mails it a link).
-    pub async fn start(&self, address: &Email) -> Result<(), Error> {
+    /// Starts SES verification of `address` for the claim attempt `attempt` (SES mails the
+    /// address a link): a new identity tagged with the attempt. An identity an earlier attempt
+    /// of ours left (tagged, any attempt) is deleted first, so SES mails the owner again and
+    /// the old verification proves nothing; an identity this service did not create is never
+    /// touched, and `Ok(false)` says no verification was started.
+    pub async fn start(
+        &self,
+        address: &Email,
+        current: &SenderStatus,
+        attempt: &str,
+    ) -> Result<bool, Error> {
+        match current {
+            SenderStatus::Known { attempt: None, .. } => return Ok(false),
+            SenderStatus::Known {
+                attempt: Some(_), ..
+            } => self.forget(address).await?,
+            SenderStatus::Unknown => {}
+        }
+        let tag = aws_sdk_sesv2::types::Tag::builder()
+            .key(ATTEMPT_TAG)
+            .value(attempt)
+            .build()
+            .map_err(Error::internal)?;
         match self
             .ses
             .create_email_identity()
+            .email_identity(address.as_str())
+            .tags(tag)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            // Someone created it between our read and now: not this attempt's.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.code() == Some("AlreadyExistsException")) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(dependency_error(error)),
+        }
+    }
+
+    /// Removes an address identity (gone already counts as removed).
+    pub async fn forget(&self, address: &Email) -> Result<(), Error> {
+        match self
+            .ses
+            .delete_email_identity()
             .email_identity(address.as_str())
             .send()
             .await
@@ -142,24 +208,11 @@ impl SenderVerification {
             Err(error)
                 if error
                     .as_service_error()
-                    .is_some_and(|e| e.code() == Some("AlreadyExistsException")) =>
+                    .is_some_and(|e| e.code() == Some("NotFoundException")) =>
             {
                 Ok(())
             }
             Err(error) => Err(dependency_error(error)),
-        }
-    }
-
-    /// Removes an address identity this service created (best effort: logged when it fails).
-    pub async fn forget(&self, address: &Email) {
-        if let Err(error) = self
-            .ses
-            .delete_email_identity()
-            .email_identity(address.as_str())
-            .send()
-            .await
-        {
-            tracing::warn!(error = %crate::error::ErrorChain(&error), "could not remove a released sender identity from SES");
         }
     }
 }

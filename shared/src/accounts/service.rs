@@ -8,7 +8,10 @@ use super::model::{
 };
 use super::secrets::{self, SecretPath, StoredSecret, SubmittedSecret, display_path};
 use super::sender::{self, SenderStatus, SenderVerification};
-use super::store::{AccountItem, AccountStore, REAUTH_REQUIRED, SenderClaim};
+use super::store::{
+    AccountItem, AccountStore, REAUTH_REQUIRED, SENDER_TAKEN, SenderClaim, SenderWrite,
+    UNVERIFIED_CLAIM_SECONDS,
+};
 use super::tokens::{Provider, RefreshFailure, TokenEndpoints};
 use crate::clock::epoch_seconds;
 use crate::envelope::{EncryptionContext, Envelope, EnvelopeCipher};
@@ -291,27 +294,49 @@ impl AccountService {
     ) -> Result<Vec<AccountView>, Error> {
         let items = self.store.list(user).await?;
         let mut views = Vec::with_capacity(items.len());
+        // A list re-checks at most this many pending senders with SES (the rest on a later read),
+        // so a user with many pending accounts cannot turn one request into hundreds of calls.
+        let mut checks_left = PENDING_CHECKS_PER_LIST;
         for item in items
             .into_iter()
             .filter(|item| account_type.is_none_or(|wanted| item.account_type == wanted))
         {
-            views.push(view(self.refresh_pending_sender(item).await?)?);
+            let item = if checks_left > 0 && is_pending_sender(&item) {
+                checks_left -= 1;
+                self.refresh_pending_sender(item).await?
+            } else {
+                item
+            };
+            views.push(view(item)?);
         }
         Ok(views)
     }
 
-    /// An email account waiting for SES to verify its sender is re-checked on every read, and
-    /// marked connected once SES says so (one SES call per pending account).
+    /// An email account waiting for SES to verify its sender is re-checked on a read, and
+    /// marked connected once SES has verified the attempt its own claim started.
     async fn refresh_pending_sender(&self, item: AccountItem) -> Result<AccountItem, Error> {
-        if item.connected || item.status_reason.as_deref() != Some(sender::PENDING_VERIFICATION) {
+        if !is_pending_sender(&item) {
             return Ok(item);
         }
-        let configuration = parse_configuration(&item.configuration)?;
-        let Ok(Some(address)) = sender::sender_of(item.account_type, &configuration) else {
+        let Some(claim) = self.owned_sender(&item).await? else {
             return Ok(item);
         };
-        if self.senders.status(&address).await? != SenderStatus::Verified
-            || !self.store.mark_sender_verified(&item).await?
+        self.confirm_sender(item, &claim).await
+    }
+
+    /// Connects an account whose unverified claim SES has now verified (this claim's attempt,
+    /// nothing else); the account as it then stands.
+    async fn confirm_sender(
+        &self,
+        item: AccountItem,
+        claim: &SenderClaim,
+    ) -> Result<AccountItem, Error> {
+        let (Some(attempt), false) = (claim.attempt.as_deref(), claim.verified) else {
+            return Ok(item);
+        };
+        let address = Email::parse(&claim.address).map_err(Error::internal)?;
+        if !self.senders.status(&address).await?.proves(attempt)
+            || !self.store.mark_sender_verified(&item, claim).await?
         {
             return Ok(item);
         }
@@ -351,12 +376,15 @@ impl AccountService {
     ) -> Result<(Upserted, AccountView), Error> {
         let mut draft = request.parse()?;
         let existing = self.store.get(user, &draft.account_id).await?;
-        let sender = self.prepare_sender(user, &mut draft).await?;
+        let sender = self
+            .plan_sender(user, &mut draft, existing.as_ref())
+            .await?;
         let released = match &existing {
-            Some(old) => self
-                .owned_sender(old)
-                .await?
-                .filter(|old| sender.as_ref().is_none_or(|new| new.address != old.address)),
+            Some(old) => self.owned_sender(old).await?.filter(|old| {
+                sender
+                    .as_ref()
+                    .is_none_or(|new| new.claim().address != old.address)
+            }),
             None => None,
         };
         let split = secrets::split_with(draft.configuration.clone(), &draft.explicit_secrets);
@@ -377,7 +405,7 @@ impl AccountService {
             None => (None, now.clone()),
         };
         let configuration = serde_json::to_string(&split.masked).map_err(Error::internal)?;
-        let item = AccountItem {
+        let mut item = AccountItem {
             user_id: user.clone(),
             account_id: draft.account_id.as_str().to_owned(),
             account_type: draft.account_type,
@@ -395,35 +423,95 @@ impl AccountService {
             }),
             updated_at,
             expires_at: draft.expires_at.clone(),
+            sender_address: sender.as_ref().map(|write| write.claim().address.clone()),
             version: existing.as_ref().map_or(1, |old| old.version + 1),
         };
-        let outcome = match &existing {
+        // The identity goes before the claim: a release that stops half-way leaves a claim
+        // (retried by the next save), never an identity that someone could mistake for proof.
+        if let Some(released) = &released {
+            self.forget_identity(released).await?;
+        }
+        let written = self
+            .write_account(&item, existing.as_ref(), sender.as_ref(), released.as_ref())
+            .await;
+        let outcome = match written {
+            Ok(outcome) => outcome,
+            // Another account took the address between our read and our write: the same answer
+            // as any address someone else holds.
+            Err(Error::Conflict { code, .. }) if code == SENDER_TAKEN => {
+                item.sender_address = None;
+                mark_pending(&mut item.connected, &mut item.status_reason);
+                let outcome = self
+                    .write_account(&item, existing.as_ref(), None, released.as_ref())
+                    .await?;
+                return Ok((outcome, view(item)?));
+            }
+            Err(error) => return Err(error),
+        };
+        let Some(write) = sender else {
+            return Ok((outcome, view(item)?));
+        };
+        match write {
+            // After the claim is ours, and only then, SES is asked to mail the address. The
+            // account stays pending: SES verifies only once the owner follows the link, which
+            // a later read notices.
+            SenderWrite::Start(claim) => {
+                let address = Email::parse(&claim.address).map_err(Error::internal)?;
+                let status = self.senders.status(&address).await?;
+                let attempt = claim.attempt.as_deref().unwrap_or_default();
+                if !self.senders.start(&address, &status, attempt).await? {
+                    tracing::warn!(
+                        user_id = %user,
+                        account_id = %item.account_id,
+                        "a sender SES already knows from outside this service was claimed; it stays pending"
+                    );
+                }
+                Ok((outcome, view(item)?))
+            }
+            SenderWrite::Hold(claim) => {
+                let item = self.confirm_sender(item, &claim).await?;
+                Ok((outcome, view(item)?))
+            }
+        }
+    }
+
+    /// Inserts or replaces the account with its sender write.
+    async fn write_account(
+        &self,
+        item: &AccountItem,
+        existing: Option<&AccountItem>,
+        sender: Option<&SenderWrite>,
+        released: Option<&SenderClaim>,
+    ) -> Result<Upserted, Error> {
+        match existing {
             None => {
-                self.store.insert(&item, sender.as_ref()).await?;
-                Upserted::Created
+                self.store.insert(item, sender).await?;
+                Ok(Upserted::Created)
             }
             Some(old) => {
                 self.store
-                    .replace(&item, old.version, sender.as_ref(), released.as_ref())
+                    .replace(item, old.version, sender, released)
                     .await?;
-                Upserted::Updated
+                Ok(Upserted::Updated)
             }
-        };
-        if let Some(released) = released {
-            self.forget_sender(released).await;
         }
-        Ok((outcome, view(item)?))
     }
 
-    /// For an email account: refuses a sender another account owns (409, before SES is asked
-    /// anything, so nobody can make SES mail someone else's address), starts SES verification
-    /// of an address SES does not know, and keeps the account disconnected
-    /// (`sender_pending_verification`) until SES has verified it. Returns the claim to write.
-    async fn prepare_sender(
+    /// For an email account, what the save does with its sender, and whether the account is
+    /// connected meanwhile:
+    /// - a claim this account holds and SES verified for it (or one from before verification
+    ///   attempts were recorded, on a connected account) is kept;
+    /// - a claim it holds whose attempt is still pending in SES is kept, the account pending;
+    /// - an address nobody holds, a claim of its own whose identity is gone, or a claim nobody
+    ///   verified within a day starts a new verification attempt (counted per user and hour);
+    /// - an address another account holds: pending, nothing claimed, SES never asked (the
+    ///   same answer as a pending verification, so no one learns who sends from what).
+    async fn plan_sender(
         &self,
         user: &UserId,
         draft: &mut AccountDraft,
-    ) -> Result<Option<SenderClaim>, Error> {
+        existing: Option<&AccountItem>,
+    ) -> Result<Option<SenderWrite>, Error> {
         let address = sender::sender_of(draft.account_type, &draft.configuration)
             .map_err(|problem| Error::Validation(vec![problem]))?;
         if address.is_some() {
@@ -433,60 +521,79 @@ impl AccountService {
         let Some(address) = address else {
             return Ok(None);
         };
+        let account_id = draft.account_id.as_str();
+        let now = epoch_seconds();
         let current = self.store.sender_owner(address.as_str()).await?;
-        if let Some(owner) = &current
-            && (owner.user_id != *user || owner.account_id != draft.account_id.as_str())
-        {
-            return Err(Error::Conflict {
-                code: "sender_claimed",
-                message: "Another account already sends from this address.".into(),
-                existing_id: None,
-            });
-        }
-        let mut created_identity = current.is_some_and(|owner| owner.created_identity);
-        let status = self.senders.status(&address).await?;
-        if status == SenderStatus::Unknown {
-            self.senders.start(&address).await?;
-            created_identity = true;
-        }
-        // A client that marks the account disconnected keeps its own reason.
-        if status != SenderStatus::Verified && draft.connected {
-            draft.connected = false;
-            draft.status_reason = Some(sender::PENDING_VERIFICATION.to_owned());
-        }
-        Ok(Some(SenderClaim {
-            address: address.as_str().to_owned(),
-            user_id: user.clone(),
-            account_id: draft.account_id.as_str().to_owned(),
-            created_identity,
-        }))
+        let link_expired =
+            |claim: &SenderClaim| now.saturating_sub(claim.started_at) > UNVERIFIED_CLAIM_SECONDS;
+        let write = match current {
+            Some(claim) if claim.is_held_by(user, account_id) => {
+                let legacy_connected = claim.attempt.is_none()
+                    && existing.is_some_and(|old| old.connected && old.status_reason.is_none());
+                if claim.verified || legacy_connected {
+                    SenderWrite::Hold(claim)
+                } else if let Some(attempt) = claim.attempt.as_deref()
+                    && !link_expired(&claim)
+                    && matches!(
+                        self.senders.status(&address).await?,
+                        SenderStatus::Known { attempt: Some(tagged), .. } if tagged == attempt
+                    )
+                {
+                    mark_pending(&mut draft.connected, &mut draft.status_reason);
+                    SenderWrite::Hold(claim)
+                } else {
+                    mark_pending(&mut draft.connected, &mut draft.status_reason);
+                    SenderWrite::Start(new_claim(&address, user, account_id, now))
+                }
+            }
+            Some(claim) if claim.attempt.is_none() || claim.verified || !link_expired(&claim) => {
+                mark_pending(&mut draft.connected, &mut draft.status_reason);
+                return Ok(None);
+            }
+            _ => {
+                mark_pending(&mut draft.connected, &mut draft.status_reason);
+                SenderWrite::Start(new_claim(&address, user, account_id, now))
+            }
+        };
+        Ok(Some(write))
     }
 
     /// The claim a stored account holds on its sender, if it holds one.
     async fn owned_sender(&self, item: &AccountItem) -> Result<Option<SenderClaim>, Error> {
-        let configuration = parse_configuration(&item.configuration)?;
-        let Ok(Some(address)) = sender::sender_of(item.account_type, &configuration) else {
-            return Ok(None);
+        let address = match &item.sender_address {
+            Some(address) => address.clone(),
+            // Accounts stored before the claimed address was kept on the item.
+            None => {
+                let configuration = parse_configuration(&item.configuration)?;
+                let Ok(Some(address)) = sender::sender_of(item.account_type, &configuration) else {
+                    return Ok(None);
+                };
+                address.as_str().to_owned()
+            }
         };
         Ok(self
             .store
-            .sender_owner(address.as_str())
+            .sender_owner(&address)
             .await?
-            .filter(|owner| owner.user_id == item.user_id && owner.account_id == item.account_id))
+            .filter(|owner| owner.is_held_by(&item.user_id, &item.account_id)))
     }
 
-    /// After a release: removes the SES identity when this service created it and nobody has
-    /// claimed the address since, so the next claimant must prove control of it again.
-    async fn forget_sender(&self, released: SenderClaim) {
-        if !released.created_identity {
-            return;
+    /// Before a claim is released: deletes the SES identity it created (its attempt's, or a
+    /// claim from before attempts that created one), so the next claimant must prove control
+    /// again. An identity this service did not create is left alone.
+    async fn forget_identity(&self, released: &SenderClaim) -> Result<(), Error> {
+        let address = Email::parse(&released.address).map_err(Error::internal)?;
+        let ours = match released.attempt.as_deref() {
+            Some(attempt) => matches!(
+                self.senders.status(&address).await?,
+                SenderStatus::Known { attempt: Some(tagged), .. } if tagged == attempt
+            ),
+            None => released.created_identity,
+        };
+        if ours {
+            self.senders.forget(&address).await?;
         }
-        if let (Ok(None), Ok(address)) = (
-            self.store.sender_owner(&released.address).await,
-            Email::parse(&released.address),
-        ) {
-            self.senders.forget(&address).await;
-        }
+        Ok(())
     }
 
     /// Disconnects an account: the item and its ciphertext are deleted and its sender released.
@@ -495,13 +602,10 @@ impl AccountService {
             return Err(Error::NotFound);
         };
         let released = self.owned_sender(&existing).await?;
-        self.store
-            .delete(user, account_id, released.as_ref())
-            .await?;
-        if let Some(released) = released {
-            self.forget_sender(released).await;
+        if let Some(released) = &released {
+            self.forget_identity(released).await?;
         }
-        Ok(())
+        self.store.delete(user, account_id, released.as_ref()).await
     }
 
     /// The decrypted configuration of an account. The caller has checked the scope; this writes
@@ -702,6 +806,35 @@ fn child<'a>(value: &'a Value, segment: &str) -> Option<&'a Value> {
         Value::Object(map) => map.get(segment),
         Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
         _ => None,
+    }
+}
+
+/// How many pending senders one list re-checks with SES.
+const PENDING_CHECKS_PER_LIST: usize = 3;
+
+fn is_pending_sender(item: &AccountItem) -> bool {
+    !item.connected && item.status_reason.as_deref() == Some(sender::PENDING_VERIFICATION)
+}
+
+/// Keeps an account disconnected until its sender is proven; a client that marks the account
+/// disconnected keeps its own reason.
+fn mark_pending(connected: &mut bool, status_reason: &mut Option<String>) {
+    if *connected {
+        *connected = false;
+        *status_reason = Some(sender::PENDING_VERIFICATION.to_owned());
+    }
+}
+
+/// A claim with a new verification attempt.
+fn new_claim(address: &Email, user: &UserId, account_id: &str, now: i64) -> SenderClaim {
+    SenderClaim {
+        address: address.as_str().to_owned(),
+        user_id: user.clone(),
+        account_id: account_id.to_owned(),
+        created_identity: false,
+        attempt: Some(uuid::Uuid::new_v4().to_string()),
+        verified: false,
+        started_at: now,
     }
 }
 

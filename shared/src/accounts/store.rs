@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
+};
 use serde::{Deserialize, Serialize};
 
 use super::model::{AccountId, AccountType, MAX_ACCOUNTS_PER_USER};
@@ -25,6 +27,21 @@ pub const REAUTH_REQUIRED: &str = "reauth_required";
 
 /// Sort key of the per-user account counter.
 pub const QUOTA_ITEM: &str = "#quota";
+
+/// Sort-key prefix of a user's sender-verification counter for one hour (`#verifications#<hour>`).
+const VERIFICATIONS_PREFIX: &str = "#verifications#";
+
+/// Sender verifications a user may start per hour: each one makes SES mail an address, and SES
+/// holds at most 10,000 identities per region.
+pub const VERIFICATIONS_PER_HOUR: u32 = 10;
+
+/// After this long an unverified claim may be taken over by another account: SES's verification
+/// link has expired, and the address's real owner must not be locked out by a squatter.
+pub const UNVERIFIED_CLAIM_SECONDS: i64 = 24 * 3600;
+
+// Slots of an account's transactions, in the order they are pushed.
+const ACCOUNT_SLOT: usize = 0;
+const COUNTER_SLOT: usize = 1;
 
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +78,10 @@ pub struct AccountItem {
     /// When the access token expires (RFC 3339), for accounts whose tokens are refreshed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// The sender address this account claimed (normalised), so the claim is released from
+    /// what was claimed, never re-derived from a configuration that may have changed shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_address: Option<String>,
     /// Optimistic-lock version, +1 per write.
     pub version: u64,
 }
@@ -120,8 +141,9 @@ impl AccountStore {
         while let Some(page) = pages.next().await {
             let page = page.map_err(dependency_error)?;
             for item in page.items.unwrap_or_default() {
-                let is_quota = matches!(item.get("account_id"), Some(AttributeValue::S(id)) if id == QUOTA_ITEM);
-                if !is_quota {
+                // Counters share the partition; no account id starts with '#'.
+                let is_counter = matches!(item.get("account_id"), Some(AttributeValue::S(id)) if id.starts_with('#'));
+                if !is_counter {
                     accounts.push(decode_item(item)?);
                 }
             }
@@ -130,12 +152,13 @@ impl AccountStore {
     }
 
     /// Creates an account and counts it, in one transaction with the claim of its sender (if
-    /// any): fails with 409 if it appeared meanwhile or another account owns the sender, and with
-    /// 422 when the user already has the maximum.
+    /// any): fails with 409 if it appeared meanwhile, [`SENDER_TAKEN`] if another account took
+    /// the sender meanwhile, 429 past the hourly verification starts and 422 when the user
+    /// already has the maximum.
     pub async fn insert(
         &self,
         item: &AccountItem,
-        sender: Option<&SenderClaim>,
+        sender: Option<&SenderWrite>,
     ) -> Result<(), Error> {
         let put = Put::builder()
             .table_name(&self.table)
@@ -160,21 +183,24 @@ impl AccountStore {
             TransactWriteItem::builder().put(put).build(),
             TransactWriteItem::builder().update(count).build(),
         ];
-        if let Some(claim) = sender {
-            items.push(self.claim_sender(claim)?);
-        }
+        let sender_slots = self.push_sender(&mut items, sender)?;
         match transact_write(&self.dynamodb, items).await {
             Ok(()) => Ok(()),
-            Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => {
+            Err(TransactionFailure::ConditionFailed(failed)) if failed.at(ACCOUNT_SLOT) => {
                 Err(concurrent_change())
             }
-            Err(TransactionFailure::ConditionFailed(failed)) if failed.get(2) == Some(&true) => {
-                Err(sender_claimed())
+            Err(TransactionFailure::ConditionFailed(failed))
+                if let Some(error) = sender_slots.error(&failed) =>
+            {
+                Err(error)
             }
-            Err(TransactionFailure::ConditionFailed(_)) => Err(Error::LimitExceeded {
-                code: "account_limit_reached",
-                message: format!("A user can have at most {MAX_ACCOUNTS_PER_USER} accounts."),
-            }),
+            Err(TransactionFailure::ConditionFailed(failed)) if failed.at(COUNTER_SLOT) => {
+                Err(Error::LimitExceeded {
+                    code: "account_limit_reached",
+                    message: format!("A user can have at most {MAX_ACCOUNTS_PER_USER} accounts."),
+                })
+            }
+            Err(TransactionFailure::ConditionFailed(_)) => Err(concurrent_change()),
             Err(failure) => Err(failure.into()),
         }
     }
@@ -185,7 +211,7 @@ impl AccountStore {
         &self,
         item: &AccountItem,
         expected_version: u64,
-        sender: Option<&SenderClaim>,
+        sender: Option<&SenderWrite>,
         released: Option<&SenderClaim>,
     ) -> Result<(), Error> {
         let put = Put::builder()
@@ -199,25 +225,46 @@ impl AccountStore {
             .build()
             .map_err(Error::internal)?;
         let mut items = vec![TransactWriteItem::builder().put(put).build()];
-        if let Some(claim) = sender {
-            items.push(self.claim_sender(claim)?);
-        }
+        let sender_slots = self.push_sender(&mut items, sender)?;
         if let Some(claim) = released {
             items.push(self.release_sender(claim)?);
         }
         match transact_write(&self.dynamodb, items).await {
             Ok(()) => Ok(()),
-            Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => {
+            Err(TransactionFailure::ConditionFailed(failed)) if failed.at(ACCOUNT_SLOT) => {
                 Err(concurrent_change())
             }
             Err(TransactionFailure::ConditionFailed(failed))
-                if sender.is_some() && failed.get(1) == Some(&true) =>
+                if let Some(error) = sender_slots.error(&failed) =>
             {
-                Err(sender_claimed())
+                Err(error)
             }
             Err(TransactionFailure::ConditionFailed(_)) => Err(concurrent_change()),
             Err(failure) => Err(failure.into()),
         }
+    }
+
+    /// Adds what a sender write needs to a transaction; returns where it put them.
+    fn push_sender(
+        &self,
+        items: &mut Vec<TransactWriteItem>,
+        sender: Option<&SenderWrite>,
+    ) -> Result<SenderSlots, Error> {
+        let mut slots = SenderSlots::default();
+        match sender {
+            None => {}
+            Some(SenderWrite::Hold(claim)) => {
+                slots.claim = Some(items.len());
+                items.push(self.hold_sender(claim)?);
+            }
+            Some(SenderWrite::Start(claim)) => {
+                slots.claim = Some(items.len());
+                items.push(self.claim_sender(claim)?);
+                slots.verifications = Some(items.len());
+                items.push(self.count_verification(&claim.user_id, claim.started_at)?);
+            }
+        }
+        Ok(slots)
     }
 
     /// Who owns a sender address, read consistently.
@@ -231,22 +278,68 @@ impl AccountStore {
                 item.get("created_identity"),
                 Some(AttributeValue::Bool(true))
             ),
+            attempt: match item.get("attempt") {
+                Some(AttributeValue::S(attempt)) => Some(attempt.clone()),
+                _ => None,
+            },
+            verified: matches!(item.get("verified"), Some(AttributeValue::Bool(true))),
+            started_at: match item.get("started_at") {
+                Some(AttributeValue::N(at)) => at.parse().unwrap_or(0),
+                _ => 0,
+            },
         }))
     }
 
-    /// Marks an account whose sender SES has since verified as connected, if it is unchanged.
-    pub async fn mark_sender_verified(&self, item: &AccountItem) -> Result<bool, Error> {
-        let result = self
-            .update_at_version(item)
+    /// Marks an account connected once SES has verified the attempt its claim started, and the
+    /// claim verified, in one transaction; `false` when the account changed or the claim is no
+    /// longer this attempt's.
+    pub async fn mark_sender_verified(
+        &self,
+        item: &AccountItem,
+        claim: &SenderClaim,
+    ) -> Result<bool, Error> {
+        let account = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.account_id)))
+            .condition_expression("version = :expected")
             .update_expression(
                 "SET connected = :true, version = :next, updated_at = :now REMOVE status_reason",
             )
+            .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":next", AttributeValue::N((item.version + 1).to_string()))
             .expression_attribute_values(":now", AttributeValue::S(crate::now_rfc3339()))
-            .send()
-            .await;
-        conditional(result)
+            .build()
+            .map_err(Error::internal)?;
+        let attempt = claim
+            .attempt
+            .as_deref()
+            .ok_or_else(|| Error::internal("only a started attempt can be verified"))?;
+        let verified = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(sender_key(&claim.address)))
+            .update_expression("SET verified = :true")
+            .condition_expression(
+                "owner_user_id = :user AND owner_account_id = :account AND attempt = :attempt",
+            )
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(
+                ":user",
+                AttributeValue::S(item.user_id.as_str().to_owned()),
+            )
+            .expression_attribute_values(":account", AttributeValue::S(item.account_id.clone()))
+            .expression_attribute_values(":attempt", AttributeValue::S(attempt.to_owned()))
+            .build()
+            .map_err(Error::internal)?;
+        let items = vec![
+            TransactWriteItem::builder().update(account).build(),
+            TransactWriteItem::builder().update(verified).build(),
+        ];
+        match transact_write(&self.dynamodb, items).await {
+            Ok(()) => Ok(true),
+            Err(TransactionFailure::ConditionFailed(_)) => Ok(false),
+            Err(failure) => Err(failure.into()),
+        }
     }
 
     /// An update of one account that applies only while it is still at the version read.
@@ -332,16 +425,70 @@ impl AccountStore {
         }
     }
 
-    /// Claims a sender for an account: holds when nobody owns it or this account already does.
+    /// Claims a sender for an account with a new verification attempt: holds when nobody owns
+    /// it, this account already does, or another account's claim was never verified and its
+    /// link has expired. The claim is unverified until SES verifies this attempt.
     fn claim_sender(&self, claim: &SenderClaim) -> Result<TransactWriteItem, Error> {
+        let attempt = claim
+            .attempt
+            .as_deref()
+            .ok_or_else(|| Error::internal("a new claim needs its attempt"))?;
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(sender_key(&claim.address)))
-            .update_expression("SET owner_user_id = :user, owner_account_id = :account, created_identity = if_not_exists(created_identity, :created)")
-            .condition_expression("attribute_not_exists(owner_user_id) OR (owner_user_id = :user AND owner_account_id = :account)")
+            .update_expression("SET owner_user_id = :user, owner_account_id = :account, attempt = :attempt, verified = :false, started_at = :now REMOVE created_identity")
+            .condition_expression("attribute_not_exists(owner_user_id) OR (owner_user_id = :user AND owner_account_id = :account) OR (verified = :false AND started_at < :stale)")
             .expression_attribute_values(":user", AttributeValue::S(claim.user_id.as_str().to_owned()))
             .expression_attribute_values(":account", AttributeValue::S(claim.account_id.clone()))
-            .expression_attribute_values(":created", AttributeValue::Bool(claim.created_identity))
+            .expression_attribute_values(":attempt", AttributeValue::S(attempt.to_owned()))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":now", AttributeValue::N(claim.started_at.to_string()))
+            .expression_attribute_values(
+                ":stale",
+                AttributeValue::N(claim.started_at.saturating_sub(UNVERIFIED_CLAIM_SECONDS).to_string()),
+            )
+            .build()
+            .map_err(Error::internal)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Holds a sender this account already owns, unchanged: fails when it no longer does.
+    fn hold_sender(&self, claim: &SenderClaim) -> Result<TransactWriteItem, Error> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(sender_key(&claim.address)))
+            .condition_expression("owner_user_id = :user AND owner_account_id = :account")
+            .expression_attribute_values(
+                ":user",
+                AttributeValue::S(claim.user_id.as_str().to_owned()),
+            )
+            .expression_attribute_values(":account", AttributeValue::S(claim.account_id.clone()))
+            .build()
+            .map_err(Error::internal)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Counts a verification start against the user's hourly allowance (the item expires with
+    /// the table's TTL attribute a day later).
+    fn count_verification(&self, user: &UserId, now: i64) -> Result<TransactWriteItem, Error> {
+        let hour = now.div_euclid(3600);
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                user,
+                &format!("{VERIFICATIONS_PREFIX}{hour}"),
+            )))
+            .update_expression("ADD starts :one SET expires_at_epoch = :expires")
+            .condition_expression("attribute_not_exists(starts) OR starts < :max")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":max",
+                AttributeValue::N(VERIFICATIONS_PER_HOUR.to_string()),
+            )
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N(hour.saturating_add(25).saturating_mul(3600).to_string()),
+            )
             .build()
             .map_err(Error::internal)?;
         Ok(TransactWriteItem::builder().update(update).build())
@@ -390,7 +537,9 @@ impl AccountStore {
         }
         match transact_write(&self.dynamodb, items).await {
             Ok(()) => Ok(()),
-            Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => Err(Error::NotFound),
+            Err(TransactionFailure::ConditionFailed(failed)) if failed.at(ACCOUNT_SLOT) => {
+                Err(Error::NotFound)
+            }
             Err(TransactionFailure::ConditionFailed(_)) => Err(concurrent_change()),
             Err(failure) => Err(failure.into()),
         }
@@ -406,9 +555,76 @@ pub struct SenderClaim {
     pub user_id: UserId,
     /// The owning account.
     pub account_id: String,
-    /// Whether this service created the SES identity (and so removes it on release).
+    /// Claims made before verification attempts were recorded: whether this service created
+    /// the SES identity (and so removes it on release).
     pub created_identity: bool,
+    /// The verification this claim started: the SES identity is tagged with it, and only that
+    /// identity's success proves the claim. `None` on claims made before attempts existed.
+    pub attempt: Option<String>,
+    /// SES verified this claim's attempt.
+    pub verified: bool,
+    /// When the attempt started (epoch seconds; 0 when unknown).
+    pub started_at: i64,
 }
+
+impl SenderClaim {
+    /// Whether `account` (of `user`) holds this claim.
+    pub fn is_held_by(&self, user: &UserId, account_id: &str) -> bool {
+        self.user_id == *user && self.account_id == account_id
+    }
+}
+
+/// What an account write does with its sender claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderWrite {
+    /// The account keeps a claim it holds (the write fails if it no longer does).
+    Hold(SenderClaim),
+    /// The account claims the sender with a new verification attempt, counted against the
+    /// user's hourly verification starts.
+    Start(SenderClaim),
+}
+
+impl SenderWrite {
+    /// The claim written or held.
+    pub fn claim(&self) -> &SenderClaim {
+        match self {
+            Self::Hold(claim) | Self::Start(claim) => claim,
+        }
+    }
+}
+
+/// Where a transaction put its sender items.
+#[derive(Debug, Default, Clone, Copy)]
+struct SenderSlots {
+    claim: Option<usize>,
+    verifications: Option<usize>,
+}
+
+impl SenderSlots {
+    /// The error for a failed sender item, if one failed.
+    fn error(&self, failed: &crate::storage::FailedConditions) -> Option<Error> {
+        if self.verifications.is_some_and(|slot| failed.at(slot)) {
+            return Some(Error::QuotaExceeded {
+                code: "sender_verifications_exceeded",
+                message: format!(
+                    "At most {VERIFICATIONS_PER_HOUR} sender verifications can be started per hour."
+                ),
+                retry_after: 3600,
+            });
+        }
+        self.claim
+            .is_some_and(|slot| failed.at(slot))
+            .then_some(Error::Conflict {
+                code: SENDER_TAKEN,
+                message: "The sender was claimed by another request meanwhile; retry.".into(),
+                existing_id: None,
+            })
+    }
+}
+
+/// Internal conflict code: another account took the sender between the read and the write. The
+/// service answers it as a pending verification (never revealing another customer's sender).
+pub const SENDER_TAKEN: &str = "sender_taken";
 
 /// Sender claims live in the accounts table under their own partition (`sender#<address>`),
 /// which no user's partition can reach: their sort key `#owner` is no valid account id.
@@ -420,14 +636,6 @@ fn text_of(item: &HashMap<String, AttributeValue>, name: &str) -> String {
     match item.get(name) {
         Some(AttributeValue::S(value)) => value.clone(),
         _ => String::new(),
-    }
-}
-
-fn sender_claimed() -> Error {
-    Error::Conflict {
-        code: "sender_claimed",
-        message: "Another account already sends from this address.".into(),
-        existing_id: None,
     }
 }
 

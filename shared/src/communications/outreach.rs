@@ -573,6 +573,7 @@ mod tests {
             created_at: String::new(),
             updated_at: String::new(),
             expires_at: None,
+            sender_address: None,
             version: 1,
         }
     }

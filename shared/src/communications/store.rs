@@ -41,6 +41,9 @@ const PROVIDER_MESSAGE_PREFIX: &str = "#provider-message#";
 /// Days a provider message id stays resolvable (feedback comes within days; complaints can
 /// trail by weeks).
 const PROVIDER_MESSAGE_DAYS: i64 = 90;
+/// Slot of the communication's own update in its state-change transactions (the run's counters
+/// and pointers come after it).
+const COMMUNICATION_SLOT: usize = 0;
 /// The runs table's index of scheduled communications, by `scheduled_day` (template.yaml).
 pub const SCHEDULED_INDEX: &str = "scheduled";
 
@@ -722,7 +725,9 @@ impl RunStore {
         ];
         match transact_write(&self.dynamodb, items).await {
             Ok(()) => Ok(true),
-            Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => Ok(false),
+            Err(TransactionFailure::ConditionFailed(failed)) if failed.at(COMMUNICATION_SLOT) => {
+                Ok(false)
+            }
             Err(failure) => Err(failure.into()),
         }
     }
@@ -853,7 +858,9 @@ impl RunStore {
         }
         match transact_write(&self.dynamodb, items).await {
             Ok(()) => {}
-            Err(TransactionFailure::ConditionFailed(failed)) if failed[0] => return Ok(false),
+            Err(TransactionFailure::ConditionFailed(failed)) if failed.at(COMMUNICATION_SLOT) => {
+                return Ok(false);
+            }
             Err(failure) => return Err(failure.into()),
         }
         self.stamp_completion(&item.user_id, &item.run_id, &now)

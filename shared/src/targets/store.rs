@@ -22,6 +22,11 @@ use super::model::{MAX_ACTIVE_TARGETS_PER_USER, TargetDraft, TargetId, TargetPag
 use crate::aws::dependency_error;
 use crate::error::Error;
 use crate::ids::UserId;
+
+// Slots of a new target's transaction: the target, the user's counter, its email guard.
+const TARGET_SLOT: usize = 0;
+const COUNTER_SLOT: usize = 1;
+const EMAIL_GUARD_SLOT: usize = 2;
 use crate::storage::{
     TransactionFailure, conditional, decode_item, encode_item, number as n, read_item, text as s,
     transact_write, user_key,
@@ -226,11 +231,11 @@ impl TargetStore {
         match transact_write(&self.dynamodb, items).await {
             Ok(()) => Ok(item.target),
             Err(TransactionFailure::ConditionFailed(failed)) => {
-                if failed.get(2).copied().unwrap_or(false)
+                if failed.at(EMAIL_GUARD_SLOT)
                     && let Some(email) = &item.target.email
                 {
                     Err(self.duplicate(user, email).await)
-                } else if failed[1] {
+                } else if failed.at(COUNTER_SLOT) {
                     Err(Error::LimitExceeded {
                         code: "target_limit_reached",
                         message: format!(
@@ -297,7 +302,7 @@ impl TargetStore {
         match transact_write(&self.dynamodb, items).await {
             Ok(()) => Ok(updated.target),
             Err(TransactionFailure::ConditionFailed(failed)) => match (new_guard_at, new_email) {
-                (Some(at), Some(email)) if failed[at] && !failed[0] => {
+                (Some(at), Some(email)) if failed.at(at) && !failed.at(TARGET_SLOT) => {
                     Err(self.duplicate(user, email).await)
                 }
                 _ => Err(Error::Conflict {

@@ -4,11 +4,24 @@ use serde_json::{Value, json};
 
 const ACCOUNTS: &str = "/api/user/integrations/accounts";
 
+/// An address of this test's own: the emulator's SES is shared by every test, and a claim's
+/// verification attempt replaces an identity another test's attempt made (nextest runs each test
+/// in its own process, so this is per test).
+fn address(local: &str) -> String {
+    static DOMAIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "t{}.example.com",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        )
+    });
+    format!("{local}@{}", *DOMAIN)
+}
+
 fn seed() -> Value {
     json!({
         "account_id": "gmail-work",
         "account_type": "email",
-        "configuration": {"from_address": "me@example.com", "access_token": "ya29.secret-value"}
+        "configuration": {"from_address": address("me"), "access_token": "ya29.secret-value"}
     })
 }
 
@@ -32,15 +45,16 @@ async fn health_answers_without_a_token() {
 #[tokio::test]
 async fn the_seed_body_creates_then_updates_an_account_with_secrets_masked() {
     let app = TestApp::spawn().await;
-    // Connected only once SES has verified the sender (the emulator's SES is shared by tests).
-    app.verify_sender("me@example.com").await;
+    // Pending until SES has verified the sender this claim asked it to verify.
     let created = app.post(ACCOUNTS, "alice", &seed()).await;
     created.assert_status(201);
     let account = &created.body;
     assert_eq!(account["account_id"], "gmail-work");
     assert_eq!(account["account_type"], "email");
-    assert_eq!(account["connected"], true);
-    assert_eq!(account["configuration"]["from_address"], "me@example.com");
+    assert_eq!(account["connected"], false);
+    assert_eq!(account["status_reason"], "sender_pending_verification");
+    assert_eq!(account["configuration"]["from_address"], address("me"));
+    app.sender_verified("alice", "gmail-work").await;
     assert_eq!(account["configuration"]["access_token"], "********");
     assert_eq!(account["secret_fields"], json!(["access_token"]));
     assert!(!created.text.contains("ya29.secret-value"));
@@ -164,7 +178,7 @@ async fn posting_the_mask_back_keeps_the_stored_secret() {
         .assert_status(201);
     let read = app.get(&format!("{ACCOUNTS}/gmail-work"), "alice").await;
     let mut edited = read.body.clone();
-    edited["configuration"]["from_address"] = json!("sales@example.com");
+    edited["configuration"]["from_address"] = json!(address("sales"));
     app.post(ACCOUNTS, "alice", &edited)
         .await
         .assert_status(200);
@@ -177,7 +191,7 @@ async fn posting_the_mask_back_keeps_the_stored_secret() {
     );
     assert_eq!(
         revealed.body["configuration"]["from_address"],
-        "sales@example.com"
+        address("sales").as_str()
     );
 
     // A new value replaces it; a mask where nothing is stored is refused.
@@ -279,7 +293,7 @@ async fn the_per_user_account_limit_is_enforced() {
         .assert_status(201);
     let mut another = seed();
     another["account_id"] = json!("gmail-2");
-    another["configuration"]["from_address"] = json!("other@example.com");
+    another["configuration"]["from_address"] = json!(address("other"));
     app.post(ACCOUNTS, "alice", &another)
         .await
         .assert_error(422, "account_limit_reached");

@@ -25,7 +25,6 @@ async fn one_email_sent() -> Mailing {
     );
     let sender = format!("sales@{domain}");
     let ada = format!("ada@{domain}");
-    app.verify_sender(&sender).await;
     app.post(
         "/api/user/integrations/accounts",
         "alice",
@@ -33,6 +32,7 @@ async fn one_email_sent() -> Mailing {
     )
     .await
     .assert_status(201);
+    app.sender_verified("alice", "mail").await;
     app.post(
         "/api/user/communication-targets",
         "alice",
@@ -423,7 +423,6 @@ async fn capped_run(cap: u32, targets: usize) -> (TestApp, String, String) {
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
     let sender = format!("sales@{domain}");
-    app.verify_sender(&sender).await;
     app.post(
         "/api/user/integrations/accounts",
         "alice",
@@ -432,6 +431,7 @@ async fn capped_run(cap: u32, targets: usize) -> (TestApp, String, String) {
     )
     .await
     .assert_status(201);
+    app.sender_verified("alice", "mail").await;
     for i in 0..targets {
         app.post(
             "/api/user/communication-targets",
@@ -534,7 +534,6 @@ async fn a_daily_cap_must_be_a_sane_number() {
         "sales@t{}.example.com",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
-    app.verify_sender(&sender).await;
     for bad in [json!(0), json!(10_001), json!("50")] {
         let answer = app
             .post(

@@ -87,7 +87,6 @@ fn social_account(id: &str) -> Value {
 async fn mailing_setup(app: &TestApp, user: &str) -> (String, String) {
     let domain = format!("{user}.example.com");
     let sender = format!("sales@{domain}");
-    app.verify_sender(&sender).await;
     app.post(
         ACCOUNTS,
         user,
@@ -96,6 +95,7 @@ async fn mailing_setup(app: &TestApp, user: &str) -> (String, String) {
     )
     .await
     .assert_status(201);
+    app.sender_verified(user, "mail").await;
     let ada = format!("ada@{domain}");
     app.post(TARGETS, user, &json!({"name": "Ada", "email": ada}))
         .await

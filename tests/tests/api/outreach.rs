@@ -30,9 +30,6 @@ async fn setup(count: usize, verified: bool) -> (Outreach, Vec<String>) {
     let app = TestApp::spawn().await;
     let domain = unique_domain();
     let sender = format!("sales@{domain}");
-    if verified {
-        app.verify_sender(&sender).await;
-    }
     app.post(
         "/api/user/integrations/accounts",
         "alice",
@@ -40,6 +37,9 @@ async fn setup(count: usize, verified: bool) -> (Outreach, Vec<String>) {
     )
     .await
     .assert_status(201);
+    if verified {
+        app.sender_verified("alice", "gmail").await;
+    }
     let mut ids = Vec::new();
     for i in 0..count {
         let created = app

@@ -443,6 +443,7 @@ async fn generate_envelope_vector() {
         created_at: timestamp.clone(),
         updated_at: timestamp,
         expires_at: None,
+        sender_address: None,
         version: 1,
     };
     let app = TestApp::spawn().await;

@@ -24,34 +24,80 @@ async fn raw_items(app: &TestApp) -> Vec<std::collections::HashMap<String, Attri
     app.scan_table("AccountsTable").await
 }
 
+/// The claim item of a sender address, as stored.
+async fn claim_of(
+    app: &TestApp,
+    address: &str,
+) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    app.dynamodb()
+        .get_item()
+        .table_name(app.resource("AccountsTable"))
+        .key("user_id", AttributeValue::S(format!("sender#{address}")))
+        .key("account_id", AttributeValue::S("#owner".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+/// The claim attempt SES's identity for `address` is tagged with (`None`: no tag or no identity).
+async fn identity_attempt(app: &TestApp, address: &str) -> Option<String> {
+    let identity = aws_sdk_sesv2::Client::new(&app.sdk)
+        .get_email_identity()
+        .email_identity(address)
+        .send()
+        .await
+        .ok()?;
+    identity
+        .tags()
+        .iter()
+        .find(|tag| tag.key() == "pipewise:sender-claim-attempt")
+        .map(|tag| tag.value().to_owned())
+}
+
 #[tokio::test]
 async fn a_user_cannot_send_as_another_users_address_or_an_unproven_one() {
     let app = TestApp::spawn().await;
     let alices = unique("alice");
-    app.verify_sender(&alices).await;
     let created = app
         .post(ACCOUNTS, "alice", &email_account("work", &alices))
         .await;
     created.assert_status(201);
-    assert_eq!(created.body["connected"], true);
+    assert_eq!(created.body["status_reason"], "sender_pending_verification");
+    app.sender_verified("alice", "work").await;
 
-    // Bob claims Alice's verified address: refused, in any spelling of it.
+    // Bob claims Alice's verified address, in any spelling: the same answer as any address
+    // waiting for its owner (nothing tells Bob that Alice sends from it), and it never connects.
     for spelling in [alices.clone(), alices.to_uppercase(), format!(" {alices} ")] {
-        app.post(ACCOUNTS, "bob", &email_account("mine", &spelling))
-            .await
-            .assert_error(409, "sender_claimed");
+        let answer = app
+            .post(ACCOUNTS, "bob", &email_account("mine", &spelling))
+            .await;
+        assert!(
+            matches!(answer.status.as_u16(), 200 | 201),
+            "{}",
+            answer.text
+        );
+        assert_eq!(answer.body["connected"], false);
+        assert_eq!(answer.body["status_reason"], "sender_pending_verification");
     }
+    let bobs_read = app.get(&format!("{ACCOUNTS}/mine"), "bob").await;
+    assert_eq!(bobs_read.body["connected"], false, "{}", bobs_read.text);
     // Not even through a second account of Alice's own.
-    app.post(ACCOUNTS, "alice", &email_account("other", &alices))
-        .await
-        .assert_error(409, "sender_claimed");
+    let second = app
+        .post(ACCOUNTS, "alice", &email_account("other", &alices))
+        .await;
+    assert_eq!(second.body["connected"], false);
+    let claim = claim_of(&app, &alices).await.expect("Alice's claim");
+    assert_eq!(claim["owner_user_id"], AttributeValue::S("alice".into()));
+    assert_eq!(claim["owner_account_id"], AttributeValue::S("work".into()));
 
     // Bob's own address that SES has not verified: stored, not connected, verification started.
     let bobs = unique("bob");
     let pending = app
         .post(ACCOUNTS, "bob", &email_account("mine", &bobs))
         .await;
-    pending.assert_status(201);
+    pending.assert_status(200);
     assert_eq!(pending.body["connected"], false);
     assert_eq!(pending.body["status_reason"], "sender_pending_verification");
     let target = json!({"name": "Ada", "email": unique("ada")});
@@ -67,11 +113,158 @@ async fn a_user_cannot_send_as_another_users_address_or_an_unproven_one() {
     assert_eq!(read.body["connected"], true, "{}", read.text);
     assert_eq!(read.body["status_reason"], Value::Null);
 
-    // Alice disconnects: her address is free for a new claimant.
+    // Alice disconnects: the identity her claim made is gone, then the claim; her address is
+    // free for a new claimant, who must prove it again.
+    let alices_attempt = identity_attempt(&app, &alices).await;
+    assert!(alices_attempt.is_some());
     app.delete(&format!("{ACCOUNTS}/work"), "alice")
         .await
         .assert_status(204);
+    assert_eq!(identity_attempt(&app, &alices).await, None);
+    assert!(claim_of(&app, &alices).await.is_none());
     app.post(ACCOUNTS, "bob", &email_account("second", &alices))
+        .await
+        .assert_status(201);
+    let bobs_attempt = identity_attempt(&app, &alices).await;
+    assert!(bobs_attempt.is_some() && bobs_attempt != alices_attempt);
+    app.sender_verified("bob", "second").await;
+}
+
+#[tokio::test]
+async fn an_identity_ses_already_had_never_proves_a_claim() {
+    let app = TestApp::spawn().await;
+    // The operator's own verified address: claimed, it stays pending and SES keeps it as is.
+    let operators = unique("no-reply");
+    app.operator_identity(&operators).await;
+    let answer = app
+        .post(ACCOUNTS, "mallory", &email_account("spoof", &operators))
+        .await;
+    answer.assert_status(201);
+    assert_eq!(answer.body["connected"], false);
+    let read = app.get(&format!("{ACCOUNTS}/spoof"), "mallory").await;
+    assert_eq!(read.body["connected"], false, "{}", read.text);
+    assert_eq!(read.body["status_reason"], "sender_pending_verification");
+    let untouched = aws_sdk_sesv2::Client::new(&app.sdk)
+        .get_email_identity()
+        .email_identity(&operators)
+        .send()
+        .await;
+    assert!(
+        untouched.is_ok(),
+        "the operator's identity is never deleted"
+    );
+
+    // A verified identity an earlier claim of ours left behind (its claim gone, e.g. a release
+    // cut short): the next claimant gets a new verification, never the old one's success.
+    let address = unique("sales");
+    app.post(ACCOUNTS, "alice", &email_account("work", &address))
+        .await
+        .assert_status(201);
+    app.sender_verified("alice", "work").await;
+    let first = identity_attempt(&app, &address)
+        .await
+        .expect("tagged identity");
+    app.dynamodb()
+        .delete_item()
+        .table_name(app.resource("AccountsTable"))
+        .key("user_id", AttributeValue::S(format!("sender#{address}")))
+        .key("account_id", AttributeValue::S("#owner".into()))
+        .send()
+        .await
+        .unwrap();
+    let bob = app
+        .post(ACCOUNTS, "bob", &email_account("mine", &address))
+        .await;
+    assert_eq!(bob.body["connected"], false, "{}", bob.text);
+    let second = identity_attempt(&app, &address).await.expect("re-created");
+    assert_ne!(
+        first, second,
+        "SES was asked to verify again, for Bob's claim"
+    );
+    // Alice's account, whose claim is gone, can no longer send.
+    let claim = claim_of(&app, &address).await.expect("Bob's claim");
+    assert_eq!(claim["owner_user_id"], AttributeValue::S("bob".into()));
+    assert_eq!(claim["attempt"], AttributeValue::S(second));
+}
+
+#[tokio::test]
+async fn an_unverified_claim_expires_and_its_address_can_be_claimed_by_its_owner() {
+    let app = TestApp::spawn().await;
+    let address = unique("ceo");
+    // Mallory squats on an address she cannot verify (the claim is made; SES mails its owner).
+    app.post(ACCOUNTS, "mallory", &email_account("squat", &address))
+        .await
+        .assert_status(201);
+    // The real owner, within the day: pending, nothing claimed.
+    let early = app
+        .post(ACCOUNTS, "owner", &email_account("mine", &address))
+        .await;
+    assert_eq!(early.body["connected"], false);
+    let claim = claim_of(&app, &address).await.unwrap();
+    assert_eq!(claim["owner_user_id"], AttributeValue::S("mallory".into()));
+    // A day and more later (SES's link expired), the owner's save takes the claim over.
+    app.dynamodb()
+        .update_item()
+        .table_name(app.resource("AccountsTable"))
+        .key("user_id", AttributeValue::S(format!("sender#{address}")))
+        .key("account_id", AttributeValue::S("#owner".into()))
+        .update_expression("SET started_at = :old")
+        .expression_attribute_values(
+            ":old",
+            AttributeValue::N((pipewise::clock::epoch_seconds() - 86_401).to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    app.post(ACCOUNTS, "owner", &email_account("mine", &address))
+        .await
+        .assert_status(200);
+    let claim = claim_of(&app, &address).await.unwrap();
+    assert_eq!(claim["owner_user_id"], AttributeValue::S("owner".into()));
+    app.sender_verified("owner", "mine").await;
+    let squatter = app.get(&format!("{ACCOUNTS}/squat"), "mallory").await;
+    assert_eq!(squatter.body["connected"], false);
+}
+
+#[tokio::test]
+async fn from_address_cannot_be_a_secret_and_verification_starts_are_limited() {
+    let app = TestApp::spawn().await;
+    let mut body = email_account("work", &unique("me"));
+    body["secret_fields"] = json!(["from_address"]);
+    let refused = app.post(ACCOUNTS, "alice", &body).await;
+    refused.assert_error(422, "validation_failed");
+    assert_eq!(
+        refused.body["error"]["details"][0]["field"],
+        "secret_fields.0"
+    );
+    assert!(raw_items(&app).await.is_empty(), "nothing stored");
+
+    // Each new address makes SES mail someone: ten an hour per user, then 429.
+    for i in 0..10 {
+        let started = app
+            .post(
+                ACCOUNTS,
+                "alice",
+                &email_account("work", &unique(&format!("a{i}"))),
+            )
+            .await;
+        assert!(
+            matches!(started.status.as_u16(), 200 | 201),
+            "{}",
+            started.text
+        );
+    }
+    let limited = app
+        .post(
+            ACCOUNTS,
+            "alice",
+            &email_account("work", &unique("eleventh")),
+        )
+        .await;
+    limited.assert_error(429, "sender_verifications_exceeded");
+    assert!(limited.headers.contains_key("retry-after"));
+    // Another user is not limited by Alice's starts.
+    app.post(ACCOUNTS, "bob", &email_account("work", &unique("bob")))
         .await
         .assert_status(201);
 }
@@ -80,7 +273,6 @@ async fn a_user_cannot_send_as_another_users_address_or_an_unproven_one() {
 async fn twenty_concurrent_claims_of_one_sender_have_one_winner() {
     let app = TestApp::spawn().await;
     let address = unique("shared");
-    app.verify_sender(&address).await;
     let claims = (0..20).map(|i| {
         let app = &app;
         let address = address.clone();
@@ -94,22 +286,36 @@ async fn twenty_concurrent_claims_of_one_sender_have_one_winner() {
         }
     });
     let responses = futures::future::join_all(claims).await;
-    let won = responses.iter().filter(|r| r.status == 201).count();
-    let refused = responses
-        .iter()
-        .filter(|r| r.status == 409 && r.error_code() == "sender_claimed")
-        .count();
-    assert_eq!((won, refused), (1, 19));
+    // Every answer is the same "pending" (nobody learns who won)...
+    assert!(
+        responses.iter().all(|r| r.status.as_u16() == 201
+            && r.body["status_reason"] == "sender_pending_verification")
+    );
+    // ...and exactly one claim exists, whose account alone connects.
+    let claim = claim_of(&app, &address).await.expect("one claim");
+    let AttributeValue::S(winner) = &claim["owner_user_id"] else {
+        panic!("owner")
+    };
+    let mut connected = 0;
+    for i in 0..20 {
+        let user = format!("user{i}");
+        let read = app.get(&format!("{ACCOUNTS}/mail"), &user).await;
+        if read.body["connected"] == true {
+            connected += 1;
+            assert_eq!(&user, winner);
+        }
+    }
+    assert_eq!(connected, 1);
 }
 
 #[tokio::test]
 async fn delivery_rechecks_that_the_account_still_owns_its_sender() {
     let app = TestApp::spawn().await;
     let sender = unique("sales");
-    app.verify_sender(&sender).await;
     app.post(ACCOUNTS, "alice", &email_account("work", &sender))
         .await
         .assert_status(201);
+    app.sender_verified("alice", "work").await;
     app.post(
         TARGETS,
         "alice",

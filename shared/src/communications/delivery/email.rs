@@ -28,8 +28,11 @@ impl Delivery {
         };
         // Re-checked before every send: the account must still own its sender.
         match self.accounts.store().sender_owner(from.as_str()).await {
+            // Held and proven: verified for this claim's attempt, or a claim from before attempts
+            // were recorded (those connected only once SES had verified the address).
             Ok(Some(owner))
-                if owner.user_id == account.user_id && owner.account_id == account.account_id => {}
+                if owner.is_held_by(&account.user_id, &account.account_id)
+                    && (owner.verified || owner.attempt.is_none()) => {}
             Ok(_) => return Outcome::Failed("sender_not_owned".into()),
             Err(_) => return Outcome::Retry("accounts_unavailable".into()),
         }
