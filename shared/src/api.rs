@@ -7,7 +7,9 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{
+    DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, MatchedPath, Path, Request,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
@@ -91,6 +93,10 @@ impl HttpConfig {
 /// Wraps the routes of one or more functions into the served API: fallbacks for unknown routes
 /// (404) and methods (405), the body limit, request ids with a span per request, and CORS (outermost,
 /// so error answers carry CORS headers too).
+///
+/// `Router::layer` wraps each route (and the fallback) on its own, after the router has matched
+/// the path, so `request_context` finds the route's template in the request's [`MatchedPath`];
+/// the fallback's requests have none and are logged as [`UNMATCHED_ROUTE`].
 pub fn serve_routes(routes: Router, http: &HttpConfig) -> Router {
     routes
         .fallback(|| async { Error::RouteNotFound })
@@ -120,8 +126,21 @@ fn cors_layer(http: &HttpConfig) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// What the request log says for a request no route matched (the 404 fallback).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The route template the request matched (`/api/user/unsubscribe/{token}`), never its path:
+/// paths carry unsubscribe tokens and email addresses, and query strings anything.
+fn route_template(request: &Request) -> Arc<str> {
+    request.extensions().get::<MatchedPath>().map_or_else(
+        || Arc::from(UNMATCHED_ROUTE),
+        |matched| Arc::from(matched.as_str()),
+    )
+}
+
 /// Takes the caller's request id when it is short and plain, else API Gateway's, else makes one;
-/// scopes it for error bodies, sets it on the response, and logs one line per request.
+/// scopes it for error bodies, sets it on the response, and logs one line per request, naming
+/// the method and the route template (never the raw path or query).
 async fn request_context(mut request: Request, next: Next) -> Response {
     let request_id: Arc<str> = request
         .headers()
@@ -140,9 +159,9 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         request.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let route = route_template(&request);
     let started = Instant::now();
-    let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
+    let span = tracing::info_span!("request", request_id = %request_id, %method, %route);
     let mut response = crate::request_id::scope(
         request_id.clone(),
         tracing::Instrument::instrument(next.run(request), span.clone()),
@@ -283,5 +302,102 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
             })
             .transpose()
             .map(IdempotencyHeader)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Collects the JSON log lines written while it is the thread's subscriber.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut buffer) = self.0.lock() {
+                buffer.extend_from_slice(bytes);
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
+        type Writer = Self;
+
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    /// Serves one request through `serve_routes` and returns its status and the log it wrote.
+    async fn logged(method: Method, uri: &str) -> (StatusCode, String) {
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_writer(lines.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let routes = Router::new().route(
+            "/api/user/unsubscribe/{token}",
+            axum::routing::get(|| async { "page" }),
+        );
+        let app = serve_routes(routes, &HttpConfig::default());
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let status = app.oneshot(request).await.unwrap().status();
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        (status, text)
+    }
+
+    #[tokio::test]
+    async fn the_request_log_names_the_route_template_never_the_path_or_query() {
+        let secret = "eyJ1MSIsImFsaWNlIl0.c2VjcmV0LW1hYw";
+        let cases = [
+            (
+                Method::GET,
+                format!("/api/user/unsubscribe/{secret}?to=ada@example.com"),
+                StatusCode::OK,
+                "\"route\":\"/api/user/unsubscribe/{token}\"",
+            ),
+            // A matched path with the wrong method still names its template.
+            (
+                Method::DELETE,
+                format!("/api/user/unsubscribe/{secret}"),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "\"route\":\"/api/user/unsubscribe/{token}\"",
+            ),
+            (
+                Method::GET,
+                format!("/api/user/nothing-here/{secret}/ada@example.com"),
+                StatusCode::NOT_FOUND,
+                "\"route\":\"unmatched\"",
+            ),
+        ];
+        for (method, uri, status, route) in cases {
+            let (answered, log) = logged(method, &uri).await;
+            assert_eq!(answered, status, "{uri}");
+            assert!(log.contains("request finished"), "{uri}: {log}");
+            assert!(log.contains(route), "{uri}: {log}");
+            assert!(
+                !log.contains(secret) && !log.contains("ada@example.com"),
+                "{uri}: {log}"
+            );
+            assert!(!log.contains("\"path\""), "{uri}: {log}");
+        }
     }
 }

@@ -131,6 +131,10 @@ pub enum Error {
     /// 503 with `Retry-After`: a dependency (DynamoDB, KMS, SQS) failed or throttled.
     #[error("dependency unavailable")]
     Unavailable(#[source] BoxError),
+    /// 503 with `Retry-After`: a platform refuses this deployment's OAuth client (the
+    /// operator must fix it; no account was changed).
+    #[error("provider misconfigured")]
+    ProviderMisconfigured,
     /// 500: a bug or corrupted state; the cause goes to the log only.
     #[error("internal error")]
     Internal(#[source] BoxError),
@@ -167,7 +171,7 @@ impl Error {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ProviderMisconfigured => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -191,6 +195,7 @@ impl Error {
             Self::BadHeader { .. } => "bad_request",
             Self::Validation(_) => "validation_failed",
             Self::Unavailable(_) => "service_unavailable",
+            Self::ProviderMisconfigured => "provider_misconfigured",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -215,6 +220,10 @@ impl Error {
             Self::BadHeader { field, problem } => format!("Header `{field}` {problem}."),
             Self::Validation(_) => "Some fields are invalid.".into(),
             Self::Unavailable(_) => "A dependency is unavailable; retry shortly.".into(),
+            Self::ProviderMisconfigured => {
+                "The platform refused this service's OAuth client; the operator has been alerted."
+                    .into()
+            }
             Self::Internal(_) => "Something went wrong on our side.".into(),
         }
     }
@@ -295,7 +304,7 @@ impl IntoResponse for Error {
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match self {
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::ProviderMisconfigured => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
             }
             Self::QuotaExceeded { retry_after, .. } | Self::Busy { retry_after, .. } => {

@@ -68,6 +68,11 @@ struct Script {
     x_tokens: Option<(String, String)>,
     x_generation: u32,
     x_grant_revoked: bool,
+    /// When set, the only OAuth client X's token endpoint accepts (`client_id`, and the
+    /// secret it must present with HTTP Basic).
+    x_client: Option<(String, String)>,
+    /// How long X's token endpoint takes to answer.
+    x_token_delay: std::time::Duration,
     conversations: Vec<Conversation>,
 }
 
@@ -122,6 +127,18 @@ impl FakeSocial {
     pub fn x_tokens(&self, access_token: &str, refresh_token: &str) {
         self.state.lock().expect("lock").x_tokens =
             Some((access_token.to_owned(), refresh_token.to_owned()));
+    }
+
+    /// X knows only this confidential client: any other (or none) is refused as X refuses it,
+    /// 401 `unauthorized_client` "Missing valid authorization header".
+    pub fn x_client(&self, client_id: &str, client_secret: &str) {
+        self.state.lock().expect("lock").x_client =
+            Some((client_id.to_owned(), client_secret.to_owned()));
+    }
+
+    /// X's token endpoint answers after `delay` (a refresh slower than a user's edit).
+    pub fn x_token_delay(&self, delay: std::time::Duration) {
+        self.state.lock().expect("lock").x_token_delay = delay;
     }
 
     /// The user revoked the app: every refresh is `invalid_grant`.
@@ -251,8 +268,11 @@ async fn x_send(
 /// `POST /2/oauth2/token` (form): a single-use refresh token buys a new pair.
 async fn x_token(
     State(state): State<Shared>,
+    headers: HeaderMap,
     Form(form): Form<std::collections::HashMap<String, String>>,
 ) -> Response {
+    let delay = state.lock().expect("lock").x_token_delay;
+    tokio::time::sleep(delay).await;
     let mut script = state.lock().expect("lock");
     let presented = form.get("refresh_token").cloned().unwrap_or_default();
     script.refreshes.push(RefreshCall {
@@ -260,6 +280,25 @@ async fn x_token(
         presented: presented.clone(),
         client_id: form.get("client_id").cloned(),
     });
+    // A confidential client authenticates with HTTP Basic; X refuses anything else before it
+    // looks at the token.
+    if let Some((client_id, client_secret)) = &script.x_client {
+        use base64::Engine;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"))
+        );
+        let presented_auth = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        if presented_auth != Some(expected.as_str()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "unauthorized_client", "error_description": "Missing valid authorization header"})),
+            )
+                .into_response();
+        }
+    }
     if script.x_grant_revoked {
         return (
             StatusCode::BAD_REQUEST,

@@ -60,6 +60,14 @@ impl Provider {
         }
     }
 
+    /// Its name in logs and stored fields (`x`, `instagram`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::X => "x",
+            Self::Instagram => "instagram",
+        }
+    }
+
     /// Refresh when the token expires within this many seconds.
     pub fn refresh_margin_seconds(self) -> i64 {
         match self {

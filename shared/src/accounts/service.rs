@@ -9,8 +9,8 @@ use super::model::{
 use super::secrets::{self, SecretPath, StoredSecret, SubmittedSecret, display_path};
 use super::sender::{self, SenderStatus, SenderVerification};
 use super::store::{
-    AccountItem, AccountStore, REAUTH_REQUIRED, SENDER_TAKEN, SenderClaim, SenderWrite,
-    UNVERIFIED_CLAIM_SECONDS,
+    AccountItem, AccountStore, REAUTH_REQUIRED, SENDER_TAKEN, SealedConfiguration, SenderClaim,
+    SenderWrite, UNVERIFIED_CLAIM_SECONDS,
 };
 use super::tokens::{Provider, RefreshFailure, TokenEndpoints};
 use crate::clock::epoch_seconds;
@@ -19,11 +19,17 @@ use crate::error::{Error, FieldError};
 use crate::ids::UserId;
 use crate::targets::model::Email;
 
-/// How long a token refresh may hold an account's lease.
-const LEASE_SECONDS: i64 = 20;
-/// How often a caller waiting for another's refresh looks again, and how many times.
+/// How long a token refresh may hold an account's lease: longer than everything the holder does
+/// under it (the token call's 10 s timeout, a KMS seal and a DynamoDB write, each bounded by the
+/// SDK's call timeout), so a lease never lapses while its refresh is still running and a second
+/// refresher can never spend the single-use refresh token the first one was rotating.
+const LEASE_SECONDS: i64 = 60;
+/// How often a caller waiting for another's refresh looks again, and how many times: 5 s in
+/// all, well inside the shortest function timeout (10 s); then the caller answers "busy, retry".
 const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
-const LEASE_WAIT_ROUNDS: usize = 100;
+const LEASE_WAIT_ROUNDS: usize = 25;
+/// Attempts to merge refreshed tokens into an account that users keep editing meanwhile.
+const MERGE_ATTEMPTS: usize = 3;
 
 /// Why an account's tokens could not be made fresh.
 #[derive(Debug)]
@@ -51,6 +57,9 @@ pub struct KeeperReport {
     pub reauth_required: usize,
     /// Accounts that could not be refreshed now (tried again next run).
     pub failed: usize,
+    /// Accounts left as they were because the provider refused this deployment's OAuth client
+    /// (alarmed; tried again next run).
+    pub misconfigured: usize,
 }
 
 /// Whether an upsert made a new account or changed an existing one.
@@ -135,7 +144,8 @@ impl AccountService {
             let expiring = item.expires_at.as_deref().is_some_and(|at| {
                 time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
                     .map(|at| {
-                        at.unix_timestamp() - epoch_seconds() < provider.refresh_margin_seconds()
+                        at.unix_timestamp().saturating_sub(epoch_seconds())
+                            < provider.refresh_margin_seconds()
                     })
                     .unwrap_or(true)
             });
@@ -149,12 +159,14 @@ impl AccountService {
             if item.status_reason.as_deref() == Some(REAUTH_REQUIRED) {
                 return Err(TokenFailure::Refresh(RefreshFailure::ReauthRequired));
             }
-            if self
+            let lease_id = uuid::Uuid::new_v4().to_string();
+            let now = epoch_seconds();
+            if let Some(leased) = self
                 .store
-                .take_refresh_lease(&item, epoch_seconds() + LEASE_SECONDS)
+                .take_refresh_lease(&item, now.saturating_add(LEASE_SECONDS), &lease_id, now)
                 .await?
             {
-                return self.refresh_with_lease(provider, item).await;
+                return self.refresh_with_lease(provider, leased, &lease_id).await;
             }
             tokio::time::sleep(LEASE_POLL).await;
             let user = item.user_id.clone();
@@ -183,6 +195,9 @@ impl AccountService {
                 Err(TokenFailure::Refresh(RefreshFailure::ReauthRequired)) => {
                     report.reauth_required += 1;
                 }
+                Err(TokenFailure::Refresh(RefreshFailure::Misconfigured(_))) => {
+                    report.misconfigured += 1;
+                }
                 Err(failure) => {
                     tracing::warn!(?failure, "token keeper could not refresh an account");
                     report.failed += 1;
@@ -197,88 +212,150 @@ impl AccountService {
         &self,
         provider: Provider,
         item: AccountItem,
+        lease_id: &str,
     ) -> Result<(AccountItem, Map<String, Value>), TokenFailure> {
-        // The lease bumped nothing: the item's version is what we hold.
-        let mut configuration = match self.decrypted_configuration(&item).await {
+        let configuration = match self.decrypted_configuration(&item).await {
             Ok(configuration) => configuration,
             Err(error) => {
-                let _ = self.store.release_refresh_lease(&item).await;
+                let _ = self.store.release_refresh_lease(&item, lease_id).await;
                 return Err(error.into());
             }
         };
         match self.tokens.refresh(provider, &configuration).await {
             Ok(tokens) => {
-                configuration.insert("access_token".into(), Value::String(tokens.access_token));
-                if let Some(refresh_token) = tokens.refresh_token {
-                    configuration.insert("refresh_token".into(), Value::String(refresh_token));
-                }
                 let expires_at = tokens.expires_in.and_then(|seconds| {
-                    (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .ok()
+                    time::OffsetDateTime::now_utc()
+                        .checked_add(time::Duration::seconds(seconds))
+                        .and_then(|at| {
+                            at.format(&time::format_description::well_known::Rfc3339)
+                                .ok()
+                        })
                 });
                 let stored = self
-                    .store_refreshed(item, configuration.clone(), expires_at)
+                    .store_refreshed(item, configuration, &tokens, expires_at, lease_id)
                     .await?;
-                tracing::info!(user_id = %stored.user_id, account_id = %stored.account_id, "account tokens refreshed");
-                Ok((stored, configuration))
+                tracing::info!(user_id = %stored.0.user_id, account_id = %stored.0.account_id, "account tokens refreshed");
+                Ok(stored)
             }
             Err(RefreshFailure::ReauthRequired) => {
-                self.store.mark_reauth_required(&item).await?;
+                self.store.mark_reauth_required(&item, lease_id).await?;
                 tracing::warn!(user_id = %item.user_id, account_id = %item.account_id, "account needs to be connected again");
                 Err(TokenFailure::Refresh(RefreshFailure::ReauthRequired))
             }
             // Nothing to refresh with: the stored token is all there is; let the platform judge.
             Err(RefreshFailure::NotRefreshable) => {
-                let _ = self.store.release_refresh_lease(&item).await;
+                let _ = self.store.release_refresh_lease(&item, lease_id).await;
                 Ok((item, configuration))
             }
             Err(failure) => {
-                let _ = self.store.release_refresh_lease(&item).await;
+                let _ = self.store.release_refresh_lease(&item, lease_id).await;
                 Err(TokenFailure::Refresh(failure))
             }
         }
     }
 
-    /// Seals refreshed tokens in a new envelope and stores them, with the new expiry, in one
-    /// conditional write that also drops the lease.
+    /// Stores refreshed tokens under the lease: the new tokens are merged into the account as
+    /// it stands (a user's edit since the lease was taken is kept), sealed in a new envelope,
+    /// and written with the expiry in one update conditioned on the lease and the version read.
+    /// The rotated refresh token is never dropped for a concurrent edit: the merge is retried.
     async fn store_refreshed(
         &self,
-        item: AccountItem,
+        leased: AccountItem,
         configuration: Map<String, Value>,
+        tokens: &super::tokens::RefreshedTokens,
         expires_at: Option<String>,
-    ) -> Result<AccountItem, Error> {
+        lease_id: &str,
+    ) -> Result<(AccountItem, Map<String, Value>), Error> {
+        let mut current = leased;
+        let mut configuration = configuration;
+        for attempt in 0..MERGE_ATTEMPTS {
+            if attempt > 0 {
+                let id = AccountId::parse(&current.account_id).map_err(Error::internal)?;
+                current = self
+                    .store
+                    .get(&current.user_id, &id)
+                    .await?
+                    .ok_or(Error::NotFound)?;
+                if current.refresh_lease_id.as_deref() != Some(lease_id) {
+                    break;
+                }
+                configuration = self.decrypted_configuration(&current).await?;
+            }
+            configuration.insert(
+                "access_token".into(),
+                Value::String(tokens.access_token.clone()),
+            );
+            if let Some(refresh_token) = &tokens.refresh_token {
+                configuration.insert("refresh_token".into(), Value::String(refresh_token.clone()));
+            }
+            let sealed = self
+                .seal_configuration(&current.user_id, &current.account_id, configuration.clone())
+                .await?;
+            if self
+                .store
+                .store_refreshed_tokens(&current, lease_id, &sealed, expires_at.as_deref())
+                .await?
+            {
+                let mut stored = current;
+                stored.configuration = sealed.masked;
+                stored.secret_paths = sealed.secret_paths;
+                stored.secrets = sealed.envelope;
+                stored.expires_at = expires_at;
+                stored.refresh_lease_until = None;
+                stored.refresh_lease_id = None;
+                stored.version = stored.version.saturating_add(1);
+                return Ok((stored, configuration));
+            }
+        }
+        // Only a lease that lapsed (which LEASE_SECONDS rules out) or an account deleted
+        // meanwhile gets here: the provider's new tokens cannot be stored.
+        tracing::error!(user_id = %current.user_id, account_id = %current.account_id, "refreshed tokens could not be stored: the lease was lost");
+        Err(Error::Conflict {
+            code: "concurrent_update",
+            message: "The account was changed by another request meanwhile; retry.".into(),
+            existing_id: None,
+        })
+    }
+
+    /// Splits a full configuration into its masked JSON and its secrets, sealed under a fresh
+    /// data key (no KMS call when it has no secrets).
+    async fn seal_configuration(
+        &self,
+        user: &UserId,
+        account_id: &str,
+        configuration: Map<String, Value>,
+    ) -> Result<SealedConfiguration, Error> {
         let split = secrets::split(configuration);
         let values: Vec<StoredSecret> = split
             .secrets
-            .iter()
+            .into_iter()
             .filter_map(|(path, secret)| match secret {
-                SubmittedSecret::New(value) => Some(StoredSecret {
-                    path: path.clone(),
-                    value: value.clone(),
-                }),
+                SubmittedSecret::New(value) => Some(StoredSecret { path, value }),
                 SubmittedSecret::Keep => None,
             })
             .collect();
+        let masked = serde_json::to_string(&split.masked).map_err(Error::internal)?;
+        let secret_paths = values.iter().map(|secret| secret.path.clone()).collect();
+        if values.is_empty() {
+            return Ok(SealedConfiguration {
+                masked,
+                secret_paths,
+                envelope: None,
+            });
+        }
         let plaintext =
             zeroize::Zeroizing::new(serde_json::to_vec(&values).map_err(Error::internal)?);
         let context = EncryptionContext {
             table: self.store.table(),
-            user_id: item.user_id.as_str(),
-            account_id: &item.account_id,
+            user_id: user.as_str(),
+            account_id,
         };
         let envelope = self.cipher.seal(context, &plaintext).await?;
-        let mut updated = item.clone();
-        updated.configuration = serde_json::to_string(&split.masked).map_err(Error::internal)?;
-        updated.secret_paths = values.iter().map(|secret| secret.path.clone()).collect();
-        updated.secrets = Some(envelope);
-        updated.expires_at = expires_at;
-        updated.updated_at = crate::now_rfc3339();
-        updated.version = item.version + 1;
-        self.store
-            .replace(&updated, item.version, None, None)
-            .await?;
-        Ok(updated)
+        Ok(SealedConfiguration {
+            masked,
+            secret_paths,
+            envelope: Some(envelope),
+        })
     }
 
     /// The underlying store (read-only uses such as the outreach channel lookup).
@@ -424,6 +501,9 @@ impl AccountService {
             updated_at,
             expires_at: draft.expires_at.clone(),
             sender_address: sender.as_ref().map(|write| write.claim().address.clone()),
+            // A refresh in progress keeps its lease: it merges its tokens into this write.
+            refresh_lease_until: existing.as_ref().and_then(|old| old.refresh_lease_until),
+            refresh_lease_id: existing.as_ref().and_then(|old| old.refresh_lease_id.clone()),
             version: existing.as_ref().map_or(1, |old| old.version + 1),
         };
         // The identity goes before the claim: a release that stops half-way leaves a claim
@@ -632,6 +712,9 @@ impl AccountService {
                             .into(),
                     existing_id: None,
                 });
+            }
+            Err(TokenFailure::Refresh(RefreshFailure::Misconfigured(_))) => {
+                return Err(Error::ProviderMisconfigured);
             }
             Err(TokenFailure::Refresh(_)) => {
                 return Err(Error::unavailable("the platform's token endpoint failed"));

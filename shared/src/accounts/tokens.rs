@@ -33,6 +33,14 @@ pub struct OAuthClients {
     pub x: Option<OAuthClient>,
 }
 
+/// Code of a refusal because the deployment's OAuth client is refused by the provider (wrong
+/// client id or secret, an app the provider disabled): no account is at fault.
+pub const PROVIDER_MISCONFIGURED: &str = "provider_misconfigured";
+
+/// The longest access-token lifetime believed from a provider (a year): a larger `expires_in`
+/// is clamped, so no answer can overflow the time arithmetic.
+pub const MAX_TOKEN_LIFETIME_SECONDS: i64 = 365 * 24 * 3600;
+
 /// New tokens from a refresh.
 #[derive(Debug, Clone)]
 pub struct RefreshedTokens {
@@ -40,7 +48,7 @@ pub struct RefreshedTokens {
     pub access_token: String,
     /// The new refresh token, when the provider rotates it.
     pub refresh_token: Option<String>,
-    /// Seconds the access token lives.
+    /// Seconds the access token lives, clamped to 0..=[`MAX_TOKEN_LIFETIME_SECONDS`].
     pub expires_in: Option<i64>,
 }
 
@@ -52,6 +60,9 @@ pub enum RefreshFailure {
     ReauthRequired,
     /// Nothing to refresh with (no refresh token, no OAuth client configured).
     NotRefreshable,
+    /// The provider refused this deployment's OAuth client, or answered in a way that is not
+    /// the account's fault: the account stays as it is; the operator must fix the deployment.
+    Misconfigured(&'static str),
     /// The provider or the network failed; a later attempt may work.
     Transient(&'static str),
 }
@@ -162,20 +173,131 @@ impl TokenEndpoints {
             return Ok(RefreshedTokens {
                 access_token,
                 refresh_token: body["refresh_token"].as_str().map(str::to_owned),
-                expires_in: body["expires_in"].as_i64(),
+                expires_in: expires_in(&body["expires_in"]),
             });
         }
-        // X: `invalid_grant` / `invalid_request` for a revoked, expired or reused refresh token;
-        // Instagram: an OAuthException (code 190) for an invalid token.
-        let grant_gone = matches!(
-            body["error"].as_str(),
-            Some("invalid_grant" | "invalid_request")
-        ) || body["error"]["code"].as_i64() == Some(190)
-            || status == reqwest::StatusCode::UNAUTHORIZED;
-        if status.is_client_error() && grant_gone {
-            Err(RefreshFailure::ReauthRequired)
-        } else {
-            Err(RefreshFailure::Transient("token_endpoint_failed"))
+        let failure = classify_refusal(provider, status.as_u16(), &body);
+        if let RefreshFailure::Misconfigured(_) = failure {
+            // No token or body in the line: the status and the provider's error code only.
+            tracing::error!(
+                alarm = PROVIDER_MISCONFIGURED,
+                provider = provider.name(),
+                status = status.as_u16(),
+                error_code = %error_code(&body),
+                "the provider refused this deployment's OAuth client; no account was changed"
+            );
         }
+        Err(failure)
+    }
+}
+
+/// A provider's `expires_in` (a number, or a number in a string as some send it), clamped.
+fn expires_in(value: &Value) -> Option<i64> {
+    let seconds = match value {
+        Value::Number(number) => number
+            .as_i64()
+            .or_else(|| number.as_f64().map(|f| f as i64)),
+        Value::String(text) => text.trim().parse::<i64>().ok(),
+        _ => None,
+    }?;
+    Some(seconds.clamp(0, MAX_TOKEN_LIFETIME_SECONDS))
+}
+
+/// The provider's error code, for logs: an OAuth `error` string, or a Graph `error.code`.
+fn error_code(body: &Value) -> String {
+    match &body["error"] {
+        Value::String(code) => code.chars().take(40).collect(),
+        Value::Object(error) => error
+            .get("code")
+            .map(Value::to_string)
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// What a token endpoint's refusal means. Only the answer each provider documents for a dead
+/// grant asks the user to reconnect (docs/providers.md, "Token refresh answers"): RFC 6749's
+/// `invalid_grant`; X's 400 `invalid_request` "Value passed for the token was invalid."; an
+/// Instagram OAuthException with code 190. A refused client (401, `invalid_client`,
+/// `unauthorized_client`) or any other 4xx is the deployment's problem and changes no account;
+/// 429, 5xx and anything unreadable are transient.
+pub fn classify_refusal(provider: Provider, status: u16, body: &Value) -> RefreshFailure {
+    if status == 429 || status >= 500 || !(400..500).contains(&status) {
+        return RefreshFailure::Transient("token_endpoint_failed");
+    }
+    let oauth_error = body["error"].as_str();
+    let description = body["error_description"].as_str().unwrap_or_default();
+    let grant_gone = match provider {
+        Provider::X => {
+            status == 400
+                && (oauth_error == Some("invalid_grant")
+                    || (oauth_error == Some("invalid_request")
+                        && description.contains("Value passed for the token was invalid")))
+        }
+        Provider::Instagram => {
+            let code = body["error"]["code"].as_i64();
+            // Graph API's throttling and temporary codes: try again later.
+            if matches!(code, Some(1 | 2 | 4 | 17 | 341)) {
+                return RefreshFailure::Transient("token_endpoint_throttled");
+            }
+            code == Some(190)
+        }
+    };
+    if grant_gone {
+        RefreshFailure::ReauthRequired
+    } else if body.is_null() {
+        RefreshFailure::Transient("token_endpoint_answer_unreadable")
+    } else {
+        RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_a_dead_grant_asks_the_user_to_reconnect() {
+        let x = |status, body| classify_refusal(Provider::X, status, &body);
+        assert_eq!(
+            x(400, json!({"error": "invalid_request", "error_description": "Value passed for the token was invalid."})),
+            RefreshFailure::ReauthRequired
+        );
+        assert_eq!(x(400, json!({"error": "invalid_grant"})), RefreshFailure::ReauthRequired);
+        // A deployment with a wrong client: X's answer, and RFC 6749's.
+        for refused in [
+            x(401, json!({"error": "unauthorized_client", "error_description": "Missing valid authorization header"})),
+            x(401, json!({"error": "invalid_client"})),
+            x(400, json!({"error": "invalid_request", "error_description": "Missing required parameter [client_id]."})),
+        ] {
+            assert_eq!(refused, RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED));
+        }
+        for transient in [x(429, json!({})), x(503, json!({})), x(400, Value::Null)] {
+            assert!(matches!(transient, RefreshFailure::Transient(_)), "{transient:?}");
+        }
+        let instagram = |status, body| classify_refusal(Provider::Instagram, status, &body);
+        assert_eq!(
+            instagram(400, json!({"error": {"message": "Error validating access token", "type": "OAuthException", "code": 190}})),
+            RefreshFailure::ReauthRequired
+        );
+        assert!(matches!(
+            instagram(400, json!({"error": {"type": "OAuthException", "code": 4}})),
+            RefreshFailure::Transient(_)
+        ));
+        assert_eq!(
+            instagram(400, json!({"error": {"type": "IGApiException", "code": 100}})),
+            RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED)
+        );
+    }
+
+    #[test]
+    fn a_providers_lifetime_is_clamped_never_overflowing() {
+        assert_eq!(expires_in(&json!(7200)), Some(7200));
+        assert_eq!(expires_in(&json!("5184000")), Some(5_184_000));
+        assert_eq!(expires_in(&json!(i64::MAX)), Some(MAX_TOKEN_LIFETIME_SECONDS));
+        assert_eq!(expires_in(&json!(1e300)), Some(MAX_TOKEN_LIFETIME_SECONDS));
+        assert_eq!(expires_in(&json!(-5)), Some(0));
+        assert_eq!(expires_in(&json!("soon")), None);
     }
 }

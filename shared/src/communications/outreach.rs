@@ -574,6 +574,8 @@ mod tests {
             updated_at: String::new(),
             expires_at: None,
             sender_address: None,
+            refresh_lease_until: None,
+            refresh_lease_id: None,
             version: 1,
         }
     }

@@ -309,3 +309,23 @@ async fn the_per_user_account_limit_is_enforced() {
         .await
         .assert_status(201);
 }
+
+#[tokio::test]
+async fn a_time_past_year_9999_in_utc_is_refused_never_a_crash() {
+    let app = TestApp::spawn().await;
+    for at in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+23:59"] {
+        let answer = app
+            .post(
+                ACCOUNTS,
+                "alice",
+                &json!({"account_id": "x-main", "account_type": "social", "provider": "x",
+                    "expires_at": at, "configuration": {"access_token": "t"}}),
+            )
+            .await;
+        answer.assert_error(422, "validation_failed");
+        assert_eq!(answer.body["error"]["details"][0]["field"], "expires_at");
+        assert!(!answer.text.contains(at), "the input is not echoed");
+    }
+    // The process is still serving.
+    app.get("/api/user/health", "alice").await.assert_status(200);
+}

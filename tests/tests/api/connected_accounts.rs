@@ -303,3 +303,70 @@ async fn the_scheduled_keeper_refreshes_grants_nobody_uses() {
     let again = keeper.keep_tokens_alive().await.unwrap();
     assert_eq!(again.refreshed, 0);
 }
+
+#[tokio::test]
+async fn a_refused_oauth_client_disconnects_nobody() {
+    let (app, fake) = app_with_fake().await;
+    expired_x_account(&app, &fake).await;
+    // The deployment still has the template's placeholder client; X knows only the real one.
+    fake.x_client("real-client-id", "real-client-secret");
+    let keeper =
+        token_keeper::service_from_config(&ConfigSource::from_map(&app.environment), &app.sdk)
+            .expect("the keeper's service");
+    let report = keeper.keep_tokens_alive().await.expect("a keeper run");
+    assert_eq!(
+        (report.checked, report.reauth_required, report.misconfigured),
+        (1, 0, 1),
+        "{report:?}"
+    );
+    let account = app.get(&format!("{ACCOUNTS}/x-main"), "alice").await;
+    assert_eq!(account.body["connected"], true, "{}", account.text);
+    assert_eq!(account.body["status_reason"], Value::Null);
+    // An agent asking for the tokens learns it is the deployment, not the account.
+    let answer = app
+        .send(
+            app.request(reqwest::Method::GET, &format!("{ACCOUNTS}/x-main/secrets"))
+                .bearer_auth(app.token_with_scope("alice", "integrations:secrets:read")),
+        )
+        .await;
+    answer.assert_error(503, "provider_misconfigured");
+    assert!(answer.headers.contains_key("retry-after"));
+    // Once the operator fixes the client, the same grant refreshes.
+    fake.x_client("set-me", "set-me");
+    let fixed = keeper.keep_tokens_alive().await.unwrap();
+    assert_eq!((fixed.refreshed, fixed.misconfigured), (1, 0), "{fixed:?}");
+}
+
+#[tokio::test]
+async fn a_users_edit_during_a_refresh_keeps_the_rotated_refresh_token() {
+    let (app, fake) = app_with_fake().await;
+    expired_x_account(&app, &fake).await;
+    fake.x_token_delay(std::time::Duration::from_millis(1500));
+    let service = accounts::state_from_config(&ConfigSource::from_map(&app.environment), &app.sdk)
+        .expect("accounts service")
+        .service;
+    let user = pipewise::ids::UserId::from_verified_sub("alice".into());
+    let id = pipewise::accounts::model::AccountId::parse("x-main").unwrap();
+    let item = service.store().get(&user, &id).await.unwrap().unwrap();
+    let refresh = tokio::spawn({
+        let service = service.clone();
+        async move { service.fresh_configuration(item, false).await.is_ok() }
+    });
+    // While X is answering, the user renames the account (keeping the masked tokens).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let read = app.get(&format!("{ACCOUNTS}/x-main"), "alice").await;
+    let mut edited = read.body.clone();
+    edited["label"] = json!("Brand account");
+    edited["secret_fields"] = Value::Null;
+    let saved = app.post(ACCOUNTS, "alice", &edited).await;
+    saved.assert_status(200);
+    assert!(refresh.await.unwrap(), "the refresh stored its tokens");
+    let account = app.get(&format!("{ACCOUNTS}/x-main"), "alice").await;
+    assert_eq!(account.body["label"], "Brand account", "the edit is kept");
+    let stored = secrets(&app, "x-main").await;
+    assert_eq!(
+        stored["refresh_token"], "x-refresh-1",
+        "the rotated single-use refresh token is not lost"
+    );
+    assert_eq!(stored["access_token"], "x-access-1");
+}

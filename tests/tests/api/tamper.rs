@@ -444,6 +444,8 @@ async fn generate_envelope_vector() {
         updated_at: timestamp,
         expires_at: None,
         sender_address: None,
+        refresh_lease_until: None,
+        refresh_lease_id: None,
         version: 1,
     };
     let app = TestApp::spawn().await;

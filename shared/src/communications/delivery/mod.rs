@@ -241,6 +241,11 @@ fn token_outcome(failure: crate::accounts::service::TokenFailure) -> Outcome {
         TokenFailure::Refresh(RefreshFailure::Transient(_)) => {
             Outcome::Retry("token_refresh_failed".into())
         }
+        // The deployment's OAuth client is refused: the account is fine, the operator is
+        // alarmed; the message waits (and lands in the DLQ if it is not fixed in time).
+        TokenFailure::Refresh(RefreshFailure::Misconfigured(_)) => {
+            Outcome::Retry(crate::accounts::tokens::PROVIDER_MISCONFIGURED.into())
+        }
         TokenFailure::Storage(_) => Outcome::Retry("accounts_unavailable".into()),
     }
 }
@@ -270,7 +275,10 @@ async fn read_json(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<i64>().ok())
         .map_or(60, |reset| {
-            (reset - time::OffsetDateTime::now_utc().unix_timestamp()).clamp(1, 900) as u64
+            // Saturating: the header is the platform's, any number at all.
+            reset
+                .saturating_sub(time::OffsetDateTime::now_utc().unix_timestamp())
+                .clamp(1, 900) as u64
         });
     Err(match status.as_u16() {
         401 => Outcome::Failed("token_revoked".into()),
@@ -280,6 +288,9 @@ async fn read_json(
             reason: "rate_limited".into(),
             seconds: reset_seconds,
         },
+        // The sending call reached the platform and failed inside it: the message may have
+        // gone out, so it is never sent again.
+        500..=599 if delivering => Outcome::Unknown(format!("platform_error_{}", status.as_u16())),
         500..=599 => Outcome::Retry(format!("platform_error_{}", status.as_u16())),
         _ => Outcome::Failed(format!("platform_refused_{}", status.as_u16())),
     })
