@@ -13,7 +13,11 @@ makes the emulator's DynamoDB linearizable; every other service (SQS long polls,
 Cognito) stays concurrent. And `GET /moto-api/data.json` (the emulator's state, which tests read
 to see sent email) runs alone: moto checks each attribute is JSON-serialisable and then
 serialises it, so a request changing state in between made it answer 500 (seen: "keys must be
-str ... not DynamoType" while DynamoDB items were being written).
+str ... not DynamoType" while DynamoDB items were being written). The dump must also answer
+while queue pollers are waiting (`make dev` always has two): an SQS long poll lets go of the lock
+while it waits for a message (it changes nothing then), and a waiting dump goes before new
+requests, so it waits only for the requests already running. Without both, 20 s long polls kept
+the lock taken and the dump starved for minutes.
 See docs/architecture.md, "The local emulator".
 """
 
@@ -29,6 +33,7 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
+from moto.sqs.models import Queue, SQSBackend
 from werkzeug.serving import run_simple
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_"
@@ -36,29 +41,59 @@ STATE_DUMP_PREFIX = "/moto-api/data.json"
 
 
 class SharedExclusiveLock:
-    """Many holders in shared mode, or one in exclusive mode."""
+    """Many holders in shared mode, or one in exclusive mode. A waiting exclusive holder goes
+    before new shared ones: requests overlapping each other must not starve it."""
 
     def __init__(self):
         self.condition = threading.Condition()
         self.shared = 0
         self.exclusive = False
+        self.exclusive_waiting = 0
+        self.held = threading.local()
+
+    def _acquire_shared(self):
+        with self.condition:
+            self.condition.wait_for(lambda: not self.exclusive and not self.exclusive_waiting)
+            self.shared += 1
+
+    def _release_shared(self):
+        with self.condition:
+            self.shared -= 1
+            self.condition.notify_all()
 
     @contextmanager
     def holding_shared(self):
-        with self.condition:
-            self.condition.wait_for(lambda: not self.exclusive)
-            self.shared += 1
+        self._acquire_shared()
+        self.held.shared = True
         try:
             yield
         finally:
-            with self.condition:
-                self.shared -= 1
-                self.condition.notify_all()
+            self.held.shared = False
+            self._release_shared()
+
+    @contextmanager
+    def released_while_waiting(self):
+        """Lets go of this thread's shared hold (if any) for a wait that touches no state."""
+        if not getattr(self.held, "shared", False):
+            yield
+            return
+        self.held.shared = False
+        self._release_shared()
+        try:
+            yield
+        finally:
+            self._acquire_shared()
+            self.held.shared = True
 
     @contextmanager
     def holding_exclusive(self):
         with self.condition:
-            self.condition.wait_for(lambda: not self.exclusive and self.shared == 0)
+            self.exclusive_waiting += 1
+            try:
+                self.condition.wait_for(lambda: not self.exclusive and self.shared == 0)
+            finally:
+                self.exclusive_waiting -= 1
+                self.condition.notify_all()
             self.exclusive = True
         try:
             yield
@@ -66,6 +101,18 @@ class SharedExclusiveLock:
             with self.condition:
                 self.exclusive = False
                 self.condition.notify_all()
+
+
+def wait_for_messages_outside(lock):
+    """moto's SQS long poll waits in `Queue.wait_for_messages` (1 s at a time, then looks at the
+    queue again); it holds no half-made change there, so the wait need not hold the lock."""
+    wait_for_messages = Queue.wait_for_messages
+
+    def wait_without_lock(queue, timeout):
+        with lock.released_while_waiting():
+            wait_for_messages(queue, timeout)
+
+    Queue.wait_for_messages = wait_without_lock
 
 
 class LinearizableDynamoDB:
@@ -76,6 +123,7 @@ class LinearizableDynamoDB:
         self.app = app
         self.dynamodb = threading.Lock()
         self.state = SharedExclusiveLock()
+        wait_for_messages_outside(self.state)
 
     def __call__(self, environ, start_response):
         # Every response is drained inside its locks: a WSGI app may do its work lazily while
@@ -90,6 +138,35 @@ class LinearizableDynamoDB:
             return list(self.app(environ, start_response))
 
 
+def sends_without_counting():
+    """moto's SendMessage reads `queue.attributes` only for ContentBasedDeduplication, but that
+    property counts every message of the queue (visible, delayed, in flight) each time, so
+    enqueueing n messages took O(n^2): 2,500 messages about 70 s, 5,000 several minutes (a
+    release tick's test). While a message is sent, the property answers just that attribute."""
+    full_attributes = Queue.attributes
+    sending = threading.local()
+
+    def attributes(queue):
+        if not getattr(sending, "active", False):
+            return full_attributes.fget(queue)
+        if not queue.fifo_queue:
+            return {}
+        value = queue.content_based_deduplication
+        return {"ContentBasedDeduplication": str(value).lower() if isinstance(value, bool) else value}
+
+    send_message = SQSBackend.send_message
+
+    def send_message_counting_nothing(backend, *args, **kwargs):
+        sending.active = True
+        try:
+            return send_message(backend, *args, **kwargs)
+        finally:
+            sending.active = False
+
+    Queue.attributes = property(attributes)
+    SQSBackend.send_message = send_message_counting_nothing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -98,6 +175,7 @@ def main() -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: sys.exit(0))
+    sends_without_counting()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,

@@ -1,7 +1,9 @@
 //! Real Cognito sign-ins against the emulator's user pools (`make token` in Cognito mode, the
 //! identity tests), and the pool's own signing key for the token shapes the emulator cannot
-//! issue (a resource-server scope, which Cognito grants only through its hosted UI; an expired
-//! token).
+//! issue (a resource-server scope, which Cognito grants only through its hosted UI and token
+//! endpoint; an expired token). [`authorized_access_token`] stands in for that endpoint and
+//! applies its rule to the app client as the emulator holds it: a scope the client is not
+//! allowed is refused (`invalid_scope`).
 
 use aws_sdk_cognitoidentityprovider::Client;
 use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, MessageActionType};
@@ -84,4 +86,60 @@ pub fn emulator_signed(claims: &serde_json::Value) -> Result<String, String> {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("dummy".into());
     jsonwebtoken::encode(&header, claims, &key).map_err(|error| error.to_string())
+}
+
+/// The access token Cognito's code flow would give `client_id` after `username` authorized it
+/// for `scope` (space-separated; `openid` is always asked for too): refused like Cognito's
+/// token endpoint refuses it when the client may not use the code flow (`unauthorized_client`)
+/// or may not request one of the scopes (`invalid_scope`), judged from the client's settings in
+/// the emulator (`DescribeUserPoolClient`, as the local stack created them from the template).
+/// Otherwise the user signs in through that client (`AdminInitiateAuth`, a real token of the
+/// client) and the token gets the scope, signed with the pool's emulator key.
+pub async fn authorized_access_token(
+    sdk: &SdkConfig,
+    pool_id: &str,
+    client_id: &str,
+    username: &str,
+    scope: &str,
+) -> Result<String, String> {
+    let client = Client::new(sdk)
+        .describe_user_pool_client()
+        .user_pool_id(pool_id)
+        .client_id(client_id)
+        .send()
+        .await
+        .map_err(|error| format!("describe the app client: {error}"))?
+        .user_pool_client
+        .ok_or("Cognito returned no app client")?;
+    let code_flow = client.allowed_o_auth_flows_user_pool_client() == Some(true)
+        && client
+            .allowed_o_auth_flows()
+            .contains(&aws_sdk_cognitoidentityprovider::types::OAuthFlowType::Code);
+    if !code_flow {
+        return Err(format!(
+            "unauthorized_client: app client {client_id} may not use the authorization code flow"
+        ));
+    }
+    let mut requested = vec!["openid"];
+    for wanted in scope.split_whitespace() {
+        if !requested.contains(&wanted) {
+            requested.push(wanted);
+        }
+    }
+    let allowed = client.allowed_o_auth_scopes();
+    if let Some(refused) = requested
+        .iter()
+        .find(|wanted| !allowed.iter().any(|scope| scope == *wanted))
+    {
+        return Err(format!(
+            "invalid_scope: app client {client_id} may not request {refused}"
+        ));
+    }
+    let signed_in = sign_in(sdk, pool_id, client_id, username).await?;
+    let mut claims: serde_json::Value =
+        jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&signed_in.access_token)
+            .map_err(|error| error.to_string())?
+            .claims;
+    claims["scope"] = serde_json::Value::String(requested.join(" "));
+    emulator_signed(&claims)
 }

@@ -1,10 +1,14 @@
 //! Creates the emulator's resources (tables, KMS keys and aliases, queues, user pools, secrets)
 //! from `template.yaml`
 //! and resolves the functions' environment against them. Used by `make dev` and by every test.
+//! Resource types without a local meaning are left out: the functions' log groups (their
+//! retention is CloudWatch's business; locally logs go to the terminal) and SES's event
+//! destination (below).
 
 use std::collections::{BTreeMap, HashMap};
 
 use aws_config::SdkConfig;
+use aws_sdk_cognitoidentityprovider::types::{ExplicitAuthFlowsType, OAuthFlowType};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType,
@@ -256,8 +260,9 @@ async fn create_email_feedback(
     Ok(())
 }
 
-/// The template's Cognito user pool, resource server and app client (when its condition holds),
-/// created in the emulator; a pool's `!Ref` is its id, a client's its client id.
+/// The template's Cognito user pool, resource server and app clients (when their condition
+/// holds), created in the emulator with the template's OAuth settings; a pool's `!Ref` is its
+/// id, a client's its client id.
 async fn create_user_pools(
     sdk: &SdkConfig,
     template: &Template,
@@ -323,11 +328,38 @@ async fn create_user_pools(
             .ok_or("an app client has no UserPoolId")?;
         let client_name = property_text(resource, "ClientName", bindings)?
             .ok_or("an app client has no ClientName")?;
+        let flag = |name: &str| {
+            resource
+                .get("Properties")
+                .and_then(|p| p.get(name))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        // The client's OAuth settings as the template gives them: which flows and scopes it may
+        // request (the agents' client alone holds the secrets scope), read back by the local
+        // stand-in for Cognito's token endpoint (`crate::cognito::authorized_access_token`).
+        let list = |name: &str| property_list(resource, name, bindings);
         let client = cognito
             .create_user_pool_client()
             .user_pool_id(pool_id)
             .client_name(client_name)
-            .generate_secret(false)
+            .generate_secret(flag("GenerateSecret"))
+            .allowed_o_auth_flows_user_pool_client(flag("AllowedOAuthFlowsUserPoolClient"))
+            .set_allowed_o_auth_flows(Some(
+                list("AllowedOAuthFlows")?
+                    .iter()
+                    .map(|flow| OAuthFlowType::from(flow.as_str()))
+                    .collect(),
+            ))
+            .set_allowed_o_auth_scopes(Some(list("AllowedOAuthScopes")?))
+            .set_explicit_auth_flows(Some(
+                list("ExplicitAuthFlows")?
+                    .iter()
+                    .map(|flow| ExplicitAuthFlowsType::from(flow.as_str()))
+                    .collect(),
+            ))
+            .set_callback_urls(Some(list("CallbackURLs")?))
+            .set_supported_identity_providers(Some(list("SupportedIdentityProviders")?))
             .send()
             .await?;
         let id = client
@@ -338,6 +370,21 @@ async fn create_user_pools(
         physical.insert(logical, id);
     }
     Ok(())
+}
+
+/// A list property of a resource, resolved (absent: empty).
+fn property_list(
+    resource: &Value,
+    name: &str,
+    bindings: &Bindings,
+) -> Result<Vec<String>, StackError> {
+    let Some(value) = resource.get("Properties").and_then(|p| p.get(name)) else {
+        return Ok(Vec::new());
+    };
+    Ok(match crate::template::resolve(value, bindings)? {
+        Resolved::List(items) => items,
+        Resolved::Text(text) => vec![text],
+    })
 }
 
 fn has_property(resource: &Value, name: &str) -> bool {

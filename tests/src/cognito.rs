@@ -6,6 +6,20 @@ use aws_sdk_cognitoidentityprovider::Client;
 use crate::TestApp;
 pub use pipewise_local::cognito::{SignIn, emulator_signed};
 
+/// The access token Cognito's code flow would give `client_id` of `pool_id` for `username` and
+/// `scope`, or Cognito's refusal (`invalid_scope: ...` for a scope the client may not request):
+/// see `pipewise_local::cognito::authorized_access_token`.
+pub async fn authorized_access_token(
+    app: &TestApp,
+    pool_id: &str,
+    client_id: &str,
+    username: &str,
+    scope: &str,
+) -> Result<String, String> {
+    pipewise_local::cognito::authorized_access_token(&app.sdk, pool_id, client_id, username, scope)
+        .await
+}
+
 /// Signs `username` in through `client_id` of `pool_id`.
 pub async fn sign_in(app: &TestApp, pool_id: &str, client_id: &str, username: &str) -> SignIn {
     pipewise_local::cognito::sign_in(&app.sdk, pool_id, client_id, username)

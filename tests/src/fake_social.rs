@@ -286,7 +286,8 @@ async fn x_token(
         use base64::Engine;
         let expected = format!(
             "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"))
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{client_id}:{client_secret}"))
         );
         let presented_auth = headers
             .get(axum::http::header::AUTHORIZATION)

@@ -33,6 +33,10 @@ pub enum Fault {
     Hang,
     /// From this call on, the endpoint refuses every connection (the emulator stopped).
     Down,
+    /// The call reaches AWS and is applied, and its answer is lost (the connection closes):
+    /// the SDK retries a call that already happened. Not in [`Fault::ALL`]; used by the tests
+    /// of at-most-once claims.
+    LostAnswer,
 }
 
 impl Fault {
@@ -294,7 +298,7 @@ async fn forward(
             _ => None,
         }
     };
-    if let Some(fault) = fault {
+    if let Some(fault) = fault.filter(|fault| *fault != Fault::LostAnswer) {
         return fail(fault, &operation, &body).await;
     }
     let path_and_query = parts
@@ -314,6 +318,9 @@ async fn forward(
         .map_err(std::io::Error::other)?;
     if answer.status().is_success() {
         state.lock().expect("proxy state").accepted.push(operation);
+    }
+    if fault == Some(Fault::LostAnswer) {
+        return Err(std::io::Error::other("the answer was lost"));
     }
     let mut response = Response::builder().status(answer.status().as_u16());
     for (name, value) in answer.headers() {
@@ -379,6 +386,8 @@ async fn fail(
             tokio::time::sleep(Duration::from_secs(5)).await;
             Err(std::io::Error::other("hung"))
         }
-        Fault::DroppedConnection | Fault::Down => Err(std::io::Error::other("dropped")),
+        Fault::DroppedConnection | Fault::Down | Fault::LostAnswer => {
+            Err(std::io::Error::other("dropped"))
+        }
     }
 }

@@ -102,10 +102,7 @@ pub enum WorkerResponse {
     /// For a batch.
     Batch(SqsBatchResponse),
     /// For a schedule tick.
-    Released {
-        /// Communications put back on the queue.
-        released: usize,
-    },
+    Released(pipewise::communications::worker::TickReport),
 }
 
 /// Handles one invocation of `communications-worker`.
@@ -117,8 +114,7 @@ pub async fn handle_worker_event(
         WorkerEvent::Queue(batch) => Ok(WorkerResponse::Batch(handle_batch(worker, batch).await)),
         WorkerEvent::Schedule { detail_type } => {
             tracing::info!(%detail_type, "release tick");
-            let released = worker.release_scheduled().await?;
-            Ok(WorkerResponse::Released { released })
+            Ok(WorkerResponse::Released(worker.tick().await?))
         }
     }
 }

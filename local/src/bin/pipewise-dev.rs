@@ -140,7 +140,7 @@ async fn serve(
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
-            if let Err(error) = release.release_scheduled().await {
+            if let Err(error) = release.tick().await {
                 eprintln!("pipewise-dev: releasing scheduled communications failed: {error}");
             }
         }

@@ -2,9 +2,11 @@
 //! `.dev.env` that `make dev` writes):
 //! - plain `make dev`: a development HS256 JWT;
 //! - `make dev IDP=cognito`: a real Cognito access token of the template's user pool in the
-//!   emulator (the user is created on first use, then signs in with `AdminInitiateAuth`). With a
-//!   SCOPE, which Cognito grants only through its hosted UI (absent from the emulator), the token
-//!   Cognito would issue is signed with the emulator's own pool key.
+//!   emulator (the user is created on first use, then signs in with `AdminInitiateAuth` through
+//!   the frontend's app client, the first of `JWT_AUDIENCE`). With a SCOPE, which Cognito grants
+//!   only through its hosted UI (absent from the emulator), the token Cognito would issue to the
+//!   first of the stack's app clients allowed that scope (the agents' client for the secrets
+//!   scope) is signed with the emulator's own pool key; no client allowed it: refused.
 //!
 //! `pipewise-token SUB [SCOPE] [TTL_SECONDS]` (the Makefile's `make token SUB=alice SCOPE=...`).
 
@@ -68,7 +70,12 @@ async fn cognito_token(
             .ok_or_else(|| format!("{ENV_FILE} has no {name}: is `make dev IDP=cognito` running?"))
     };
     let issuer = get(vars::JWT_ISSUER)?;
-    let client = get(vars::JWT_AUDIENCE)?;
+    let audience = get(vars::JWT_AUDIENCE)?;
+    let clients: Vec<&str> = audience
+        .split(',')
+        .map(str::trim)
+        .filter(|client| !client.is_empty())
+        .collect();
     let pool = issuer.rsplit('/').next().unwrap_or_default().to_owned();
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(get("AWS_ENDPOINT_URL")?)
@@ -87,14 +94,27 @@ async fn cognito_token(
         ))
         .load()
         .await;
-    let signed_in = pipewise_local::cognito::sign_in(&sdk, &pool, &client, username).await?;
     let Some(scope) = scope else {
-        return Ok(signed_in.access_token);
+        let frontend = clients
+            .first()
+            .ok_or_else(|| format!("{ENV_FILE} names no app client in {}", vars::JWT_AUDIENCE))?;
+        return Ok(
+            pipewise_local::cognito::sign_in(&sdk, &pool, frontend, username)
+                .await?
+                .access_token,
+        );
     };
-    let mut claims: serde_json::Value =
-        jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&signed_in.access_token)
-            .map_err(|error| error.to_string())?
-            .claims;
-    claims["scope"] = serde_json::Value::String(format!("openid {scope}"));
-    pipewise_local::cognito::emulator_signed(&claims)
+    let mut refusals = Vec::new();
+    for client in &clients {
+        match pipewise_local::cognito::authorized_access_token(&sdk, &pool, client, username, scope)
+            .await
+        {
+            Ok(token) => return Ok(token),
+            Err(refused) => refusals.push(refused),
+        }
+    }
+    Err(format!(
+        "no app client of the pool may request {scope}: {}",
+        refusals.join("; ")
+    ))
 }

@@ -1,7 +1,9 @@
 //! `make migrate DATABASE_URL=postgres://... PIPEWISE_FERNET_KEY=...`: copies the old Supabase
 //! tables into this service's tables (see `pipewise_ops::migration` and docs/migration.md).
 //!
-//! Settings (environment): `DATABASE_URL`, `PIPEWISE_FERNET_KEY`, `USER_MAP` (CSV file of
+//! Settings (environment): `DATABASE_URL` (TLS with certificate verification unless it says
+//! `sslmode=disable`; `sslrootcert=` names a PEM file of the database's CA: see
+//! `pipewise_ops::postgres`), `PIPEWISE_FERNET_KEY`, `USER_MAP` (CSV file of
 //! `old_id,new_sub`), `DRY_RUN=1`, and the functions' own `ACCOUNTS_TABLE`, `TARGETS_TABLE`,
 //! `SECRETS_KMS_KEY_ID`; AWS endpoint and credentials from the SDK's standard settings.
 //! Exit status: 0 when nothing failed, 1 when a row failed, 2 when the run could not start.
@@ -51,10 +53,12 @@ async fn run() -> Result<MigrationReport, Box<dyn std::error::Error>> {
         },
         max_rows: None,
     };
-    let (client, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
-        .await
-        .map_err(|error| format!("the old database is unreachable: {error}"))?;
-    tokio::spawn(connection);
+    let transport = pipewise_ops::postgres::settings(&database_url)?.transport;
+    eprintln!(
+        "pipewise-migrate: connecting to the old database: {}",
+        pipewise_ops::postgres::describe(&transport)
+    );
+    let client = pipewise_ops::postgres::connect(&database_url).await?;
     let (accounts, targets) = read_old_tables(&client).await?;
     let sdk = pipewise::aws::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);

@@ -123,6 +123,9 @@ pub struct AccountDraft {
     pub expires_at: Option<String>,
 }
 
+/// The configuration field that names an email account's sender.
+pub const FROM_ADDRESS: &str = "from_address";
+
 impl UpsertAccountRequest {
     /// Validates every field at once: all problems come back in one 422.
     pub fn parse(self) -> Result<AccountDraft, Error> {
@@ -266,7 +269,7 @@ fn explicit_secret_paths(
     for (index, text) in dotted.iter().enumerate() {
         match super::secrets::parse_path(text) {
             // The sender is public and claimed by its value: sealed, it could never be released.
-            Some(path) if path.len() == 1 && path[0] == super::sender::FROM_ADDRESS => {
+            Some(path) if path.len() == 1 && path[0] == FROM_ADDRESS => {
                 problems.push(FieldError::new(
                     format!("secret_fields.{index}"),
                     "`from_address` is the account's public sender and cannot be a secret",

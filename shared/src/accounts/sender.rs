@@ -31,8 +31,7 @@ use crate::targets::model::Email;
 /// `status_reason` of an email account whose sender SES has not verified yet.
 pub const PENDING_VERIFICATION: &str = "sender_pending_verification";
 
-/// The configuration field that names an email account's sender.
-pub const FROM_ADDRESS: &str = "from_address";
+pub use super::model::FROM_ADDRESS;
 
 /// The configuration field that caps an email account's sends per UTC day.
 pub const DAILY_SEND_LIMIT: &str = "daily_send_limit";

@@ -503,7 +503,9 @@ impl AccountService {
             sender_address: sender.as_ref().map(|write| write.claim().address.clone()),
             // A refresh in progress keeps its lease: it merges its tokens into this write.
             refresh_lease_until: existing.as_ref().and_then(|old| old.refresh_lease_until),
-            refresh_lease_id: existing.as_ref().and_then(|old| old.refresh_lease_id.clone()),
+            refresh_lease_id: existing
+                .as_ref()
+                .and_then(|old| old.refresh_lease_id.clone()),
             version: existing.as_ref().map_or(1, |old| old.version + 1),
         };
         // The identity goes before the claim: a release that stops half-way leaves a claim

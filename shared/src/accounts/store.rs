@@ -413,10 +413,16 @@ impl AccountStore {
 
     /// Gives a lease back without changing the account's fields (the version moves, so a
     /// write based on a read that still showed the lease cannot put it back).
-    pub async fn release_refresh_lease(&self, item: &AccountItem, lease_id: &str) -> Result<(), Error> {
+    pub async fn release_refresh_lease(
+        &self,
+        item: &AccountItem,
+        lease_id: &str,
+    ) -> Result<(), Error> {
         let result = self
             .update_under_lease(item, lease_id)
-            .update_expression("SET version = version + :one REMOVE refresh_lease_until, refresh_lease_id")
+            .update_expression(
+                "SET version = version + :one REMOVE refresh_lease_until, refresh_lease_id",
+            )
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .send()
             .await;
@@ -438,7 +444,10 @@ impl AccountStore {
         let mut update = self
             .update_under_lease(current, lease_id)
             .condition_expression("refresh_lease_id = :lease AND version = :expected")
-            .expression_attribute_values(":expected", AttributeValue::N(current.version.to_string()))
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(current.version.to_string()),
+            )
             .expression_attribute_values(":configuration", AttributeValue::S(sealed.masked.clone()))
             .expression_attribute_values(
                 ":paths",
@@ -469,12 +478,17 @@ impl AccountStore {
         match expires_at {
             Some(at) => {
                 set.push("expires_at = :expires_at");
-                update = update.expression_attribute_values(":expires_at", AttributeValue::S(at.to_owned()));
+                update = update
+                    .expression_attribute_values(":expires_at", AttributeValue::S(at.to_owned()));
             }
             None => remove.push("expires_at"),
         }
         let result = update
-            .update_expression(format!("SET {} REMOVE {}", set.join(", "), remove.join(", ")))
+            .update_expression(format!(
+                "SET {} REMOVE {}",
+                set.join(", "),
+                remove.join(", ")
+            ))
             .send()
             .await;
         conditional(result)
@@ -482,7 +496,11 @@ impl AccountStore {
 
     /// Marks an account whose grant is gone: disconnected, `status_reason` `reauth_required`,
     /// lease released; only while `lease_id` holds the lease.
-    pub async fn mark_reauth_required(&self, item: &AccountItem, lease_id: &str) -> Result<bool, Error> {
+    pub async fn mark_reauth_required(
+        &self,
+        item: &AccountItem,
+        lease_id: &str,
+    ) -> Result<bool, Error> {
         let result = self
             .update_under_lease(item, lease_id)
             .update_expression("SET connected = :false, status_reason = :reason, version = version + :one, updated_at = :now REMOVE refresh_lease_until, refresh_lease_id")

@@ -207,10 +207,7 @@ fn expires_in(value: &Value) -> Option<i64> {
 fn error_code(body: &Value) -> String {
     match &body["error"] {
         Value::String(code) => code.chars().take(40).collect(),
-        Value::Object(error) => error
-            .get("code")
-            .map(Value::to_string)
-            .unwrap_or_default(),
+        Value::Object(error) => error.get("code").map(Value::to_string).unwrap_or_default(),
         _ => String::new(),
     }
 }
@@ -261,24 +258,45 @@ mod tests {
     fn only_a_dead_grant_asks_the_user_to_reconnect() {
         let x = |status, body| classify_refusal(Provider::X, status, &body);
         assert_eq!(
-            x(400, json!({"error": "invalid_request", "error_description": "Value passed for the token was invalid."})),
+            x(
+                400,
+                json!({"error": "invalid_request", "error_description": "Value passed for the token was invalid."})
+            ),
             RefreshFailure::ReauthRequired
         );
-        assert_eq!(x(400, json!({"error": "invalid_grant"})), RefreshFailure::ReauthRequired);
+        assert_eq!(
+            x(400, json!({"error": "invalid_grant"})),
+            RefreshFailure::ReauthRequired
+        );
         // A deployment with a wrong client: X's answer, and RFC 6749's.
         for refused in [
-            x(401, json!({"error": "unauthorized_client", "error_description": "Missing valid authorization header"})),
+            x(
+                401,
+                json!({"error": "unauthorized_client", "error_description": "Missing valid authorization header"}),
+            ),
             x(401, json!({"error": "invalid_client"})),
-            x(400, json!({"error": "invalid_request", "error_description": "Missing required parameter [client_id]."})),
+            x(
+                400,
+                json!({"error": "invalid_request", "error_description": "Missing required parameter [client_id]."}),
+            ),
         ] {
-            assert_eq!(refused, RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED));
+            assert_eq!(
+                refused,
+                RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED)
+            );
         }
         for transient in [x(429, json!({})), x(503, json!({})), x(400, Value::Null)] {
-            assert!(matches!(transient, RefreshFailure::Transient(_)), "{transient:?}");
+            assert!(
+                matches!(transient, RefreshFailure::Transient(_)),
+                "{transient:?}"
+            );
         }
         let instagram = |status, body| classify_refusal(Provider::Instagram, status, &body);
         assert_eq!(
-            instagram(400, json!({"error": {"message": "Error validating access token", "type": "OAuthException", "code": 190}})),
+            instagram(
+                400,
+                json!({"error": {"message": "Error validating access token", "type": "OAuthException", "code": 190}})
+            ),
             RefreshFailure::ReauthRequired
         );
         assert!(matches!(
@@ -286,7 +304,10 @@ mod tests {
             RefreshFailure::Transient(_)
         ));
         assert_eq!(
-            instagram(400, json!({"error": {"type": "IGApiException", "code": 100}})),
+            instagram(
+                400,
+                json!({"error": {"type": "IGApiException", "code": 100}})
+            ),
             RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED)
         );
     }
@@ -295,7 +316,10 @@ mod tests {
     fn a_providers_lifetime_is_clamped_never_overflowing() {
         assert_eq!(expires_in(&json!(7200)), Some(7200));
         assert_eq!(expires_in(&json!("5184000")), Some(5_184_000));
-        assert_eq!(expires_in(&json!(i64::MAX)), Some(MAX_TOKEN_LIFETIME_SECONDS));
+        assert_eq!(
+            expires_in(&json!(i64::MAX)),
+            Some(MAX_TOKEN_LIFETIME_SECONDS)
+        );
         assert_eq!(expires_in(&json!(1e300)), Some(MAX_TOKEN_LIFETIME_SECONDS));
         assert_eq!(expires_in(&json!(-5)), Some(0));
         assert_eq!(expires_in(&json!("soon")), None);

@@ -187,6 +187,7 @@ impl Outreach {
         }
         let plan = self.plan(user, target_ids, channels).await?;
         let now = crate::now_rfc3339();
+        let created = crate::clock::epoch_seconds();
         let items: Vec<CommunicationItem> = plan
             .communications
             .iter()
@@ -210,6 +211,7 @@ impl Outreach {
                     sending_since: None,
                     scheduled_for: None,
                     scheduled_day: None,
+                    in_flight_day: Some(super::store::in_flight_key(created, index)),
                     provider_message_id: None,
                     feedback: Vec::new(),
                     updated_at: now.clone(),

@@ -44,6 +44,21 @@ const PROVIDER_MESSAGE_DAYS: i64 = 90;
 /// Slot of the communication's own update in its state-change transactions (the run's counters
 /// and pointers come after it).
 const COMMUNICATION_SLOT: usize = 0;
+/// The runs table's index of communications not yet settled, by `in_flight_day`
+/// (template.yaml): the sweeper reads it to find the ones a lost message or a dead worker left.
+pub const IN_FLIGHT_INDEX: &str = "in_flight";
+/// Partitions per day of the in-flight index, so one day's writes spread over several.
+pub const IN_FLIGHT_SHARDS: u32 = 4;
+
+/// The in-flight index key of a communication created at `epoch` with `index`.
+pub fn in_flight_key(epoch: i64, index: u32) -> String {
+    format!(
+        "{}#{}",
+        crate::clock::utc_day(epoch),
+        index % IN_FLIGHT_SHARDS
+    )
+}
+
 /// The runs table's index of scheduled communications, by `scheduled_day` (template.yaml).
 pub const SCHEDULED_INDEX: &str = "scheduled";
 
@@ -216,6 +231,10 @@ pub struct CommunicationItem {
     /// the release sweep reads (removed when claimed, so the index holds only waiting ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_day: Option<String>,
+    /// While not settled (queued, sending): the key of the `in_flight` index the sweeper reads
+    /// ([`in_flight_key`]); removed when it ends or waits for a later day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight_day: Option<String>,
     /// The provider's id of the sent message (SES `MessageId`), which its feedback names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
@@ -492,13 +511,17 @@ impl RunStore {
     /// duplicate message, cancelled) or its time has not come.
     pub async fn claim(&self, item: &CommunicationItem, now: i64) -> Result<bool, Error> {
         if item.status != CommunicationStatus::Scheduled {
+            // The claim carries a token of its own: when the SDK retries a claim whose first
+            // attempt was applied but whose answer was lost, the retry fails its condition, and
+            // the item DynamoDB returns with that failure shows whether the claim is ours.
+            let token = uuid::Uuid::new_v4().to_string();
             let result = self
                 .dynamodb
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(Self::key(&item.user_id, &item.sk)))
                 .update_expression(
-                    "SET #status = :sending, sending_since = :since, updated_at = :at ADD attempts :one",
+                    "SET #status = :sending, sending_since = :since, updated_at = :at, claim_token = :token ADD attempts :one",
                 )
                 .condition_expression("#status = :queued")
                 .expression_attribute_names("#status", "status")
@@ -506,10 +529,29 @@ impl RunStore {
                 .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
                 .expression_attribute_values(":since", n(epoch_seconds()))
                 .expression_attribute_values(":at", s(crate::now_rfc3339()))
+                .expression_attribute_values(":token", s(&token))
                 .expression_attribute_values(":one", n(1))
+                .return_values_on_condition_check_failure(
+                    aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await;
-            return conditional(result);
+            return match result {
+                Ok(_) => Ok(true),
+                Err(error) if crate::storage::is_conditional_check_failed(&error) => {
+                    let current = error
+                        .as_service_error()
+                        .and_then(|service| match service {
+                            aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed) => failed.item(),
+                            _ => None,
+                        });
+                    Ok(current.is_some_and(|current| {
+                        current.get("status") == Some(&s(CommunicationStatus::Sending.as_str()))
+                            && current.get("claim_token") == Some(&s(&token))
+                    }))
+                }
+                Err(error) => Err(dependency_error(error)),
+            };
         }
         let claim = Update::builder()
             .table_name(&self.table)
@@ -519,12 +561,14 @@ impl RunStore {
             .expression_attribute_values(":since", n(epoch_seconds()))
             .expression_attribute_values(":at", s(crate::now_rfc3339()))
             .expression_attribute_values(":one", n(1));
-        // A scheduled one leaves the run's `scheduled` count and the release index together.
+        // A scheduled one leaves the run's `scheduled` count and the release index together,
+        // and is in flight again.
         let claim = claim
             .update_expression(
-                "SET #status = :sending, sending_since = :since, updated_at = :at \
-                 ADD attempts :one REMOVE scheduled_day, scheduled_for",
+                "SET #status = :sending, sending_since = :since, updated_at = :at, \
+                 in_flight_day = :in_flight ADD attempts :one REMOVE scheduled_day, scheduled_for",
             )
+            .expression_attribute_values(":in_flight", s(in_flight_key(now, item.index)))
             .condition_expression("#status = :scheduled AND scheduled_for <= :now")
             .expression_attribute_values(":scheduled", s(CommunicationStatus::Scheduled.as_str()))
             .expression_attribute_values(":now", n(now))
@@ -542,7 +586,7 @@ impl RunStore {
             .set_key(Some(Self::key(&item.user_id, &item.sk)))
             .update_expression(
                 "SET #status = :scheduled, scheduled_for = :until, scheduled_day = :day, \
-                 updated_at = :at REMOVE sending_since",
+                 updated_at = :at REMOVE sending_since, in_flight_day",
             )
             .condition_expression("#status = :sending")
             .expression_attribute_names("#status", "status")
@@ -586,15 +630,104 @@ impl RunStore {
         conditional(result)
     }
 
+    /// Communications by key, read consistently in batches of 100 (BatchGetItem's limit);
+    /// ones that do not exist are left out.
+    pub async fn communications_by_key(
+        &self,
+        keys: &[(UserId, RunId, u32)],
+    ) -> Result<Vec<CommunicationItem>, Error> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|(user, run_id, index)| {
+                    Self::key(user, &CommunicationItem::sort_key(run_id, *index))
+                })
+                .collect();
+            // BatchGetItem may leave keys unprocessed under load: ask for those again.
+            for attempt in 0u64.. {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= 8 {
+                    return Err(Error::unavailable("DynamoDB left batch keys unprocessed"));
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 * attempt)).await;
+                }
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(Error::internal)?;
+                let output = self
+                    .dynamodb
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(dependency_error)?;
+                for item in output
+                    .responses
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    found.push(decode_item(item)?);
+                }
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut left| left.remove(&self.table))
+                    .map(|left| left.keys)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(found)
+    }
+
+    /// Keys `(user, run_id, index)` of the communications not yet settled under one key of the
+    /// in-flight index ([`in_flight_key`]).
+    pub async fn in_flight_on(&self, key: &str) -> Result<Vec<(UserId, RunId, u32)>, Error> {
+        self.index_keys(IN_FLIGHT_INDEX, "in_flight_day", key).await
+    }
+
+    /// Stamps a queued communication put back on the queue by the sweeper, so the next sweep
+    /// waits a whole period again before it does so; `false` when it is not queued any more.
+    pub async fn stamp_requeued(&self, item: &CommunicationItem) -> Result<bool, Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .update_expression("SET updated_at = :at")
+            .condition_expression("#status = :queued")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
+            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .send()
+            .await;
+        conditional(result)
+    }
+
     /// Keys `(user, run_id, index)` of the communications scheduled for `day`.
     pub async fn scheduled_on(&self, day: &str) -> Result<Vec<(UserId, RunId, u32)>, Error> {
+        self.index_keys(SCHEDULED_INDEX, "scheduled_day", day).await
+    }
+
+    /// The communication keys under one partition of a keys-only index.
+    async fn index_keys(
+        &self,
+        index: &str,
+        attribute: &str,
+        value: &str,
+    ) -> Result<Vec<(UserId, RunId, u32)>, Error> {
         let mut pages = self
             .dynamodb
             .query()
             .table_name(&self.table)
-            .index_name(SCHEDULED_INDEX)
-            .key_condition_expression("scheduled_day = :day")
-            .expression_attribute_values(":day", s(day))
+            .index_name(index)
+            .key_condition_expression("#key = :value")
+            .expression_attribute_names("#key", attribute)
+            .expression_attribute_values(":value", s(value))
             .into_paginator()
             .send();
         let mut keys = Vec::new();
@@ -798,7 +931,7 @@ impl RunStore {
         };
         let now = crate::now_rfc3339();
         let mut set = vec!["#status = :to", "updated_at = :at"];
-        let mut remove = vec!["sending_since"];
+        let mut remove = vec!["sending_since", "in_flight_day"];
         let mut communication = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::key(&item.user_id, &item.sk)))

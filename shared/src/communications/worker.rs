@@ -12,7 +12,6 @@ use super::delivery::{Delivery, Outcome};
 use super::model::CommunicationStatus;
 use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
 use super::store::{CommunicationItem, RunStore};
-use crate::clock::epoch_seconds;
 use crate::clock::{Clock, DAY_SECONDS, utc_day};
 use crate::error::{Error, ErrorChain};
 
@@ -25,6 +24,45 @@ pub const STUCK_SENDING_SECONDS: i64 = 300;
 /// Days back the release sweep looks for scheduled communications (one missed sweep, or a
 /// week-long outage, still releases them).
 pub const RELEASE_LOOKBACK_DAYS: i64 = 14;
+
+/// Seconds after which a communication still `queued` is taken to have lost its message (the
+/// queue's visibility timeout is 3 minutes and a message is tried 5 times; an hour covers a
+/// backlog without sending duplicates every tick).
+pub const STALE_QUEUED_SECONDS: i64 = 3600;
+/// The part of the worker's 30 s timeout one tick may use.
+pub const TICK_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+/// Communications read per BatchGetItem (its limit).
+const READ_BATCH: usize = 100;
+
+/// What one tick of the worker's schedule did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TickReport {
+    /// Scheduled communications put back on the queue.
+    pub released: usize,
+    /// Queued communications whose message was lost, put back on the queue.
+    pub requeued: usize,
+    /// Communications left `sending` by a dead worker, settled as `delivery_outcome_unknown`.
+    pub settled_unknown: usize,
+    /// The tick's time ran out before the sweep finished (the next tick goes on).
+    pub out_of_time: bool,
+}
+
+/// What the sweep found an in-flight communication to be.
+enum Stale {
+    /// Left `sending` by a dead worker: now failed with `delivery_outcome_unknown`.
+    Settled,
+    /// Queued with its message lost: to be put back on the queue.
+    Requeue(CommunicationMessage),
+    /// Still within its time (or settled meanwhile by someone else).
+    Fresh,
+}
+
+/// Seconds from an RFC 3339 time to `now`; `None` when it cannot be read.
+fn seconds_since(at: &str, now: i64) -> Option<i64> {
+    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|at| now.saturating_sub(at.unix_timestamp()))
+}
 
 /// Why a message must come back.
 #[derive(Debug)]
@@ -89,32 +127,145 @@ impl CommunicationsWorker {
         }
     }
 
-    /// Puts every scheduled communication whose time has come back on the queue (run every
-    /// few minutes by the schedule in template.yaml); returns how many. A communication on the
-    /// queue twice is claimed once.
+    /// One run of the worker's schedule (every 15 minutes in template.yaml): releases what is
+    /// due, then sweeps what was left in flight, inside [`TICK_BUDGET`]; what it does not reach
+    /// it finds on the next tick (everything it looks for stays in its index until settled).
+    pub async fn tick(&self) -> Result<TickReport, Error> {
+        let deadline = std::time::Instant::now() + TICK_BUDGET;
+        let released = self.release_until(deadline).await?;
+        let mut report = self.sweep_in_flight_until(deadline).await?;
+        report.released = released;
+        tracing::info!(?report, "worker tick");
+        Ok(report)
+    }
+
+    /// Puts every scheduled communication whose time has come back on the queue; returns how
+    /// many. A communication on the queue twice is claimed once.
     pub async fn release_scheduled(&self) -> Result<usize, Error> {
+        self.release_until(std::time::Instant::now() + TICK_BUDGET)
+            .await
+    }
+
+    /// Reads each day's scheduled keys, the communications 100 at a time (BatchGetItem), and
+    /// enqueues the due ones as it goes, until `deadline`.
+    async fn release_until(&self, deadline: std::time::Instant) -> Result<usize, Error> {
         let now = self.clock.epoch_seconds();
-        let mut due = Vec::new();
+        let mut released = 0;
         for days_back in (0..=RELEASE_LOOKBACK_DAYS).rev() {
-            for (user_id, run_id, index) in self
-                .runs
-                .scheduled_on(&utc_day(now - days_back * DAY_SECONDS))
-                .await?
-            {
-                let item = self.runs.communication(&user_id, &run_id, index).await?;
-                if item.is_some_and(|item| {
-                    item.status == CommunicationStatus::Scheduled
-                        && item.scheduled_for.is_some_and(|at| at <= now)
-                }) {
-                    due.push(CommunicationMessage {
-                        user_id,
-                        run_id,
-                        index,
-                    });
+            let day = utc_day(now.saturating_sub(days_back.saturating_mul(DAY_SECONDS)));
+            let keys = self.runs.scheduled_on(&day).await?;
+            for chunk in keys.chunks(READ_BATCH) {
+                if std::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        released,
+                        "release tick out of time; the rest waits for the next tick"
+                    );
+                    return Ok(released);
+                }
+                let due: Vec<CommunicationMessage> = self
+                    .runs
+                    .communications_by_key(chunk)
+                    .await?
+                    .into_iter()
+                    .filter(|item| {
+                        item.status == CommunicationStatus::Scheduled
+                            && item.scheduled_for.is_some_and(|at| at <= now)
+                    })
+                    .map(|item| CommunicationMessage {
+                        user_id: item.user_id,
+                        run_id: item.run_id,
+                        index: item.index,
+                    })
+                    .collect();
+                self.enqueue_all(&due).await?;
+                released += due.len();
+            }
+        }
+        if released > 0 {
+            tracing::info!(released, "scheduled communications released");
+        }
+        Ok(released)
+    }
+
+    /// Settles what a lost message or a dead worker left behind, from the in-flight index: a
+    /// communication `sending` for longer than [`STUCK_SENDING_SECONDS`] may have gone out, so
+    /// it fails with `delivery_outcome_unknown` (never sent again) and its run is counted; one
+    /// `queued` for longer than [`STALE_QUEUED_SECONDS`] lost its message, so it is put back on
+    /// the queue (its claim keeps it at most once).
+    pub async fn sweep_in_flight(&self) -> Result<TickReport, Error> {
+        self.sweep_in_flight_until(std::time::Instant::now() + TICK_BUDGET)
+            .await
+    }
+
+    async fn sweep_in_flight_until(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Result<TickReport, Error> {
+        let now = self.clock.epoch_seconds();
+        let mut report = TickReport::default();
+        for days_back in 0..=RELEASE_LOOKBACK_DAYS {
+            let day_start = now.saturating_sub(days_back.saturating_mul(DAY_SECONDS));
+            for shard in 0..super::store::IN_FLIGHT_SHARDS {
+                let key = super::store::in_flight_key(day_start, shard);
+                let keys = self.runs.in_flight_on(&key).await?;
+                for chunk in keys.chunks(READ_BATCH) {
+                    if std::time::Instant::now() >= deadline {
+                        report.out_of_time = true;
+                        return Ok(report);
+                    }
+                    let mut requeue = Vec::new();
+                    for item in self.runs.communications_by_key(chunk).await? {
+                        match self.settle_stale(item, now).await? {
+                            Stale::Settled => report.settled_unknown += 1,
+                            Stale::Requeue(message) => requeue.push(message),
+                            Stale::Fresh => {}
+                        }
+                    }
+                    self.enqueue_all(&requeue).await?;
+                    report.requeued += requeue.len();
                 }
             }
         }
-        for batch in due.chunks(SEND_BATCH_SIZE) {
+        Ok(report)
+    }
+
+    /// What the sweep does with one in-flight communication.
+    async fn settle_stale(&self, item: CommunicationItem, now: i64) -> Result<Stale, Error> {
+        let stuck_sending = item.status == CommunicationStatus::Sending
+            && item
+                .sending_since
+                .is_none_or(|since| now.saturating_sub(since) > STUCK_SENDING_SECONDS);
+        if stuck_sending {
+            let settled = self
+                .runs
+                .finish(
+                    &item,
+                    CommunicationStatus::Sending,
+                    CommunicationStatus::Failed,
+                    Some(DELIVERY_OUTCOME_UNKNOWN),
+                )
+                .await?;
+            return Ok(if settled {
+                Stale::Settled
+            } else {
+                Stale::Fresh
+            });
+        }
+        let lost_message = item.status == CommunicationStatus::Queued
+            && seconds_since(&item.updated_at, now).is_none_or(|age| age > STALE_QUEUED_SECONDS);
+        if lost_message && self.runs.stamp_requeued(&item).await? {
+            return Ok(Stale::Requeue(CommunicationMessage {
+                user_id: item.user_id,
+                run_id: item.run_id,
+                index: item.index,
+            }));
+        }
+        Ok(Stale::Fresh)
+    }
+
+    /// Enqueues messages ten at a time (SQS's batch limit), resending what SQS did not take.
+    async fn enqueue_all(&self, messages: &[CommunicationMessage]) -> Result<(), Error> {
+        for batch in messages.chunks(SEND_BATCH_SIZE) {
             let mut rest = batch;
             while !rest.is_empty() {
                 let accepted = self.queue.send_batch(rest).await?;
@@ -126,10 +277,7 @@ impl CommunicationsWorker {
                 rest = &rest[accepted..];
             }
         }
-        if !due.is_empty() {
-            tracing::info!(released = due.len(), "scheduled communications released");
-        }
-        Ok(due.len())
+        Ok(())
     }
 
     async fn process(
@@ -193,9 +341,10 @@ impl CommunicationsWorker {
         item: &CommunicationItem,
         last_receive: bool,
     ) -> Result<(), Redeliver> {
+        let now = self.clock.epoch_seconds();
         let stale = item
             .sending_since
-            .is_none_or(|since| epoch_seconds() - since > STUCK_SENDING_SECONDS);
+            .is_none_or(|since| now.saturating_sub(since) > STUCK_SENDING_SECONDS);
         if !(stale || last_receive) {
             return Err(Redeliver::Transient("another attempt is in flight".into()));
         }

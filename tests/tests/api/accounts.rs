@@ -327,5 +327,7 @@ async fn a_time_past_year_9999_in_utc_is_refused_never_a_crash() {
         assert!(!answer.text.contains(at), "the input is not echoed");
     }
     // The process is still serving.
-    app.get("/api/user/health", "alice").await.assert_status(200);
+    app.get("/api/user/health", "alice")
+        .await
+        .assert_status(200);
 }

@@ -117,10 +117,12 @@ async fn the_secrets_scope_is_the_resource_servers_scope() {
     .await
     .assert_error(403, "insufficient_scope");
     // The emulator issues custom scopes only through a hosted-UI flow it lacks; the pool's own
-    // key signs the token Cognito would issue there.
+    // key signs the token Cognito would issue there, to the agents' app client (the only one
+    // allowed the scope: least_privilege.rs).
     let sub = decode_claims(&alice.access_token)["sub"].clone();
+    let agents = app.resource("AgentsUserPoolClient");
     let agent = emulator_signed(&json!({
-        "iss": cognito.issuer, "sub": sub, "client_id": cognito.client, "token_use": "access",
+        "iss": cognito.issuer, "sub": sub, "client_id": agents, "token_use": "access",
         "scope": format!("openid {scope}"), "iat": now(), "exp": now() + 300,
     }));
     let revealed = app

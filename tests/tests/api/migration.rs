@@ -38,15 +38,207 @@ async fn old_database() -> tokio_postgres::Client {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .unwrap();
-    let (client, connection) = tokio_postgres::connect(
+    // The migration's own connection, as `pipewise-migrate` makes it: the test PostgreSQL has no
+    // TLS, so the URL asks for plaintext explicitly.
+    let client = pipewise_ops::postgres::connect(&plaintext_url(
         &url.replace("/postgres", &format!("/{name}")),
-        tokio_postgres::NoTls,
-    )
+    ))
     .await
-    .unwrap();
-    tokio::spawn(connection);
+    .expect("connect to the test database with sslmode=disable");
     client.batch_execute(OLD_SCHEMA).await.unwrap();
     client
+}
+
+/// `url` with `sslmode=disable`: the only way the migration talks to a database without TLS.
+fn plaintext_url(url: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}sslmode=disable")
+}
+
+/// The test PostgreSQL speaks no TLS. Without `sslmode`, and with `require` or libpq's `prefer`,
+/// the migration refuses to connect rather than fall back to plaintext; only `disable` connects.
+#[tokio::test]
+async fn the_migration_never_falls_back_to_plaintext() {
+    let url = std::env::var("PIPEWISE_TEST_DATABASE_URL")
+        .expect("PIPEWISE_TEST_DATABASE_URL: run the tests with `make test` (tools/with-postgres)");
+    for tls_url in [
+        url.clone(),
+        format!("{url}?sslmode=require"),
+        format!("{url}?sslmode=prefer"),
+        format!("{url}?sslmode=verify-full"),
+    ] {
+        let refused = pipewise_ops::postgres::connect(&tls_url)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{tls_url}: connected without TLS"));
+        assert!(
+            refused.to_string().contains("TLS"),
+            "{tls_url}: refused for another reason: {refused}"
+        );
+    }
+    let client = pipewise_ops::postgres::connect(&plaintext_url(&url))
+        .await
+        .expect("sslmode=disable connects");
+    let row = client.query_one("SELECT 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+}
+
+/// A CA and a server certificate it signed for IP 127.0.0.1 only, made by Python's
+/// `cryptography`: `(ca.pem, server.pem, server-key.pem)` in a fresh directory.
+fn test_certificates() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!("pipewise-tls-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = r#"
+import datetime, ipaddress, sys
+from pathlib import Path
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+out = Path(sys.argv[1])
+now = datetime.datetime.now(datetime.timezone.utc)
+def name(cn): return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+ca_key = ec.generate_private_key(ec.SECP256R1())
+ca = (x509.CertificateBuilder().subject_name(name("pipewise test CA")).issuer_name(name("pipewise test CA"))
+      .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+      .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+      .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+      .sign(ca_key, hashes.SHA256()))
+key = ec.generate_private_key(ec.SECP256R1())
+cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256()))
+(out / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+(out / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+(out / "server-key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+"#;
+    let output = std::process::Command::new(root.join(".venv/bin/python"))
+        .args(["-c", script])
+        .arg(&dir)
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server-key.pem"),
+    )
+}
+
+/// A server that speaks PostgreSQL's TLS opening only: it answers the client's SSLRequest with
+/// `S` and does the TLS handshake with `certificate`; for each connection it reports whether
+/// the handshake completed, then hangs up.
+fn tls_only_server(
+    certificate: &std::path::Path,
+    key: &std::path::Path,
+) -> (u16, std::sync::mpsc::Receiver<bool>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+    let chain = vec![CertificateDer::from_pem_file(certificate).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (report, handshakes) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut ssl_request = [0u8; 8];
+            if stream.read_exact(&mut ssl_request).is_err() || stream.write_all(b"S").is_err() {
+                let _ = report.send(false);
+                continue;
+            }
+            let mut tls = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut completed = true;
+            while tls.is_handshaking() {
+                if tls.complete_io(&mut stream).is_err() {
+                    completed = false;
+                    break;
+                }
+            }
+            let _ = report.send(completed);
+        }
+    });
+    (port, handshakes)
+}
+
+/// Certificates are verified: a server whose CA is not a public root is refused with the
+/// compiled-in roots, accepted with its CA as `sslrootcert`, and refused under a name its
+/// certificate does not carry (`localhost`, reached at 127.0.0.1 through `hostaddr`, for a
+/// certificate of 127.0.0.1 only).
+#[tokio::test]
+async fn the_migration_verifies_the_servers_certificate() {
+    let (ca, certificate, key) = test_certificates();
+    let (port, handshakes) = tls_only_server(&certificate, &key);
+    let next_handshake = || {
+        handshakes
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the server saw a connection")
+    };
+    // The path as a URL query value (percent-encoding what a query would read otherwise).
+    let ca_parameter: String = ca
+        .to_str()
+        .unwrap()
+        .chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '/' | '-' | '_' | '.' => c.to_string(),
+            other => format!("%{:02X}", other as u32),
+        })
+        .collect();
+
+    let Err(unknown_ca) = pipewise_ops::postgres::connect(&format!(
+        "postgres://migrator:pw@127.0.0.1:{port}/postgres?sslmode=require"
+    ))
+    .await
+    else {
+        panic!("a certificate of an unknown CA was accepted");
+    };
+    assert!(!next_handshake(), "the handshake must not complete");
+    assert!(
+        unknown_ca.to_string().contains("invalid peer certificate"),
+        "{unknown_ca}"
+    );
+
+    let Err(wrong_name) = pipewise_ops::postgres::connect(&format!(
+        "postgres://migrator:pw@localhost:{port}/postgres?hostaddr=127.0.0.1&sslrootcert={ca_parameter}"
+    ))
+    .await
+    else {
+        panic!("a certificate for another name was accepted");
+    };
+    assert!(!next_handshake(), "the handshake must not complete");
+    assert!(
+        wrong_name.to_string().contains("not valid for name"),
+        "{wrong_name}"
+    );
+
+    // With its CA the handshake completes (the stand-in then hangs up: no PostgreSQL behind it).
+    let _ = pipewise_ops::postgres::connect(&format!(
+        "postgres://migrator:pw@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={ca_parameter}"
+    ))
+    .await;
+    assert!(next_handshake(), "TLS with the database's own CA");
+    let _ = std::fs::remove_dir_all(ca.parent().unwrap());
 }
 
 /// `(key, tokens)`: a new Fernet key and each plaintext encrypted under it, by Python's

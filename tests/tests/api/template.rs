@@ -123,7 +123,8 @@ fn every_function_is_a_lean_arm64_rust_binary() {
 
 /// The gateway's JWT authorizer and the functions' own verification are configured from the
 /// same template values, in both identity-provider modes; with the template's own user pool the
-/// secrets scope is the resource server's, and the app client may request it.
+/// secrets scope is the resource server's, the agents' app client may request it and the
+/// frontend's may not, and both clients' tokens are accepted.
 #[test]
 fn the_gateway_and_the_functions_accept_the_same_tokens() {
     use pipewise_local::template::{Bindings, Resolved, resolve};
@@ -134,7 +135,7 @@ fn the_gateway_and_the_functions_accept_the_same_tokens() {
         (
             "cognito",
             "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool",
-            vec!["client-1"],
+            vec!["client-1", "client-2"],
         ),
         (
             "external",
@@ -148,6 +149,7 @@ fn the_gateway_and_the_functions_accept_the_same_tokens() {
             ("AWS::Region", "eu-west-1"),
             ("UserPool", "eu-west-1_Pool"),
             ("UserPoolClient", "client-1"),
+            ("AgentsUserPoolClient", "client-2"),
             ("JwtIssuer", "https://tenant.example.auth0.com/"),
             ("JwtAudience", "api-a,api-b"),
             ("JwtTokenUse", "oidc_access"),
@@ -195,16 +197,147 @@ fn the_gateway_and_the_functions_accept_the_same_tokens() {
                     .unwrap()
             );
             assert_eq!(text("SECRETS_SCOPE"), scope);
-            let client = resource(&template, "AWS::Cognito::UserPoolClient", "UserPoolClient");
-            assert!(
-                client["Properties"]["AllowedOAuthScopes"]
+            let may_request = |client: &str| {
+                resource(&template, "AWS::Cognito::UserPoolClient", client)["Properties"]
+                    ["AllowedOAuthScopes"]
                     .as_sequence()
                     .unwrap()
                     .iter()
-                    .any(|allowed| allowed.as_str() == Some(scope.as_str())),
-                "the app client may request the secrets scope"
+                    .any(|allowed| allowed.as_str() == Some(scope.as_str()))
+            };
+            assert!(
+                may_request("AgentsUserPoolClient"),
+                "the agents' app client may request the secrets scope"
+            );
+            assert!(
+                !may_request("UserPoolClient"),
+                "the frontend's app client may not request the secrets scope"
+            );
+            let clients = template.resources_of_type("AWS::Cognito::UserPoolClient");
+            assert_eq!(
+                clients
+                    .iter()
+                    .filter(|(name, _)| may_request(name))
+                    .map(|(name, _)| name.as_str())
+                    .collect::<Vec<_>>(),
+                ["AgentsUserPoolClient"],
+                "exactly one app client holds the secrets scope"
+            );
+            let agents = &resource(
+                &template,
+                "AWS::Cognito::UserPoolClient",
+                "AgentsUserPoolClient",
+            )["Properties"];
+            assert_eq!(agents["GenerateSecret"], true, "a confidential client");
+        }
+    }
+}
+
+/// Every route without an authorizer (health, the unsubscribe link) has a throttle of its own in
+/// the HttpApi's `RouteSettings`, from its own parameters, below the stage's default; and every
+/// entry names a route the template declares (a stale key fails the deployment).
+#[test]
+fn every_public_route_has_its_own_throttle() {
+    let template = Template::project().unwrap();
+    let api = &resource(&template, "AWS::Serverless::HttpApi", "HttpApi")["Properties"];
+    let settings = api["RouteSettings"]
+        .as_mapping()
+        .expect("HttpApi has RouteSettings");
+    let mut public = Vec::new();
+    let mut declared = std::collections::BTreeSet::new();
+    for (_, function) in template.resources_of_type("AWS::Serverless::Function") {
+        let Some(events) = function["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for event in events.values().filter(|event| event["Type"] == "HttpApi") {
+            let properties = &event["Properties"];
+            let key = format!(
+                "{} {}",
+                properties["Method"].as_str().unwrap().to_ascii_uppercase(),
+                properties["Path"].as_str().unwrap()
+            );
+            if properties["Auth"]["Authorizer"] == "NONE" {
+                public.push(key.clone());
+            }
+            declared.insert(key);
+        }
+    }
+    assert!(
+        public.contains(&"GET /api/user/unsubscribe/{token}".to_owned())
+            && public.contains(&"POST /api/user/unsubscribe/{token}".to_owned()),
+        "{public:?}"
+    );
+    let parameter_default = |name: &str| {
+        default_text(&template, name)
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("{name}'s default is not a number"))
+    };
+    let reference = |value: &Value| match value {
+        Value::Tagged(tagged) if tagged.tag == "!Ref" => tagged.value.as_str().unwrap().to_owned(),
+        other => panic!("a throttle is a parameter, not {other:?}"),
+    };
+    let default = &api["DefaultRouteSettings"];
+    for route in &public {
+        let own = settings
+            .get(route.as_str())
+            .unwrap_or_else(|| panic!("{route} has no RouteSettings entry of its own"));
+        for limit in ["ThrottlingBurstLimit", "ThrottlingRateLimit"] {
+            let parameter = reference(&own[limit]);
+            let stage = reference(&default[limit]);
+            assert_ne!(parameter, stage, "{route}: {limit} is the stage's default");
+            assert!(
+                parameter_default(&parameter) <= parameter_default(&stage),
+                "{route}: {limit} above the stage's default"
             );
         }
+    }
+    for key in settings.keys() {
+        let key = key.as_str().unwrap();
+        assert!(
+            declared.contains(key),
+            "RouteSettings names {key}, which no event declares"
+        );
+    }
+}
+
+/// Each function writes to a log group the stack creates, `/aws/lambda/<function>`, kept for
+/// `LogRetentionDays` (30 by default), so no log line is kept forever.
+#[test]
+fn every_function_has_a_log_group_with_a_retention() {
+    let template = Template::project().unwrap();
+    assert_eq!(default_text(&template, "LogRetentionDays"), "30");
+    let groups = template.resources_of_type("AWS::Logs::LogGroup");
+    let functions = template.resources_of_type("AWS::Serverless::Function");
+    assert_eq!(groups.len(), functions.len(), "one log group per function");
+    for (function, _) in functions {
+        let group = groups
+            .iter()
+            .map(|(_, group)| &group["Properties"])
+            .find(|properties| match &properties["LogGroupName"] {
+                Value::Tagged(tagged) if tagged.tag == "!Sub" => {
+                    tagged.value.as_str() == Some(&format!("/aws/lambda/${{{function}}}"))
+                }
+                _ => false,
+            })
+            .unwrap_or_else(|| panic!("{function} has no log group /aws/lambda/${{{function}}}"));
+        match &group["RetentionInDays"] {
+            Value::Tagged(tagged) if tagged.tag == "!Ref" => {
+                assert_eq!(
+                    tagged.value.as_str(),
+                    Some("LogRetentionDays"),
+                    "{function}"
+                )
+            }
+            other => panic!("{function}: RetentionInDays is {other:?}"),
+        }
+    }
+}
+
+/// A parameter's default value, as text.
+fn default_text(template: &Template, name: &str) -> String {
+    match template.parameter_defaults().remove(name) {
+        Some(pipewise_local::template::Resolved::Text(text)) => text,
+        other => panic!("parameter {name} has no single default: {other:?}"),
     }
 }
 
