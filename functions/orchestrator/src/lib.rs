@@ -145,17 +145,9 @@ async fn unsubscribe_page(
     Path(token): Path<String>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match state.service.unsubscription(&token).await {
-        Ok(Some(_)) => (
-            StatusCode::OK,
-            Html(page(
-                "Unsubscribe",
-                "<p>Stop receiving these emails?</p>\
-             <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
-             <button type=\"submit\">Unsubscribe</button></form>",
-            )),
-        )
-            .into_response(),
+    match state.service.unsubscribed(&token).await {
+        Ok(Some(false)) => (StatusCode::OK, Html(unsubscribe_form())).into_response(),
+        Ok(Some(true)) => (StatusCode::OK, Html(unsubscribed_page())).into_response(),
         Ok(None) => not_found_page().into_response(),
         // A person reads this page: an HTML answer, not the API's JSON error.
         Err(_) => (
@@ -171,31 +163,70 @@ async fn unsubscribe_page(
 }
 
 /// One-click unsubscribe (RFC 8058): mail providers POST `List-Unsubscribe=One-Click`; the
-/// page's button posts the same. Idempotent.
+/// page's button posts the same. Idempotent. The page shown after it offers the recipient (and
+/// only the recipient, who holds the signed link) to undo it: the same URL posted with
+/// `action=resubscribe`.
 #[utoipa::path(post, path = "/api/user/unsubscribe/{token}", tag = "unsubscribe", security(()),
     params(("token" = String, Path, description = "The token of the email's link")),
     request_body(content = OneClickForm, content_type = "application/x-www-form-urlencoded",
-        description = "`List-Unsubscribe=One-Click`, as mail providers send it"),
+        description = "`List-Unsubscribe=One-Click`, as mail providers send it; `action=resubscribe` undoes an unsubscribe"),
     responses(
-        (status = 200, description = "unsubscribed (also when already)", content_type = "text/html"),
+        (status = 200, description = "unsubscribed (also when already), or subscribed again", content_type = "text/html"),
         (status = 404, description = "an unknown or altered token", content_type = "text/html"),
         (status = 503, body = ErrorBody),
     ))]
 async fn unsubscribe(
     State(state): State<OrchestratorState>,
     Path(token): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Html<String>)> {
+    // Only an explicit `action=resubscribe` undoes; anything else (RFC 8058's fixed body, an
+    // empty or unreadable one) unsubscribes, as a mail provider's one-click must.
+    let resubscribe = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+        .unwrap_or_default()
+        .iter()
+        .any(|(name, value)| name == "action" && value == "resubscribe");
+    if resubscribe {
+        return if state.service.resubscribe(&token).await? {
+            Ok((StatusCode::OK, Html(unsubscribe_form_after_resubscribe())))
+        } else {
+            Ok(not_found_page())
+        };
+    }
     if state.service.unsubscribe(&token).await? {
-        Ok((
-            StatusCode::OK,
-            Html(page(
-                "Unsubscribed",
-                "<p>You will not receive these emails again.</p>",
-            )),
-        ))
+        Ok((StatusCode::OK, Html(unsubscribed_page())))
     } else {
         Ok(not_found_page())
     }
+}
+
+/// The page with the button that unsubscribes (never the GET itself: link scanners open URLs).
+fn unsubscribe_form() -> String {
+    page(
+        "Unsubscribe",
+        "<p>Stop receiving these emails?</p>\
+         <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
+         <button type=\"submit\">Unsubscribe</button></form>",
+    )
+}
+
+/// After an unsubscribe: the recipient may undo it here.
+fn unsubscribed_page() -> String {
+    page(
+        "Unsubscribed",
+        "<p>You will not receive these emails again.</p>\
+         <form method=\"post\"><input type=\"hidden\" name=\"action\" value=\"resubscribe\">\
+         <button type=\"submit\">Undo: subscribe again</button></form>",
+    )
+}
+
+fn unsubscribe_form_after_resubscribe() -> String {
+    page(
+        "Subscribed again",
+        "<p>You may receive these emails again.</p>\
+         <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
+         <button type=\"submit\">Unsubscribe</button></form>",
+    )
 }
 
 /// The form mail providers post for a one-click unsubscribe (RFC 8058). Its content is fixed, and
@@ -234,12 +265,13 @@ async fn list_suppressions(
     Ok(Json(state.service.suppressions(&user.user_id).await?))
 }
 
-/// Lifts an unsubscribe, at the user's own request (for example, the person asked to be
-/// written to again). Bounces and complaints stay (409).
+/// Lifts a bounce at the user's request (for example, after the address was fixed). An
+/// unsubscribe or a complaint is the recipient's own decision: 409
+/// `suppression_owned_by_recipient` (the recipient can undo an unsubscribe from its link).
 #[utoipa::path(delete, path = "/api/user/suppressions/{address}", tag = "unsubscribe",
     params(("address" = String, Path, description = "The suppressed address")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "a bounce or complaint, which stays", body = ErrorBody),
+        (status = 409, description = "an unsubscribe or complaint, which only the recipient can undo", body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 async fn lift_suppression(
     State(state): State<OrchestratorState>,

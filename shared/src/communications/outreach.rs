@@ -303,7 +303,12 @@ impl Outreach {
             }
             None => self.targets.all_active(user).await?,
         };
-        let suppressed = self.suppressions.all(user).await?;
+        // Only the run's own addresses are looked up, 100 per call, not the user's whole list.
+        let addresses: Vec<String> = targets
+            .iter()
+            .filter_map(|target| target.email.clone())
+            .collect();
+        let suppressed = self.suppressions.of_addresses(user, &addresses).await?;
         let accounts = self.accounts.list(user).await?;
         plan(targets, &accounts, &suppressed, channels)
     }
@@ -337,9 +342,40 @@ impl Outreach {
         Ok(SuppressionList { suppressions })
     }
 
-    /// Lifts an unsubscribe at the user's request (never a bounce or a complaint).
+    /// Lifts a bounce at the user's request; an unsubscribe or a complaint is the
+    /// recipient's (409 `suppression_owned_by_recipient`).
     pub async fn lift_suppression(&self, user: &UserId, address: &str) -> Result<(), Error> {
-        self.suppressions.lift(user, address).await
+        self.suppressions.lift_by_sender(user, address).await
+    }
+
+    /// Whether the address a token names is unsubscribed now; `None` for a bad token.
+    pub async fn unsubscribed(&self, token: &str) -> Result<Option<bool>, Error> {
+        let Some(unsubscription) = self.unsubscribe.verify(token).await? else {
+            return Ok(None);
+        };
+        let suppression = self
+            .suppressions
+            .of_address(&unsubscription.user_id, &unsubscription.address)
+            .await?;
+        Ok(Some(suppression.is_some_and(|s| {
+            s.reason == SuppressionReason::Unsubscribed
+        })))
+    }
+
+    /// The recipient undoes its unsubscribe from the same signed page (idempotent; a bounce
+    /// or a complaint stays); `Ok(false)` for a bad token.
+    pub async fn resubscribe(&self, token: &str) -> Result<bool, Error> {
+        let Some(unsubscription) = self.unsubscribe.verify(token).await? else {
+            return Ok(false);
+        };
+        if self
+            .suppressions
+            .lift_unsubscribe(&unsubscription.user_id, &unsubscription.address)
+            .await?
+        {
+            tracing::info!(user_id = %unsubscription.user_id, target_id = %unsubscription.target_id, "a recipient undid an unsubscribe");
+        }
+        Ok(true)
     }
 
     /// A run with each communication's outcome; 404 for unknown or another user's run.

@@ -1,7 +1,11 @@
 //! Per-user suppression list: addresses outreach must not write to again, and why. Kept in the
 //! targets table, in the user's partition (sort key `S#<address>`), beside the targets it
-//! protects. Complaints and hard bounces are permanent; an unsubscribe can be lifted only when
-//! the user asks (`DELETE /api/user/suppressions/{address}`).
+//! protects. Who may lift one depends on whose decision it was:
+//! - an unsubscribe or a complaint is the recipient's: the user cannot lift it (409
+//!   `suppression_owned_by_recipient`); the recipient can undo an unsubscribe from the same
+//!   signed page it was made on (a complaint stays: it came through the mailbox provider);
+//! - a bounce is the mailbox's answer, not a person's choice: the user may lift it
+//!   (`DELETE /api/user/suppressions/{address}`), e.g. after the address was fixed.
 
 use std::collections::HashMap;
 
@@ -37,6 +41,11 @@ impl SuppressionReason {
             Self::Bounced => "bounced",
             Self::Complained => "complained",
         }
+    }
+
+    /// Whether the user (the sender) may lift it: only a bounce.
+    pub fn liftable_by_sender(self) -> bool {
+        self == Self::Bounced
     }
 
     fn parse(text: &str) -> Option<Self> {
@@ -150,22 +159,8 @@ impl SuppressionStore {
                 .await
                 .map_err(dependency_error)?;
             for item in page.items() {
-                let text = |name: &str| match item.get(name) {
-                    Some(AttributeValue::S(value)) => Some(value.clone()),
-                    _ => None,
-                };
-                if let (Some(address), Some(reason), Some(at)) =
-                    (text("address"), text("reason"), text("suppressed_at"))
-                    && let Some(reason) = SuppressionReason::parse(&reason)
-                {
-                    found.insert(
-                        address.clone(),
-                        Suppression {
-                            address,
-                            reason,
-                            suppressed_at: at,
-                        },
-                    );
+                if let Some(suppression) = suppression_of(item) {
+                    found.insert(suppression.address.clone(), suppression);
                 }
             }
             start = page.last_evaluated_key;
@@ -175,9 +170,122 @@ impl SuppressionStore {
         }
     }
 
-    /// Lifts an unsubscribe the user asked to lift: 404 when none, 409 for a bounce or a
-    /// complaint (permanent).
-    pub async fn lift(&self, user: &UserId, address: &str) -> Result<(), Error> {
+    /// Suppressions of the given addresses only (lower-case), 100 per BatchGetItem: what
+    /// initiate checks, instead of reading the user's whole list.
+    pub async fn of_addresses(
+        &self,
+        user: &UserId,
+        addresses: &[String],
+    ) -> Result<HashMap<String, Suppression>, Error> {
+        let mut unique: Vec<String> = addresses.iter().map(|a| a.trim().to_lowercase()).collect();
+        unique.sort();
+        unique.dedup();
+        let mut found = HashMap::new();
+        for chunk in unique.chunks(100) {
+            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|address| {
+                    user_key(
+                        user.as_str(),
+                        "sk",
+                        &format!("{SUPPRESSION_PREFIX}{address}"),
+                    )
+                })
+                .collect();
+            for attempt in 0u64.. {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= 8 {
+                    return Err(Error::unavailable("DynamoDB left batch keys unprocessed"));
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 * attempt)).await;
+                }
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(Error::internal)?;
+                let output = self
+                    .dynamodb
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(dependency_error)?;
+                for item in output
+                    .responses
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    if let Some(suppression) = suppression_of(&item) {
+                        found.insert(suppression.address.clone(), suppression);
+                    }
+                }
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut left| left.remove(&self.table))
+                    .map(|left| left.keys)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(found)
+    }
+
+    /// One address's suppression, if any (read consistently).
+    pub async fn of_address(
+        &self,
+        user: &UserId,
+        address: &str,
+    ) -> Result<Option<Suppression>, Error> {
+        let key = user_key(
+            user.as_str(),
+            "sk",
+            &format!("{SUPPRESSION_PREFIX}{}", address.trim().to_lowercase()),
+        );
+        Ok(crate::storage::read_item(&self.dynamodb, &self.table, key)
+            .await?
+            .as_ref()
+            .and_then(suppression_of))
+    }
+
+    /// Lifts a suppression the user asked to lift: only a bounce (204); an unsubscribe or a
+    /// complaint is the recipient's (409 `suppression_owned_by_recipient`); 404 when none.
+    pub async fn lift_by_sender(&self, user: &UserId, address: &str) -> Result<(), Error> {
+        if self
+            .lift_if(user, address, SuppressionReason::Bounced)
+            .await?
+        {
+            return Ok(());
+        }
+        match self.of_address(user, address).await? {
+            None => Err(Error::NotFound),
+            Some(_) => Err(Error::Conflict {
+                code: "suppression_owned_by_recipient",
+                message:
+                    "The recipient unsubscribed or complained; only the recipient can undo it."
+                        .into(),
+                existing_id: None,
+            }),
+        }
+    }
+
+    /// Undoes an unsubscribe at the recipient's request (from its signed page); `false` when
+    /// the address is not unsubscribed (never suppressed, or a bounce or a complaint, which
+    /// stay).
+    pub async fn lift_unsubscribe(&self, user: &UserId, address: &str) -> Result<bool, Error> {
+        self.lift_if(user, address, SuppressionReason::Unsubscribed)
+            .await
+    }
+
+    /// Deletes an address's suppression if it is for `reason`.
+    async fn lift_if(
+        &self,
+        user: &UserId,
+        address: &str,
+        reason: SuppressionReason,
+    ) -> Result<bool, Error> {
         let address = address.trim().to_lowercase();
         let result = self
             .dynamodb
@@ -188,20 +296,23 @@ impl SuppressionStore {
                 "sk",
                 &format!("{SUPPRESSION_PREFIX}{address}"),
             )))
-            .condition_expression("attribute_exists(sk) AND reason = :weak")
-            .expression_attribute_values(":weak", AttributeValue::S("unsubscribed".into()))
+            .condition_expression("attribute_exists(sk) AND reason = :reason")
+            .expression_attribute_values(":reason", AttributeValue::S(reason.as_str().into()))
             .send()
             .await;
-        if conditional(result)? {
-            return Ok(());
-        }
-        match self.all(user).await?.get(&address) {
-            None => Err(Error::NotFound),
-            Some(_) => Err(Error::Conflict {
-                code: "suppression_permanent",
-                message: "Bounced and complained addresses stay suppressed.".into(),
-                existing_id: None,
-            }),
-        }
+        conditional(result)
     }
+}
+
+/// A suppression item read back; `None` for an item of another shape.
+fn suppression_of(item: &HashMap<String, AttributeValue>) -> Option<Suppression> {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value.clone()),
+        _ => None,
+    };
+    Some(Suppression {
+        address: text("address")?,
+        reason: SuppressionReason::parse(&text("reason")?)?,
+        suppressed_at: text("suppressed_at")?,
+    })
 }

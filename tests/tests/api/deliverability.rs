@@ -118,30 +118,58 @@ async fn one_click_unsubscribes_and_the_next_run_skips_the_address() {
     post_one_click(app, &url).await.assert_status(200);
     post_one_click(app, &url).await.assert_status(200);
     let listed = app.get("/api/user/suppressions", "alice").await;
-    let suppressions = listed.body["suppressions"].as_array().unwrap();
-    assert_eq!(suppressions.len(), 1);
-    assert_eq!(suppressions[0]["address"], mailing.ada.as_str());
-    assert_eq!(suppressions[0]["reason"], "unsubscribed");
+    let suppressed = listed.body["suppressions"].as_array().unwrap();
+    assert_eq!(suppressed.len(), 1);
+    assert_eq!(suppressed[0]["address"], mailing.ada.as_str());
+    assert_eq!(suppressed[0]["reason"], "unsubscribed");
     // The next run leaves the address out, saying why.
     let next = app
         .post(INITIATE, "alice", &json!({"message": {"body": "Again"}}))
         .await;
     next.assert_error(422, "nothing_deliverable");
     assert_eq!(next.body["error"]["details"][0]["problem"], "unsubscribed");
-    // The user may lift an unsubscribe on request; then the address is reachable again.
+    // The unsubscribe is the recipient's: the sender cannot lift it, nor can another user
+    // (who cannot even see it).
     app.delete(&format!("/api/user/suppressions/{}", mailing.ada), "alice")
         .await
-        .assert_status(204);
-    app.post(INITIATE, "alice", &json!({"message": {"body": "Again"}}))
-        .await
-        .assert_status(202);
-    // Another user cannot see or lift it.
+        .assert_error(409, "suppression_owned_by_recipient");
     app.delete(
         &format!("/api/user/suppressions/{}", mailing.ada),
         "mallory",
     )
     .await
     .assert_error(404, "not_found");
+    // The recipient's own page now offers to undo it, and undoing makes the address
+    // reachable again.
+    let page = app.send(app.request(Method::GET, path)).await;
+    assert!(
+        page.text.contains("name=\"action\" value=\"resubscribe\""),
+        "{}",
+        page.text
+    );
+    let undone = app
+        .send(
+            app.request(Method::POST, path)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("action=resubscribe"),
+        )
+        .await;
+    undone.assert_status(200);
+    assert_eq!(suppressions(app).await, json!([]));
+    app.post(INITIATE, "alice", &json!({"message": {"body": "Again"}}))
+        .await
+        .assert_status(202);
+    // A tampered token undoes nothing.
+    let tampered = format!("{}x", path.trim_end_matches('/'));
+    post_one_click(app, &url).await.assert_status(200);
+    app.send(
+        app.request(Method::POST, &tampered)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("action=resubscribe"),
+    )
+    .await
+    .assert_status(404);
+    assert_eq!(suppressions(app).await[0]["reason"], "unsubscribed");
 }
 
 #[tokio::test]
@@ -328,7 +356,9 @@ async fn a_hard_bounce_marks_the_email_bounced_and_suppresses_the_address() {
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["address"], mailing.ada);
     assert_eq!(listed[0]["reason"], "bounced");
-    // The next run leaves the address out, and a bounce cannot be lifted by the user.
+    // The next run leaves the address out. A bounce is the mailbox's answer, not the
+    // person's choice: the user may lift it (e.g. the address was fixed), and the recipient's
+    // link does not (only an unsubscribe is undone there).
     let next = app
         .post(INITIATE, "alice", &json!({"message": {"body": "Again"}}))
         .await;
@@ -336,7 +366,11 @@ async fn a_hard_bounce_marks_the_email_bounced_and_suppresses_the_address() {
     assert_eq!(next.body["error"]["details"][0]["problem"], "bounced");
     app.delete(&format!("/api/user/suppressions/{}", mailing.ada), "alice")
         .await
-        .assert_status(409);
+        .assert_status(204);
+    assert_eq!(suppressions(app).await, json!([]));
+    app.post(INITIATE, "alice", &json!({"message": {"body": "Again"}}))
+        .await
+        .assert_status(202);
 }
 
 #[tokio::test]
@@ -373,7 +407,20 @@ async fn complaints_and_deliveries_count_once_however_often_they_arrive() {
     assert_eq!(listed[0]["reason"], "complained");
     app.delete(&format!("/api/user/suppressions/{}", mailing.ada), "alice")
         .await
-        .assert_status(409);
+        .assert_error(409, "suppression_owned_by_recipient");
+    // Nor does the recipient's link undo a complaint (it came through the mailbox provider).
+    let url = unsubscribe_url(&app.sent_raw_emails(&mailing.sender).await[0]);
+    app.send(
+        app.request(
+            Method::POST,
+            url.trim_start_matches("http://127.0.0.1:8001"),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("action=resubscribe"),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(suppressions(app).await[0]["reason"], "complained");
 }
 
 #[tokio::test]
@@ -487,7 +534,10 @@ async fn a_sender_over_its_daily_cap_sends_the_rest_the_next_day() {
     )
     .await
     .unwrap();
-    assert_eq!(serde_json::to_value(&tick).unwrap(), json!({"released": 2}));
+    assert_eq!(
+        serde_json::to_value(&tick).unwrap(),
+        json!({"released": 2, "requeued": 0, "settled_unknown": 0, "out_of_time": false})
+    );
     app.drain_queue_with(&worker).await;
     assert_eq!(
         app.sent_raw_emails(&sender).await.len(),

@@ -174,7 +174,7 @@ async fn the_sample_release_tick_and_feedback_batch_are_handled() {
         .unwrap();
     assert_eq!(
         serde_json::to_value(answer).unwrap(),
-        serde_json::json!({"released": 0})
+        serde_json::json!({"released": 0, "requeued": 0, "settled_unknown": 0, "out_of_time": false})
     );
     let batch: communications_worker::WorkerEvent =
         serde_json::from_str(&read("worker-sqs-batch.json")).unwrap();

@@ -240,10 +240,35 @@ async fn scenario(route: &str, app: &TestApp, user: &str) -> Call {
             Call::new(Method::GET, "/api/user/suppressions")
         }
         "DELETE /api/user/suppressions/{address}" => {
-            let path = unsubscribe_path(app, user).await;
-            let mut one_click = Call::new(Method::POST, path);
-            (one_click.public, one_click.form) = (true, true);
-            send(app, user, &one_click).await.assert_status(200);
+            // A bounce: the one suppression the user may lift (an unsubscribe is the
+            // recipient's).
+            let address = format!("ada@{user}.example.com");
+            app.dynamodb()
+                .put_item()
+                .table_name(app.resource("TargetsTable"))
+                .item(
+                    "user_id",
+                    aws_sdk_dynamodb::types::AttributeValue::S(user.to_owned()),
+                )
+                .item(
+                    "sk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("S#{address}")),
+                )
+                .item(
+                    "address",
+                    aws_sdk_dynamodb::types::AttributeValue::S(address),
+                )
+                .item(
+                    "reason",
+                    aws_sdk_dynamodb::types::AttributeValue::S("bounced".into()),
+                )
+                .item(
+                    "suppressed_at",
+                    aws_sdk_dynamodb::types::AttributeValue::S("2026-12-01T00:00:00Z".into()),
+                )
+                .send()
+                .await
+                .expect("a bounce");
             Call::new(
                 Method::DELETE,
                 format!("/api/user/suppressions/ada@{user}.example.com"),
