@@ -11,7 +11,7 @@ DEV_EMULATOR := http://127.0.0.1:4566
 TEST_EMULATOR_PORT := 4567
 TEST_POSTGRES_PORT := 5433
 
-.PHONY: help dev token test test-stress test-faults migrate rotate-keys lint tools verify-sender openapi package sam-build bench
+.PHONY: help dev token test test-stress test-faults migrate rotate-keys lint tools openapi package sam-build bench
 
 help:
 	@echo "make dev                  run the API on http://127.0.0.1:8001 against a local AWS emulator"
@@ -24,7 +24,6 @@ help:
 	@echo "make package              release arm64 bootstrap of every function, zipped, with sizes"
 	@echo "make sam-build            sam build (cargo-lambda, no Docker)"
 	@echo "make bench                every performance figure, side by side with its baseline -> docs/benchmarks.md (~20 min)"
-	@echo "make verify-sender EMAIL=...  verify an SES sender in the dev emulator (needed for email outreach)"
 	@echo "make rotate-keys TO=<key>  re-wrap every stored data key under another KMS key (dev stack; DRY_RUN=1, MAX_ITEMS=n)"
 	@echo "make migrate DATABASE_URL=... PIPEWISE_FERNET_KEY=...  copy the old Supabase tables into the running dev stack (DRY_RUN=1, USER_MAP=file.csv)"
 
@@ -161,9 +160,3 @@ bench: $(TOOLS) $(PEER_PYTHON) $(REPORT_PYTHON)
 # What `sam build` does (cargo-lambda per function, no Docker), then `sam deploy --guided`.
 sam-build: $(TOOLS)
 	PATH="$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam build
-
-# Outreach email needs a verified sender in the emulator's SES, exactly as in AWS.
-verify-sender: $(TOOLS)
-	@test -n "$(EMAIL)" || { echo "usage: make verify-sender EMAIL=you@example.com" >&2; exit 2; }
-	$(EMULATOR_ENV) AWS_DEFAULT_REGION=us-east-1 AWS_ENDPOINT_URL=$(DEV_EMULATOR) $(VENV)/bin/python -c \
-	  'import sys, boto3; boto3.client("sesv2").create_email_identity(EmailIdentity=sys.argv[1]); print("verified", sys.argv[1])' "$(EMAIL)"

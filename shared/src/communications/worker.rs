@@ -84,6 +84,7 @@ pub struct CommunicationsWorker {
     delivery: Delivery,
     queue: CommunicationQueue,
     clock: Clock,
+    tick_budget: std::time::Duration,
 }
 
 impl CommunicationsWorker {
@@ -100,7 +101,15 @@ impl CommunicationsWorker {
             delivery,
             queue,
             clock,
+            tick_budget: TICK_BUDGET,
         }
+    }
+
+    /// The same worker with another time budget per tick (tests: a budget that cannot run out,
+    /// or one that is spent at once).
+    pub fn with_tick_budget(mut self, budget: std::time::Duration) -> Self {
+        self.tick_budget = budget;
+        self
     }
 
     /// Handles one queue message: `true` when it is done with (delivered, recorded, or a
@@ -131,9 +140,16 @@ impl CommunicationsWorker {
     /// due, then sweeps what was left in flight, inside [`TICK_BUDGET`]; what it does not reach
     /// it finds on the next tick (everything it looks for stays in its index until settled).
     pub async fn tick(&self) -> Result<TickReport, Error> {
-        let deadline = std::time::Instant::now() + TICK_BUDGET;
-        let released = self.release_until(deadline).await?;
-        let mut report = self.sweep_in_flight_until(deadline).await?;
+        let deadline = std::time::Instant::now() + self.tick_budget;
+        let (released, out_of_time) = self.release_until(deadline).await?;
+        let mut report = if out_of_time {
+            TickReport {
+                out_of_time,
+                ..TickReport::default()
+            }
+        } else {
+            self.sweep_in_flight_until(deadline).await?
+        };
         report.released = released;
         tracing::info!(?report, "worker tick");
         Ok(report)
@@ -142,26 +158,32 @@ impl CommunicationsWorker {
     /// Puts every scheduled communication whose time has come back on the queue; returns how
     /// many. A communication on the queue twice is claimed once.
     pub async fn release_scheduled(&self) -> Result<usize, Error> {
-        self.release_until(std::time::Instant::now() + TICK_BUDGET)
-            .await
+        let (released, _) = self
+            .release_until(std::time::Instant::now() + self.tick_budget)
+            .await?;
+        Ok(released)
     }
 
     /// Reads each day's scheduled keys, the communications 100 at a time (BatchGetItem), and
     /// enqueues the due ones as it goes, until `deadline`.
-    async fn release_until(&self, deadline: std::time::Instant) -> Result<usize, Error> {
+    /// Whether the deadline cut it short; the first 100 are always handled, so every tick
+    /// makes progress.
+    async fn release_until(&self, deadline: std::time::Instant) -> Result<(usize, bool), Error> {
         let now = self.clock.epoch_seconds();
         let mut released = 0;
+        let mut first = true;
         for days_back in (0..=RELEASE_LOOKBACK_DAYS).rev() {
             let day = utc_day(now.saturating_sub(days_back.saturating_mul(DAY_SECONDS)));
             let keys = self.runs.scheduled_on(&day).await?;
             for chunk in keys.chunks(READ_BATCH) {
-                if std::time::Instant::now() >= deadline {
+                if !first && std::time::Instant::now() >= deadline {
                     tracing::warn!(
                         released,
                         "release tick out of time; the rest waits for the next tick"
                     );
-                    return Ok(released);
+                    return Ok((released, true));
                 }
+                first = false;
                 let due: Vec<CommunicationMessage> = self
                     .runs
                     .communications_by_key(chunk)
@@ -184,7 +206,7 @@ impl CommunicationsWorker {
         if released > 0 {
             tracing::info!(released, "scheduled communications released");
         }
-        Ok(released)
+        Ok((released, false))
     }
 
     /// Settles what a lost message or a dead worker left behind, from the in-flight index: a
@@ -193,7 +215,7 @@ impl CommunicationsWorker {
     /// `queued` for longer than [`STALE_QUEUED_SECONDS`] lost its message, so it is put back on
     /// the queue (its claim keeps it at most once).
     pub async fn sweep_in_flight(&self) -> Result<TickReport, Error> {
-        self.sweep_in_flight_until(std::time::Instant::now() + TICK_BUDGET)
+        self.sweep_in_flight_until(std::time::Instant::now() + self.tick_budget)
             .await
     }
 
