@@ -53,6 +53,54 @@ pub async fn read_item(
     Ok(output.item)
 }
 
+/// Items by key from one table, read consistently, 100 keys per `BatchGetItem` (its limit);
+/// keys DynamoDB leaves unprocessed under load are asked for again (8 rounds, then 503). Keys
+/// with no item are left out; the order is DynamoDB's.
+pub async fn batch_get(
+    client: &Client,
+    table: &str,
+    keys: Vec<std::collections::HashMap<String, AttributeValue>>,
+) -> Result<Vec<std::collections::HashMap<String, AttributeValue>>, Error> {
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(100) {
+        let mut pending = chunk.to_vec();
+        for attempt in 0u64.. {
+            if pending.is_empty() {
+                break;
+            }
+            if attempt >= 8 {
+                return Err(Error::unavailable("DynamoDB left batch keys unprocessed"));
+            }
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(25 * attempt)).await;
+            }
+            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(Error::internal)?;
+            let output = client
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(dependency_error)?;
+            found.extend(
+                output
+                    .responses
+                    .and_then(|mut tables| tables.remove(table))
+                    .unwrap_or_default(),
+            );
+            pending = output
+                .unprocessed_keys
+                .and_then(|mut left| left.remove(table))
+                .map(|left| left.keys)
+                .unwrap_or_default();
+        }
+    }
+    Ok(found)
+}
+
 /// The outcome of a conditional single-item write: `true` when it was applied, `false` when its
 /// condition did not hold, the API error (503) when DynamoDB failed.
 pub fn conditional<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, Error>

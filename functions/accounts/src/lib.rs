@@ -103,6 +103,7 @@ async fn list_accounts(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "`sender_verifications_exceeded`: 10 sender verifications an hour (`Retry-After`)", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 async fn upsert_account(

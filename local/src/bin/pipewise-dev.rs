@@ -20,6 +20,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8001";
 const DEFAULT_STACK: &str = "pipewise-dev";
+/// The pollers' long-poll wait: under the SDK's attempt timeout (5 s), or every empty poll ended
+/// as a timeout error (logged, then a 2 s pause) instead of an empty answer.
+const POLL_WAIT_SECONDS: i32 = 4;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -154,7 +157,9 @@ async fn serve(
     let feedback_sqs = sqs.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(error) = poll_once(&feedback_sqs, &feedback_queue, &feedback, 5).await {
+            if let Err(error) =
+                poll_once(&feedback_sqs, &feedback_queue, &feedback, POLL_WAIT_SECONDS).await
+            {
                 eprintln!("pipewise-dev: feedback queue poll failed: {error}");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
@@ -162,7 +167,7 @@ async fn serve(
     });
     tokio::spawn(async move {
         loop {
-            if let Err(error) = poll_once(&sqs, &queue_url, &worker, 5).await {
+            if let Err(error) = poll_once(&sqs, &queue_url, &worker, POLL_WAIT_SECONDS).await {
                 eprintln!("pipewise-dev: queue poll failed: {error}");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }

@@ -636,52 +636,17 @@ impl RunStore {
         &self,
         keys: &[(UserId, RunId, u32)],
     ) -> Result<Vec<CommunicationItem>, Error> {
-        let mut found = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(100) {
-            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|(user, run_id, index)| {
-                    Self::key(user, &CommunicationItem::sort_key(run_id, *index))
-                })
-                .collect();
-            // BatchGetItem may leave keys unprocessed under load: ask for those again.
-            for attempt in 0u64.. {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt >= 8 {
-                    return Err(Error::unavailable("DynamoDB left batch keys unprocessed"));
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(25 * attempt)).await;
-                }
-                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(Error::internal)?;
-                let output = self
-                    .dynamodb
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(dependency_error)?;
-                for item in output
-                    .responses
-                    .and_then(|mut tables| tables.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    found.push(decode_item(item)?);
-                }
-                pending = output
-                    .unprocessed_keys
-                    .and_then(|mut left| left.remove(&self.table))
-                    .map(|left| left.keys)
-                    .unwrap_or_default();
-            }
-        }
-        Ok(found)
+        let keys = keys
+            .iter()
+            .map(|(user, run_id, index)| {
+                Self::key(user, &CommunicationItem::sort_key(run_id, *index))
+            })
+            .collect();
+        crate::storage::batch_get(&self.dynamodb, &self.table, keys)
+            .await?
+            .into_iter()
+            .map(decode_item)
+            .collect()
     }
 
     /// Keys `(user, run_id, index)` of the communications not yet settled under one key of the

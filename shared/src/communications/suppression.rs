@@ -180,56 +180,22 @@ impl SuppressionStore {
         let mut unique: Vec<String> = addresses.iter().map(|a| a.trim().to_lowercase()).collect();
         unique.sort();
         unique.dedup();
-        let mut found = HashMap::new();
-        for chunk in unique.chunks(100) {
-            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|address| {
-                    user_key(
-                        user.as_str(),
-                        "sk",
-                        &format!("{SUPPRESSION_PREFIX}{address}"),
-                    )
-                })
-                .collect();
-            for attempt in 0u64.. {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt >= 8 {
-                    return Err(Error::unavailable("DynamoDB left batch keys unprocessed"));
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(25 * attempt)).await;
-                }
-                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(Error::internal)?;
-                let output = self
-                    .dynamodb
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(dependency_error)?;
-                for item in output
-                    .responses
-                    .and_then(|mut tables| tables.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    if let Some(suppression) = suppression_of(&item) {
-                        found.insert(suppression.address.clone(), suppression);
-                    }
-                }
-                pending = output
-                    .unprocessed_keys
-                    .and_then(|mut left| left.remove(&self.table))
-                    .map(|left| left.keys)
-                    .unwrap_or_default();
-            }
-        }
+        let keys = unique
+            .iter()
+            .map(|address| {
+                user_key(
+                    user.as_str(),
+                    "sk",
+                    &format!("{SUPPRESSION_PREFIX}{address}"),
+                )
+            })
+            .collect();
+        let found = crate::storage::batch_get(&self.dynamodb, &self.table, keys)
+            .await?
+            .iter()
+            .filter_map(suppression_of)
+            .map(|suppression| (suppression.address.clone(), suppression))
+            .collect();
         Ok(found)
     }
 
