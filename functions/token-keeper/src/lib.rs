@@ -8,7 +8,7 @@ use aws_config::SdkConfig;
 use pipewise::accounts::AccountService;
 use pipewise::config::{ConfigError, ConfigSource};
 
-pub use pipewise::accounts::service::KeeperReport;
+pub use pipewise::accounts::refresh::KeeperReport;
 
 /// Builds the accounts service from the function's settings (once per cold start).
 pub fn service_from_config(

@@ -2,12 +2,14 @@
 
 pub mod model;
 pub mod provider;
+pub mod refresh;
 pub mod secrets;
 pub mod sender;
 pub mod service;
 pub mod store;
 pub mod tokens;
 pub mod tools;
+pub mod vault;
 
 pub use model::{AccountId, AccountType};
 pub use service::AccountService;

@@ -228,8 +228,8 @@ impl Delivery {
 }
 
 /// What a token failure means for the communication.
-fn token_outcome(failure: crate::accounts::service::TokenFailure) -> Outcome {
-    use crate::accounts::service::TokenFailure;
+fn token_outcome(failure: crate::accounts::refresh::TokenFailure) -> Outcome {
+    use crate::accounts::refresh::TokenFailure;
     use crate::accounts::tokens::RefreshFailure;
     match failure {
         TokenFailure::Refresh(RefreshFailure::ReauthRequired) => {

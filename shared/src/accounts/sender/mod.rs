@@ -20,10 +20,13 @@
 //! - Delivery re-reads the claim before each send: a communication from an address its account
 //!   no longer owns fails with `sender_not_owned` and nothing is sent.
 
+pub mod ownership;
+
 use aws_sdk_sesv2::error::ProvideErrorMetadata;
 use serde_json::{Map, Value};
 
 use super::model::AccountType;
+use super::store::AccountItem;
 use crate::aws::dependency_error;
 use crate::error::{Error, FieldError};
 use crate::targets::model::Email;
@@ -213,6 +216,23 @@ impl SenderVerification {
             }
             Err(error) => Err(dependency_error(error)),
         }
+    }
+}
+
+/// How many pending senders one list re-checks with SES.
+pub const PENDING_CHECKS_PER_LIST: usize = 3;
+
+/// Whether an account waits for SES to verify its sender.
+pub fn is_pending_sender(item: &AccountItem) -> bool {
+    !item.connected && item.status_reason.as_deref() == Some(PENDING_VERIFICATION)
+}
+
+/// Keeps an account disconnected until its sender is proven; a client that marks the account
+/// disconnected keeps its own reason.
+pub fn mark_pending(connected: &mut bool, status_reason: &mut Option<String>) {
+    if *connected {
+        *connected = false;
+        *status_reason = Some(PENDING_VERIFICATION.to_owned());
     }
 }
 
