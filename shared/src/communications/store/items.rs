@@ -1,0 +1,267 @@
+//! What the runs table holds: the run and communication items, their sort keys and the index
+//! keys they carry. The other files of the store read and write these.
+
+use serde::{Deserialize, Serialize};
+
+use super::super::model::{
+    Channel, CommunicationStatus, CommunicationView, MessageTemplate, RecipientSnapshot, RunCounts,
+    RunStatus, RunView, Skipped, SkippedSummary,
+};
+use crate::ids::{RunId, UserId};
+
+pub(super) const RUN_PREFIX: &str = "R#";
+pub(super) const QUOTA_PREFIX: &str = "#runs-per-minute#";
+/// Runs one user may start per minute; the next gets 429 with `Retry-After`.
+pub const RUNS_PER_MINUTE: u32 = 10;
+pub(super) const COMMUNICATION_PREFIX: &str = "C#";
+pub(super) const DAILY_SENDS_PREFIX: &str = "#sends-per-day#";
+/// Partition of the pointer from a provider's message id to its communication. User ids never
+/// start with `#` (the authenticator refuses such a `sub`), so it cannot meet a user's partition.
+pub(super) const PROVIDER_MESSAGE_PREFIX: &str = "#provider-message#";
+/// Days a provider message id stays resolvable (feedback comes within days; complaints can
+/// trail by weeks).
+pub(super) const PROVIDER_MESSAGE_DAYS: i64 = 90;
+/// Slot of the communication's own update in its state-change transactions (the run's counters
+/// and pointers come after it).
+pub(super) const COMMUNICATION_SLOT: usize = 0;
+/// The runs table's index of communications not yet settled, by `in_flight_day`
+/// (template.yaml): the sweeper reads it to find the ones a lost message or a dead worker left.
+pub const IN_FLIGHT_INDEX: &str = "in_flight";
+/// Partitions per day of the in-flight index, so one day's writes spread over several.
+pub const IN_FLIGHT_SHARDS: u32 = 4;
+
+/// The in-flight index key of a communication created at `epoch` with `index`.
+pub fn in_flight_key(epoch: i64, index: u32) -> String {
+    format!(
+        "{}#{}",
+        crate::clock::utc_day(epoch),
+        index % IN_FLIGHT_SHARDS
+    )
+}
+
+/// The runs table's index of scheduled communications, by `scheduled_day` (template.yaml).
+pub const SCHEDULED_INDEX: &str = "scheduled";
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunItem {
+    /// Owner.
+    pub user_id: UserId,
+    /// `R#<run_id>`.
+    pub sk: String,
+    /// Id (UUID v7).
+    pub run_id: RunId,
+    /// Number of communications.
+    pub total: u32,
+    /// Not yet finished.
+    pub remaining: u32,
+    /// Sent.
+    pub sent: u32,
+    /// Failed.
+    pub failed: u32,
+    /// Cancelled.
+    pub cancelled: u32,
+    /// Of the remaining: waiting for a later day (sender's daily cap).
+    #[serde(default)]
+    pub scheduled: u32,
+    /// Of the sent: delivered (SES feedback).
+    #[serde(default)]
+    pub delivered: u32,
+    /// Of the sent: bounced permanently (SES feedback).
+    #[serde(default)]
+    pub bounced: u32,
+    /// Of the sent: complained about (SES feedback).
+    #[serde(default)]
+    pub complained: u32,
+    /// Communications with an index below this are on the queue.
+    pub enqueued_through: u32,
+    /// Whether cancelling was asked for.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// Pairs left out (the first [`MAX_SKIPPED_LISTED`](super::model::MAX_SKIPPED_LISTED)).
+    pub skipped: Vec<Skipped>,
+    /// How many pairs were left out in all (absent on runs stored before it was counted).
+    #[serde(default)]
+    pub skipped_total: u32,
+    /// Pairs left out, by reason.
+    #[serde(default)]
+    pub skipped_counts: std::collections::BTreeMap<String, u32>,
+    /// The message.
+    pub message: MessageTemplate,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339 of the first delivery attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339 of the last communication's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+impl RunItem {
+    /// A new run with nothing sent yet.
+    pub fn new(
+        user: &UserId,
+        run_id: &RunId,
+        total: u32,
+        skipped: SkippedSummary,
+        message: MessageTemplate,
+    ) -> Self {
+        Self {
+            user_id: user.clone(),
+            sk: format!("{RUN_PREFIX}{run_id}"),
+            run_id: *run_id,
+            total,
+            remaining: total,
+            sent: 0,
+            failed: 0,
+            cancelled: 0,
+            scheduled: 0,
+            delivered: 0,
+            bounced: 0,
+            complained: 0,
+            enqueued_through: 0,
+            cancel_requested: false,
+            skipped: skipped.listed,
+            skipped_total: skipped.total,
+            skipped_counts: skipped.by_reason,
+            message,
+            created_at: crate::now_rfc3339(),
+            started_at: None,
+            completed_at: None,
+        }
+    }
+
+    /// The run's status, derived from its counters.
+    pub fn status(&self) -> RunStatus {
+        if self.remaining == 0 {
+            if self.failed == 0 {
+                RunStatus::Completed
+            } else {
+                RunStatus::CompletedWithErrors
+            }
+        } else if self.started_at.is_some() || self.remaining < self.total {
+            RunStatus::Running
+        } else {
+            RunStatus::Queued
+        }
+    }
+
+    /// The API view, with the communications when given.
+    pub fn view(&self, communications: Option<Vec<CommunicationView>>) -> RunView {
+        RunView {
+            run_id: self.run_id.to_string(),
+            status: self.status(),
+            cancel_requested: self.cancel_requested,
+            counts: RunCounts {
+                total: self.total,
+                pending: self.remaining,
+                sent: self.sent,
+                failed: self.failed,
+                cancelled: self.cancelled,
+                scheduled: self.scheduled,
+                delivered: self.delivered,
+                bounced: self.bounced,
+                complained: self.complained,
+            },
+            skipped: self.skipped.clone(),
+            skipped_total: self.skipped_total.max(self.skipped.len() as u32),
+            skipped_counts: self.skipped_counts.clone(),
+            created_at: self.created_at.clone(),
+            completed_at: self.completed_at.clone(),
+            communications,
+        }
+    }
+}
+
+/// A communication as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommunicationItem {
+    /// Owner.
+    pub user_id: UserId,
+    /// `C#<run_id>#<index>`.
+    pub sk: String,
+    /// The run.
+    pub run_id: RunId,
+    /// Position in the run (enqueue order).
+    pub index: u32,
+    /// The target.
+    pub target_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// The account that sends it.
+    pub account_id: String,
+    /// The target's fields when the run was made.
+    pub recipient: RecipientSnapshot,
+    /// State.
+    pub status: CommunicationStatus,
+    /// Why it failed or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Delivery attempts started.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the current attempt started (epoch seconds), while `sending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_since: Option<i64>,
+    /// While `scheduled`: the epoch second from which it may be sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<i64>,
+    /// While `scheduled`: the UTC day of `scheduled_for`, the key of the `scheduled` index
+    /// the release sweep reads (removed when claimed, so the index holds only waiting ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_day: Option<String>,
+    /// While not settled (queued, sending): the key of the `in_flight` index the sweeper reads
+    /// ([`in_flight_key`]); removed when it ends or waits for a later day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight_day: Option<String>,
+    /// The provider's id of the sent message (SES `MessageId`), which its feedback names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    /// Feedback events already counted (`Delivery`, `Bounce`, `Complaint`, `Reject`): a
+    /// duplicate notification finds its type here and changes nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feedback: Vec<String>,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl CommunicationItem {
+    /// The sort key of a run's communication.
+    pub fn sort_key(run_id: &RunId, index: u32) -> String {
+        format!("{COMMUNICATION_PREFIX}{run_id}#{index:04}")
+    }
+
+    /// `(run_id, index)` of a communication's sort key.
+    pub fn parse_sort_key(sort_key: &str) -> Option<(RunId, u32)> {
+        let (run_id, index) = sort_key
+            .strip_prefix(COMMUNICATION_PREFIX)?
+            .rsplit_once('#')?;
+        Some((RunId::parse(run_id)?, index.parse().ok()?))
+    }
+
+    /// Public id: run id and index.
+    pub fn communication_id(&self) -> String {
+        format!("{}-{:04}", self.run_id, self.index)
+    }
+
+    /// The API view.
+    pub fn view(&self) -> CommunicationView {
+        CommunicationView {
+            communication_id: self.communication_id(),
+            target_id: self.target_id.clone(),
+            channel: self.channel,
+            status: self.status,
+            reason: self.reason.clone(),
+            scheduled_for: self
+                .scheduled_for
+                .filter(|_| self.status == CommunicationStatus::Scheduled)
+                .and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok())
+                .and_then(|at| {
+                    at.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                }),
+            updated_at: self.updated_at.clone(),
+        }
+    }
+}

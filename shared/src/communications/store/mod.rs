@@ -1,0 +1,138 @@
+//! `RunStore`: outreach runs and their communications in DynamoDB.
+//!
+//! One partition per user (`user_id`), sort key `sk`:
+//! - `R#<run_id>`: the run, with its counters (`remaining`, `sent`, `failed`, `cancelled`) and
+//!   the enqueue watermark `enqueued_through`.
+//! - `C#<run_id>#<index>`: one communication (target x channel), with its state.
+//! - `I#<key>`: an idempotency record (see `idempotency`).
+//!
+//! A communication's final state and its run's counters change in one transaction, so the
+//! counters always equal the states and the run's status (derived from them) is never stale.
+
+mod daily_cap;
+mod indexes;
+mod items;
+mod runs;
+mod transitions;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update, WriteRequest};
+
+use crate::aws::dependency_error;
+use crate::error::Error;
+use crate::ids::{RunId, UserId};
+use crate::storage::{TransactionFailure, number as n, transact_write, user_key};
+
+use items::{COMMUNICATION_SLOT, RUN_PREFIX};
+pub use items::{
+    CommunicationItem, IN_FLIGHT_INDEX, IN_FLIGHT_SHARDS, RUNS_PER_MINUTE, RunItem,
+    SCHEDULED_INDEX, in_flight_key,
+};
+
+/// Runs and communications in one DynamoDB table.
+#[derive(Clone)]
+pub struct RunStore {
+    pub(super) dynamodb: Client,
+    pub(super) table: String,
+}
+
+impl RunStore {
+    /// A store over `table`.
+    pub fn new(dynamodb: Client, table: impl Into<String>) -> Self {
+        Self {
+            dynamodb,
+            table: table.into(),
+        }
+    }
+
+    pub(super) fn key(user: &UserId, sk: &str) -> HashMap<String, AttributeValue> {
+        user_key(user.as_str(), "sk", sk)
+    }
+
+    pub(super) fn run_key(user: &UserId, run_id: &RunId) -> HashMap<String, AttributeValue> {
+        Self::key(user, &format!("{RUN_PREFIX}{run_id}"))
+    }
+
+    pub(super) async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), Error> {
+        while !requests.is_empty() {
+            let rest = requests.split_off(requests.len().min(25));
+            let mut pending = Some(std::mem::replace(&mut requests, rest));
+            // BatchWriteItem may leave items unprocessed under load: send those again.
+            for attempt in 0.. {
+                let Some(batch) = pending.take().filter(|batch| !batch.is_empty()) else {
+                    break;
+                };
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 * attempt)).await;
+                }
+                let output = self
+                    .dynamodb
+                    .batch_write_item()
+                    .request_items(&self.table, batch)
+                    .send()
+                    .await
+                    .map_err(dependency_error)?;
+                pending = output
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.table));
+                if attempt >= 8 && pending.as_ref().is_some_and(|left| !left.is_empty()) {
+                    return Err(Error::unavailable("DynamoDB left batch items unprocessed"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An update of a run's counters (`ADD name delta, ...`); one that lowers `remaining`
+    /// needs it above zero, so a communication is never counted twice.
+    pub(super) fn run_counters(
+        &self,
+        user: &UserId,
+        run_id: &RunId,
+        counters: &[(&str, i64)],
+    ) -> Result<Update, Error> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::run_key(user, run_id)));
+        update = if counters.iter().any(|(name, _)| *name == "remaining") {
+            update
+                .condition_expression("remaining > :zero")
+                .expression_attribute_values(":zero", n(0))
+        } else {
+            update.condition_expression("attribute_exists(sk)")
+        };
+        let mut terms = Vec::new();
+        for (position, (name, delta)) in counters.iter().enumerate() {
+            terms.push(format!("#c{position} :c{position}"));
+            update = update
+                .expression_attribute_names(format!("#c{position}"), *name)
+                .expression_attribute_values(format!(":c{position}"), n(*delta));
+        }
+        update
+            .update_expression(format!("ADD {}", terms.join(", ")))
+            .build()
+            .map_err(Error::internal)
+    }
+
+    /// A communication's update and its run's, in one transaction; `false` when the
+    /// communication's condition failed.
+    pub(super) async fn transact_communication(
+        &self,
+        communication: Update,
+        run: Update,
+    ) -> Result<bool, Error> {
+        let items = vec![
+            TransactWriteItem::builder().update(communication).build(),
+            TransactWriteItem::builder().update(run).build(),
+        ];
+        match transact_write(&self.dynamodb, items).await {
+            Ok(()) => Ok(true),
+            Err(TransactionFailure::ConditionFailed(failed)) if failed.at(COMMUNICATION_SLOT) => {
+                Ok(false)
+            }
+            Err(failure) => Err(failure.into()),
+        }
+    }
+}

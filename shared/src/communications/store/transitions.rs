@@ -1,0 +1,308 @@
+//! A communication's state changes, each conditional on the state it leaves and, when it ends,
+//! in one transaction with its run's counters: claim, schedule, release, finish, and SES's
+//! feedback.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+
+use super::super::model::CommunicationStatus;
+use super::RunStore;
+use super::items::{
+    COMMUNICATION_SLOT, CommunicationItem, PROVIDER_MESSAGE_DAYS, PROVIDER_MESSAGE_PREFIX,
+    in_flight_key,
+};
+use crate::aws::dependency_error;
+use crate::clock::epoch_seconds;
+use crate::error::Error;
+use crate::storage::{
+    TransactionFailure, conditional, number as n, text as s, transact_write, user_key,
+};
+
+impl RunStore {
+    /// Claims a waiting communication for delivery (`queued` -> `sending`, or `scheduled` ->
+    /// `sending` once `now` reached its time); `false` when it is not waiting any more (a
+    /// duplicate message, cancelled) or its time has not come.
+    pub async fn claim(&self, item: &CommunicationItem, now: i64) -> Result<bool, Error> {
+        if item.status != CommunicationStatus::Scheduled {
+            // The claim carries a token of its own: when the SDK retries a claim whose first
+            // attempt was applied but whose answer was lost, the retry fails its condition, and
+            // the item DynamoDB returns with that failure shows whether the claim is ours.
+            let token = uuid::Uuid::new_v4().to_string();
+            let result = self
+                .dynamodb
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(&item.user_id, &item.sk)))
+                .update_expression(
+                    "SET #status = :sending, sending_since = :since, updated_at = :at, claim_token = :token ADD attempts :one",
+                )
+                .condition_expression("#status = :queued")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
+                .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
+                .expression_attribute_values(":since", n(epoch_seconds()))
+                .expression_attribute_values(":at", s(crate::now_rfc3339()))
+                .expression_attribute_values(":token", s(&token))
+                .expression_attribute_values(":one", n(1))
+                .return_values_on_condition_check_failure(
+                    aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(true),
+                Err(error) if crate::storage::is_conditional_check_failed(&error) => {
+                    let current = error
+                        .as_service_error()
+                        .and_then(|service| match service {
+                            aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed) => failed.item(),
+                            _ => None,
+                        });
+                    Ok(current.is_some_and(|current| {
+                        current.get("status") == Some(&s(CommunicationStatus::Sending.as_str()))
+                            && current.get("claim_token") == Some(&s(&token))
+                    }))
+                }
+                Err(error) => Err(dependency_error(error)),
+            };
+        }
+        let claim = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
+            .expression_attribute_values(":since", n(epoch_seconds()))
+            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .expression_attribute_values(":one", n(1));
+        // A scheduled one leaves the run's `scheduled` count and the release index together,
+        // and is in flight again.
+        let claim = claim
+            .update_expression(
+                "SET #status = :sending, sending_since = :since, updated_at = :at, \
+                 in_flight_day = :in_flight ADD attempts :one REMOVE scheduled_day, scheduled_for",
+            )
+            .expression_attribute_values(":in_flight", s(in_flight_key(now, item.index)))
+            .condition_expression("#status = :scheduled AND scheduled_for <= :now")
+            .expression_attribute_values(":scheduled", s(CommunicationStatus::Scheduled.as_str()))
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(Error::internal)?;
+        let run = self.run_counters(&item.user_id, &item.run_id, &[("scheduled", -1)])?;
+        self.transact_communication(claim, run).await
+    }
+
+    /// Puts a claimed communication off until `until` (`sending` -> `scheduled`): its sender's
+    /// daily cap is spent. The release sweep finds it by `scheduled_day`.
+    pub async fn schedule(&self, item: &CommunicationItem, until: i64) -> Result<bool, Error> {
+        let schedule = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .update_expression(
+                "SET #status = :scheduled, scheduled_for = :until, scheduled_day = :day, \
+                 updated_at = :at REMOVE sending_since, in_flight_day",
+            )
+            .condition_expression("#status = :sending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":scheduled", s(CommunicationStatus::Scheduled.as_str()))
+            .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":day", s(crate::clock::utc_day(until)))
+            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .build()
+            .map_err(Error::internal)?;
+        let run = self.run_counters(&item.user_id, &item.run_id, &[("scheduled", 1)])?;
+        self.transact_communication(schedule, run).await
+    }
+
+    /// Gives a claimed communication back to the queue after a transient failure
+    /// (`sending` -> `queued`).
+    pub async fn release(&self, item: &CommunicationItem) -> Result<(), Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .update_expression("SET #status = :queued, updated_at = :at REMOVE sending_since")
+            .condition_expression("#status = :sending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
+            .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
+            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .send()
+            .await;
+        conditional(result).map(|_| ())
+    }
+
+    /// Ends a communication (`from` -> `to`, a final state) and counts it on its run, in one
+    /// transaction; `false` when it was not in `from` any more. The last one stamps the run's
+    /// `completed_at`.
+    pub async fn finish(
+        &self,
+        item: &CommunicationItem,
+        from: CommunicationStatus,
+        to: CommunicationStatus,
+        reason: Option<&str>,
+    ) -> Result<bool, Error> {
+        self.finish_with(item, from, to, reason, None).await
+    }
+
+    /// Ends a communication the provider accepted (`sending` -> `sent`), keeping the provider's
+    /// message id on it and a pointer from that id back to it (for the provider's feedback),
+    /// in the same transaction.
+    pub async fn finish_sent(
+        &self,
+        item: &CommunicationItem,
+        provider_message_id: Option<&str>,
+    ) -> Result<bool, Error> {
+        self.finish_with(
+            item,
+            CommunicationStatus::Sending,
+            CommunicationStatus::Sent,
+            None,
+            provider_message_id,
+        )
+        .await
+    }
+
+    async fn finish_with(
+        &self,
+        item: &CommunicationItem,
+        from: CommunicationStatus,
+        to: CommunicationStatus,
+        reason: Option<&str>,
+        provider_message_id: Option<&str>,
+    ) -> Result<bool, Error> {
+        let counter = match to {
+            CommunicationStatus::Sent => "sent",
+            CommunicationStatus::Failed => "failed",
+            CommunicationStatus::Cancelled => "cancelled",
+            _ => return Err(Error::internal("finish needs a final state")),
+        };
+        let now = crate::now_rfc3339();
+        let mut set = vec!["#status = :to", "updated_at = :at"];
+        let mut remove = vec!["sending_since", "in_flight_day"];
+        let mut communication = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":at", s(&now));
+        if let Some(reason) = reason {
+            set.push("reason = :reason");
+            communication = communication.expression_attribute_values(":reason", s(reason));
+        }
+        if let Some(message_id) = provider_message_id {
+            set.push("provider_message_id = :message_id");
+            communication = communication.expression_attribute_values(":message_id", s(message_id));
+        }
+        let mut counters = vec![(counter, 1), ("remaining", -1)];
+        if from == CommunicationStatus::Scheduled {
+            remove.extend(["scheduled_day", "scheduled_for"]);
+            counters.push(("scheduled", -1));
+        }
+        communication = communication.update_expression(format!(
+            "SET {} REMOVE {}",
+            set.join(", "),
+            remove.join(", ")
+        ));
+        let run = self.run_counters(&item.user_id, &item.run_id, &counters)?;
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .update(communication.build().map_err(Error::internal)?)
+                .build(),
+            TransactWriteItem::builder().update(run).build(),
+        ];
+        if let Some(message_id) = provider_message_id {
+            let mut pointer = user_key(
+                &format!("{PROVIDER_MESSAGE_PREFIX}{message_id}"),
+                "sk",
+                PROVIDER_MESSAGE_PREFIX,
+            );
+            pointer.insert("owner".into(), s(item.user_id.as_str()));
+            pointer.insert("communication".into(), s(&item.sk));
+            pointer.insert(
+                "expires_at".into(),
+                n(epoch_seconds() + PROVIDER_MESSAGE_DAYS * 86_400),
+            );
+            items.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(pointer))
+                            .build()
+                            .map_err(Error::internal)?,
+                    )
+                    .build(),
+            );
+        }
+        match transact_write(&self.dynamodb, items).await {
+            Ok(()) => {}
+            Err(TransactionFailure::ConditionFailed(failed)) if failed.at(COMMUNICATION_SLOT) => {
+                return Ok(false);
+            }
+            Err(failure) => return Err(failure.into()),
+        }
+        self.stamp_completion(&item.user_id, &item.run_id, &now)
+            .await?;
+        Ok(true)
+    }
+
+    /// Applies one feedback event to a sent communication and its run's counters, in one
+    /// transaction: `status` as it was read (so two events never race), the event's `kind`
+    /// not counted yet. `false` when either changed meanwhile (read again and decide again).
+    pub async fn apply_feedback(
+        &self,
+        item: &CommunicationItem,
+        kind: &str,
+        to: CommunicationStatus,
+        reason: Option<&str>,
+        counters: &[(&str, i64)],
+    ) -> Result<bool, Error> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .condition_expression("#status = :read AND NOT contains(feedback, :kind)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":read", s(item.status.as_str()))
+            .expression_attribute_values(":kind", s(kind))
+            .expression_attribute_values(":kinds", AttributeValue::L(vec![s(kind)]))
+            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":at", s(crate::now_rfc3339()));
+        update = match reason {
+            Some(reason) => update
+                .update_expression(
+                    "SET #status = :to, reason = :reason, updated_at = :at, \
+                     feedback = list_append(if_not_exists(feedback, :none), :kinds)",
+                )
+                .expression_attribute_values(":reason", s(reason)),
+            None => update.update_expression(
+                "SET #status = :to, updated_at = :at, \
+                 feedback = list_append(if_not_exists(feedback, :none), :kinds)",
+            ),
+        };
+        let update = update.build().map_err(Error::internal)?;
+        let run = self.run_counters(&item.user_id, &item.run_id, counters)?;
+        self.transact_communication(update, run).await
+    }
+
+    /// Stamps a queued communication put back on the queue by the sweeper, so the next sweep
+    /// waits a whole period again before it does so; `false` when it is not queued any more.
+    pub async fn stamp_requeued(&self, item: &CommunicationItem) -> Result<bool, Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .update_expression("SET updated_at = :at")
+            .condition_expression("#status = :queued")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
+            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .send()
+            .await;
+        conditional(result)
+    }
+}
