@@ -3,15 +3,22 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi};
 
+use crate::app::HTTP_FUNCTIONS;
+
 /// Where the committed document lives, relative to the workspace root.
 pub const COMMITTED_PATH: &str = "docs/openapi.json";
 
 /// The whole API: every HTTP function's routes, bodies and answers, with bearer-JWT security
 /// (the health route opts out).
 pub fn api_document() -> OpenApi {
-    let mut document = accounts::openapi();
-    document.merge(targets::openapi());
-    document.merge(orchestrator::openapi());
+    let mut document = HTTP_FUNCTIONS
+        .iter()
+        .map(|function| (function.openapi)())
+        .reduce(|mut document, next| {
+            document.merge(next);
+            document
+        })
+        .unwrap_or_default();
     document.info = InfoBuilder::new()
         .title("PipeWise User API")
         .version(pipewise::VERSION)

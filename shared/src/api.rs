@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by every function: request ids, JSON/query/path extractors whose rejections
-//! are the API's errors, fallbacks for unknown routes and methods, CORS and the body limit.
+//! are the API's errors, fallbacks for unknown routes and methods, CORS and the body limit; and
+//! the functions' one scaffold ([`HttpFunction`], [`serve_lambda`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,9 +8,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{
-    DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, MatchedPath, Path, Request,
-};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
@@ -17,9 +16,12 @@ use axum::response::Response;
 use serde::de::DeserializeOwned;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::auth::{AuthConfig, JwtVerifier};
 use crate::config::{ConfigError, ConfigSource, vars};
 use crate::error::Error;
+
+mod function;
+
+pub use function::{FunctionState, HttpFunction, serve_lambda};
 
 /// Largest request body accepted, in bytes (the contract's 64 KB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -32,34 +34,6 @@ pub const IDEMPOTENCY_KEY_HEADER: HeaderName = HeaderName::from_static("idempote
 
 pub use crate::json_input::{from_json_value, parse_json};
 pub use crate::request_id::current_request_id;
-
-/// What an HTTP function's handlers share, built once per cold start: the bearer-token verifier
-/// (which the [`crate::auth::AuthUser`] extractor finds through `FromRef`) and the function's own
-/// service.
-#[derive(Clone)]
-pub struct FunctionState<T> {
-    /// Bearer-token verifier.
-    pub verifier: Arc<JwtVerifier>,
-    /// The function's domain service or store.
-    pub service: T,
-}
-
-impl<T> FunctionState<T> {
-    /// Reads the auth settings and pairs the verifier with `service`.
-    pub fn new(source: &ConfigSource<'_>, service: T) -> Result<Self, ConfigError> {
-        let auth = AuthConfig::from_source(source)?;
-        Ok(Self {
-            verifier: Arc::new(JwtVerifier::new(&auth)),
-            service,
-        })
-    }
-}
-
-impl<T> FromRef<FunctionState<T>> for Arc<JwtVerifier> {
-    fn from_ref(state: &FunctionState<T>) -> Self {
-        state.verifier.clone()
-    }
-}
 
 /// HTTP settings: which browser origins may call the API.
 #[derive(Debug, Clone, Default)]

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod aws;
+pub mod channel;
 pub mod clock;
 pub mod communications;
 pub mod config;

@@ -1,5 +1,6 @@
 //! The crate's shape, checked: the domains (accounts, targets, communications) know nothing of
-//! HTTP, tokens or Lambda events, and no file of `src/` uses a file that uses it back.
+//! HTTP, tokens or Lambda events, accounts and targets never import communications (which builds
+//! on them), and no file of `src/` uses a file that uses it back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -94,7 +95,8 @@ fn references(
 }
 
 #[test]
-fn domains_know_nothing_of_http_tokens_or_lambda_and_no_file_uses_one_that_uses_it_back() {
+fn domains_know_nothing_of_http_tokens_or_lambda_come_in_order_and_no_file_uses_one_that_uses_it_back()
+ {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     source_files(&root, &mut files);
@@ -123,6 +125,21 @@ fn domains_know_nothing_of_http_tokens_or_lambda_and_no_file_uses_one_that_uses_
             }
         }
         graph.insert(module.clone(), references(module, code, &modules));
+    }
+    // The domains' order: communications builds on accounts and targets, never the other way.
+    for (module, uses) in &graph {
+        let top = module.first().map(String::as_str);
+        if matches!(top, Some("accounts" | "targets")) {
+            for used in uses {
+                if used.first().map(String::as_str) == Some("communications") {
+                    problems.push(format!(
+                        "{} uses {}: accounts and targets never import communications",
+                        module.join("::"),
+                        used.join("::")
+                    ));
+                }
+            }
+        }
     }
     for (module, uses) in &graph {
         for used in uses {

@@ -1,7 +1,7 @@
 //! The `accounts` Lambda function: integration accounts, the agent tool list, and health.
 //!
-//! Every route is declared once, here, with its OpenAPI description; `router` serves them and
-//! `openapi` documents them, so the two cannot drift apart.
+//! Every route is declared once, here, with its OpenAPI description; [`HttpFunction::router`]
+//! serves them and [`HttpFunction::openapi`] documents them, so the two cannot drift apart.
 
 use aws_config::SdkConfig;
 use axum::Json;
@@ -13,7 +13,7 @@ use pipewise::accounts::model::{
 use pipewise::accounts::service::Upserted;
 use pipewise::accounts::tools::{ToolList, tools};
 use pipewise::accounts::{AccountId, AccountService};
-use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState};
+use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, HttpFunction};
 use pipewise::auth::AuthUser;
 use pipewise::config::{ConfigError, ConfigSource};
 use pipewise::error::{ErrorBody, Result};
@@ -25,32 +25,25 @@ use utoipa_axum::routes;
 /// What the accounts handlers share: the verifier and the accounts service.
 pub type AccountsState = FunctionState<AccountService>;
 
-/// Reads the function's settings and builds its clients from one SDK configuration.
-pub fn state_from_config(
-    source: &ConfigSource<'_>,
-    sdk: &SdkConfig,
-) -> Result<AccountsState, ConfigError> {
-    FunctionState::new(source, AccountService::from_config(source, sdk)?)
-}
+/// The accounts function: its service and its routes; the state, router, OpenAPI document and
+/// Lambda entry point are [`HttpFunction`]'s.
+pub struct Accounts;
 
-/// The function's routes with their OpenAPI descriptions.
-pub fn routes() -> OpenApiRouter<AccountsState> {
-    OpenApiRouter::new()
-        .routes(routes!(health))
-        .routes(routes!(list_accounts, upsert_account))
-        .routes(routes!(get_account, delete_account))
-        .routes(routes!(get_account_secrets))
-        .routes(routes!(list_tools))
-}
+impl HttpFunction for Accounts {
+    type Service = AccountService;
 
-/// The routes bound to their state, ready for `pipewise::api::serve_routes`.
-pub fn router(state: AccountsState) -> axum::Router {
-    routes().with_state(state).split_for_parts().0
-}
+    fn service(source: &ConfigSource<'_>, sdk: &SdkConfig) -> Result<AccountService, ConfigError> {
+        AccountService::from_config(source, sdk)
+    }
 
-/// The OpenAPI description of this function's routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
+    fn routes() -> OpenApiRouter<AccountsState> {
+        OpenApiRouter::new()
+            .routes(routes!(health))
+            .routes(routes!(list_accounts, upsert_account))
+            .routes(routes!(get_account, delete_account))
+            .routes(routes!(get_account_secrets))
+            .routes(routes!(list_tools))
+    }
 }
 
 /// Answer of the health check.

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
-use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, IdempotencyHeader};
+use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, HttpFunction, IdempotencyHeader};
 use pipewise::auth::AuthUser;
 use pipewise::communications::Outreach;
 use pipewise::communications::model::{
@@ -23,35 +23,27 @@ use utoipa_axum::routes;
 /// What the orchestrator handlers share: the verifier and the outreach service.
 pub type OrchestratorState = FunctionState<Outreach>;
 
-/// Reads the function's settings and builds its clients from one SDK configuration.
-pub fn state_from_config(
-    source: &ConfigSource<'_>,
-    sdk: &SdkConfig,
-) -> Result<OrchestratorState, ConfigError> {
-    let outreach = Outreach::from_config(source, sdk)?;
-    FunctionState::new(source, outreach)
-}
+/// The orchestrator function: its service and its routes; the state, router, OpenAPI document and
+/// Lambda entry point are [`HttpFunction`]'s.
+pub struct Orchestrator;
 
-/// The function's routes with their OpenAPI descriptions.
-pub fn routes() -> OpenApiRouter<OrchestratorState> {
-    OpenApiRouter::new()
-        .routes(routes!(initiate_communications))
-        .routes(routes!(list_runs))
-        .routes(routes!(get_run))
-        .routes(routes!(cancel_run))
-        .routes(routes!(unsubscribe_page, unsubscribe))
-        .routes(routes!(list_suppressions))
-        .routes(routes!(lift_suppression))
-}
+impl HttpFunction for Orchestrator {
+    type Service = Outreach;
 
-/// The routes bound to their state, ready for `pipewise::api::serve_routes`.
-pub fn router(state: OrchestratorState) -> axum::Router {
-    routes().with_state(state).split_for_parts().0
-}
+    fn service(source: &ConfigSource<'_>, sdk: &SdkConfig) -> Result<Outreach, ConfigError> {
+        Outreach::from_config(source, sdk)
+    }
 
-/// The OpenAPI description of this function's routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
+    fn routes() -> OpenApiRouter<OrchestratorState> {
+        OpenApiRouter::new()
+            .routes(routes!(initiate_communications))
+            .routes(routes!(list_runs))
+            .routes(routes!(get_run))
+            .routes(routes!(cancel_run))
+            .routes(routes!(unsubscribe_page, unsubscribe))
+            .routes(routes!(list_suppressions))
+            .routes(routes!(lift_suppression))
+    }
 }
 
 /// Starts a run: one communication per (target, channel), queued for the worker.

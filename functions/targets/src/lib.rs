@@ -6,7 +6,7 @@ use aws_config::SdkConfig;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState};
+use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, HttpFunction};
 use pipewise::auth::AuthUser;
 use pipewise::config::{ConfigError, ConfigSource};
 use pipewise::error::{ErrorBody, Result};
@@ -21,30 +21,23 @@ use utoipa_axum::routes;
 /// What the targets handlers share: the verifier and the targets service.
 pub type TargetsState = FunctionState<TargetService>;
 
-/// Reads the function's settings and builds its clients from one SDK configuration.
-pub fn state_from_config(
-    source: &ConfigSource<'_>,
-    sdk: &SdkConfig,
-) -> Result<TargetsState, ConfigError> {
-    FunctionState::new(source, TargetService::from_config(source, sdk)?)
-}
+/// The targets function: its service and its routes; the state, router, OpenAPI document and
+/// Lambda entry point are [`HttpFunction`]'s.
+pub struct Targets;
 
-/// The function's routes with their OpenAPI descriptions.
-pub fn routes() -> OpenApiRouter<TargetsState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_targets, create_target))
-        .routes(routes!(create_targets_batch))
-        .routes(routes!(update_target, delete_target))
-}
+impl HttpFunction for Targets {
+    type Service = TargetService;
 
-/// The routes bound to their state, ready for `pipewise::api::serve_routes`.
-pub fn router(state: TargetsState) -> axum::Router {
-    routes().with_state(state).split_for_parts().0
-}
+    fn service(source: &ConfigSource<'_>, sdk: &SdkConfig) -> Result<TargetService, ConfigError> {
+        TargetService::from_config(source, sdk)
+    }
 
-/// The OpenAPI description of this function's routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
+    fn routes() -> OpenApiRouter<TargetsState> {
+        OpenApiRouter::new()
+            .routes(routes!(list_targets, create_target))
+            .routes(routes!(create_targets_batch))
+            .routes(routes!(update_target, delete_target))
+    }
 }
 
 /// Active targets, newest first, a page at a time.

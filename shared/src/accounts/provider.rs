@@ -5,7 +5,7 @@
 
 use super::model::AccountType;
 use super::store::AccountItem;
-use crate::communications::model::Channel;
+use crate::channel::Channel;
 
 /// A social platform this service sends on and refreshes tokens for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

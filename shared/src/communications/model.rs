@@ -24,33 +24,10 @@ pub const PLACEHOLDERS: [&str; 5] = [
     "instagram_username",
 ];
 
-/// How a communication reaches its target.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    /// Email through SES from the user's email account.
-    Email,
-    /// A direct message on X through the user's X account.
-    Twitter,
-    /// A direct message on Instagram through the user's Instagram account.
-    Instagram,
-}
+pub use crate::channel::Channel;
 
+/// The channel's side that needs a target: where a target is reached on it.
 impl Channel {
-    /// Every channel, in the order communications are planned.
-    pub const ALL: [Channel; 3] = [Channel::Email, Channel::Twitter, Channel::Instagram];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::Twitter => "twitter",
-            Self::Instagram => "instagram",
-        }
-    }
-
     /// The target's address on this channel, if it has one.
     pub fn address(self, target: &TargetView) -> Option<&str> {
         match self {

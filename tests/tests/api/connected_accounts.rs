@@ -115,9 +115,11 @@ async fn an_expired_x_token_is_refreshed_once_for_a_whole_run() {
 async fn twenty_concurrent_users_of_one_expired_account_share_one_refresh() {
     let (app, fake) = app_with_fake().await;
     expired_x_account(&app, &fake).await;
-    let service = accounts::state_from_config(&ConfigSource::from_map(&app.environment), &app.sdk)
-        .expect("accounts service")
-        .service;
+    let service = pipewise::accounts::AccountService::from_config(
+        &ConfigSource::from_map(&app.environment),
+        &app.sdk,
+    )
+    .expect("accounts service");
     let user = pipewise::auth::UserId::from_verified_sub("alice".into());
     let id = pipewise::accounts::AccountId::parse("x-main").unwrap();
     let item = service.store().get(&user, &id).await.unwrap().unwrap();
@@ -342,9 +344,11 @@ async fn a_users_edit_during_a_refresh_keeps_the_rotated_refresh_token() {
     let (app, fake) = app_with_fake().await;
     expired_x_account(&app, &fake).await;
     fake.x_token_delay(std::time::Duration::from_millis(1500));
-    let service = accounts::state_from_config(&ConfigSource::from_map(&app.environment), &app.sdk)
-        .expect("accounts service")
-        .service;
+    let service = pipewise::accounts::AccountService::from_config(
+        &ConfigSource::from_map(&app.environment),
+        &app.sdk,
+    )
+    .expect("accounts service");
     let user = pipewise::ids::UserId::from_verified_sub("alice".into());
     let id = pipewise::accounts::model::AccountId::parse("x-main").unwrap();
     let item = service.store().get(&user, &id).await.unwrap().unwrap();

@@ -1,41 +1,39 @@
 //! The sample events in events/ (what API Gateway, `sam local` and SQS send) parse with the
-//! runtime's own parser and get the right answer from each function's own router, so the
-//! documented `cargo lambda invoke --data-file events/...` commands are known to work.
+//! runtime's own parser and get an answer their route documents from each function's own router,
+//! so the documented `cargo lambda invoke --data-file events/...` commands are known to work.
+//! Which API events there are, and which function answers each, is read from the files and
+//! template.yaml, never listed here.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use pipewise::api::{HttpConfig, serve_routes};
 use pipewise::config::ConfigSource;
-use pipewise_local::template::Template;
+use pipewise_local::app::LocalFunction;
+use pipewise_local::template::{Template, TemplateRoute};
 use pipewise_tests::TestApp;
+use serde_json::Value;
 use tower::ServiceExt;
 
-/// Each API event, in the order they run, with the status its function must answer.
-const API_EVENTS: [(&str, u16); 21] = [
-    ("health", 200),
-    ("accounts-upsert", 201),
-    ("accounts-list", 200),
-    ("sam-local-accounts-list", 200),
-    ("accounts-get", 200),
-    ("accounts-secrets", 200),
-    ("tools-list", 200),
-    ("accounts-delete", 204),
-    ("targets-create", 201),
-    ("targets-batch", 200),
-    ("targets-list", 200),
-    ("targets-update", 404),
-    ("targets-delete", 404),
-    // The email account was deleted above: nothing can be delivered.
-    ("orchestrator-initiate", 422),
-    ("orchestrator-runs", 200),
-    ("orchestrator-run", 404),
-    ("orchestrator-cancel", 404),
-    // A link that is not ours: the public page says so (HTML, for people).
-    ("unsubscribe-page", 404),
-    ("unsubscribe", 404),
-    ("suppressions-list", 200),
-    ("suppressions-lift", 404),
+/// The events that are not HTTP requests, each fed to its handler by a test below.
+const WORKER_EVENTS: [&str; 3] = [
+    "worker-sqs-batch",
+    "worker-release-tick",
+    "feedback-sqs-batch",
+];
+
+/// Error codes that blame the sample itself (its token, headers or body) rather than what the
+/// events before it left behind: never the answer to a sample event.
+const THE_SAMPLE_IS_WRONG: [&str; 9] = [
+    "unauthorized",
+    "insufficient_scope",
+    "malformed_json",
+    "bad_request",
+    "validation_failed",
+    "payload_too_large",
+    "unsupported_media_type",
+    "route_not_found",
+    "method_not_allowed",
 ];
 
 fn events_dir() -> PathBuf {
@@ -47,80 +45,9 @@ fn read_event(name: &str) -> String {
         .unwrap_or_else(|_| panic!("events/{name}.json"))
 }
 
-fn function_router(
-    function: &str,
-    source: &ConfigSource<'_>,
-    sdk: &aws_config::SdkConfig,
-) -> axum::Router {
-    let routes = match function {
-        "AccountsFunction" => accounts::router(accounts::state_from_config(source, sdk).unwrap()),
-        "TargetsFunction" => targets::router(targets::state_from_config(source, sdk).unwrap()),
-        "OrchestratorFunction" => {
-            orchestrator::router(orchestrator::state_from_config(source, sdk).unwrap())
-        }
-        other => panic!("no HTTP function {other}"),
-    };
-    serve_routes(routes, &HttpConfig::from_source(source).unwrap())
-}
-
-#[tokio::test]
-async fn every_api_event_is_answered_by_its_own_function() {
-    let app = TestApp::spawn().await;
-    let source = ConfigSource::from_map(&app.environment);
-    let routes = Template::project().unwrap().routes();
-    for (name, expected) in API_EVENTS {
-        let text = read_event(name);
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let route_key = json["routeKey"].as_str().unwrap();
-        let route = routes
-            .iter()
-            .find(|route| format!("{} {}", route.method, route.path) == route_key)
-            .unwrap_or_else(|| panic!("events/{name}.json: {route_key} is not a template route"));
-        let request = lambda_http::request::from_str(&text)
-            .unwrap_or_else(|e| panic!("events/{name}.json: {e}"));
-        let response = function_router(&route.function, &source, &app.sdk)
-            .oneshot(request)
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        // Without an x-request-id from the caller, the id is API Gateway's own.
-        assert_eq!(
-            response.headers()["x-request-id"],
-            json["requestContext"]["requestId"].as_str().unwrap(),
-            "events/{name}.json"
-        );
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        assert_eq!(
-            status,
-            expected,
-            "events/{name}.json via {}: {}",
-            route.function,
-            String::from_utf8_lossy(&body)
-        );
-        if status >= 400 && !name.starts_with("unsubscribe") {
-            let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert!(
-                error["error"]["code"].is_string(),
-                "events/{name}.json: error shape"
-            );
-        }
-    }
-}
-
-#[test]
-fn every_template_route_has_a_sample_event_and_every_event_is_tested() {
-    let mut covered = BTreeSet::new();
-    for (name, _) in API_EVENTS {
-        let json: serde_json::Value = serde_json::from_str(&read_event(name)).unwrap();
-        covered.insert(json["routeKey"].as_str().unwrap().to_owned());
-    }
-    for route in Template::project().unwrap().routes() {
-        let key = format!("{} {}", route.method, route.path);
-        assert!(covered.contains(&key), "no events/*.json for {key}");
-    }
-    let files: BTreeSet<String> = std::fs::read_dir(events_dir())
+/// Every file name in events/, without `.json`.
+fn event_files() -> BTreeSet<String> {
+    std::fs::read_dir(events_dir())
         .unwrap()
         .map(|entry| {
             entry
@@ -130,20 +57,168 @@ fn every_template_route_has_a_sample_event_and_every_event_is_tested() {
                 .trim_end_matches(".json")
                 .to_owned()
         })
-        .collect();
-    let tested: BTreeSet<String> = API_EVENTS
+        .collect()
+}
+
+/// A sample API Gateway event and the template route its `routeKey` names.
+struct ApiEvent {
+    name: String,
+    text: String,
+    json: Value,
+    route: TemplateRoute,
+}
+
+/// Where an event runs in the story: function by function in template.yaml's order, and in each
+/// function the writes first, then the reads, the deletes last (so the reads find what the writes
+/// made); then by path and file name.
+fn story_position(event: &ApiEvent, functions: &[String]) -> (usize, u8, String, String) {
+    let function = functions
         .iter()
-        .map(|(name, _)| (*name).to_owned())
-        .chain(
-            [
-                "worker-sqs-batch",
-                "worker-release-tick",
-                "feedback-sqs-batch",
-            ]
-            .map(str::to_owned),
-        )
+        .position(|function| *function == event.route.function)
+        .unwrap_or(usize::MAX);
+    let method = match event.route.method.as_str() {
+        "POST" => 0,
+        "PUT" => 1,
+        "PATCH" => 2,
+        "DELETE" => 4,
+        _ => 3,
+    };
+    (
+        function,
+        method,
+        event.route.path.clone(),
+        event.name.clone(),
+    )
+}
+
+/// Every file of events/ with a `routeKey` (an API Gateway v2 event), in story order. Each must
+/// name a template route.
+fn api_events(template: &Template) -> Vec<ApiEvent> {
+    let routes = template.routes();
+    let mut events: Vec<ApiEvent> = event_files()
+        .into_iter()
+        .filter_map(|name| {
+            let text = read_event(&name);
+            let json: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("events/{name}.json is not JSON: {e}"));
+            let route_key = json["routeKey"].as_str()?.to_owned();
+            let route = routes
+                .iter()
+                .find(|route| format!("{} {}", route.method, route.path) == route_key)
+                .unwrap_or_else(|| {
+                    panic!("events/{name}.json: {route_key} is not a template route")
+                })
+                .clone();
+            Some(ApiEvent {
+                name,
+                text,
+                json,
+                route,
+            })
+        })
         .collect();
-    assert_eq!(files, tested, "every file in events/ is exercised here");
+    let functions: Vec<String> = template
+        .resources_of_type("AWS::Serverless::Function")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    events.sort_by_cached_key(|event| story_position(event, &functions));
+    events
+}
+
+/// What the function's own OpenAPI description says of `status` on the event's route: `None`
+/// when the status is not documented there, else the documented content types.
+fn documented(event: &ApiEvent, status: u16) -> Option<Vec<String>> {
+    let function = LocalFunction::named(&event.route.function)
+        .unwrap_or_else(|| panic!("no HTTP function {}", event.route.function));
+    let document = serde_json::to_value((function.openapi)()).unwrap();
+    let answer = &document["paths"][&event.route.path][event.route.method.to_ascii_lowercase()]["responses"]
+        [status.to_string()];
+    answer.is_object().then(|| {
+        answer["content"]
+            .as_object()
+            .map(|content| content.keys().cloned().collect())
+            .unwrap_or_default()
+    })
+}
+
+#[tokio::test]
+async fn every_api_event_is_answered_by_its_own_function() {
+    let app = TestApp::spawn().await;
+    let source = ConfigSource::from_map(&app.environment);
+    let http = HttpConfig::from_source(&source).unwrap();
+    let events = api_events(&Template::project().unwrap());
+    assert!(!events.is_empty(), "no API events in events/");
+    for event in &events {
+        let name = &event.name;
+        let function = LocalFunction::named(&event.route.function)
+            .unwrap_or_else(|| panic!("no HTTP function {}", event.route.function));
+        let request = lambda_http::request::from_str(&event.text)
+            .unwrap_or_else(|e| panic!("events/{name}.json: {e}"));
+        let router = serve_routes((function.router)(&source, &app.sdk).unwrap(), &http);
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        // Without an x-request-id from the caller, the id is API Gateway's own.
+        assert_eq!(
+            response.headers()["x-request-id"],
+            event.json["requestContext"]["requestId"].as_str().unwrap(),
+            "events/{name}.json"
+        );
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&body);
+        let context = format!(
+            "events/{name}.json via {}: {status} {body}",
+            event.route.function
+        );
+        assert!(status < 500, "{context}");
+        let content = documented(event, status)
+            .unwrap_or_else(|| panic!("{context}: {status} is not documented for this route"));
+        if let Some(documented_type) = content.first() {
+            assert!(
+                content_type.starts_with(documented_type.as_str()),
+                "{context}: answered {content_type}, documented {documented_type}"
+            );
+        }
+        if status >= 400 && content_type.starts_with("application/json") {
+            let error: Value = serde_json::from_str(&body).unwrap();
+            let code = error["error"]["code"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{context}: error shape"));
+            assert!(!THE_SAMPLE_IS_WRONG.contains(&code), "{context}");
+        }
+    }
+}
+
+#[test]
+fn every_template_route_has_a_sample_event_and_every_event_is_tested() {
+    let template = Template::project().unwrap();
+    let events = api_events(&template);
+    let covered: BTreeSet<String> = events
+        .iter()
+        .map(|event| format!("{} {}", event.route.method, event.route.path))
+        .collect();
+    for route in template.routes() {
+        let key = format!("{} {}", route.method, route.path);
+        assert!(covered.contains(&key), "no events/*.json for {key}");
+    }
+    let tested: BTreeSet<String> = events
+        .into_iter()
+        .map(|event| event.name)
+        .chain(WORKER_EVENTS.map(str::to_owned))
+        .collect();
+    assert_eq!(
+        event_files(),
+        tested,
+        "every file in events/ is an API event (with a routeKey) or a worker event exercised here"
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use pipewise_local::app::HTTP_FUNCTIONS;
 use pipewise_local::openapi::{COMMITTED_PATH, api_document_json};
 use pipewise_local::template::Template;
 use pipewise_tests::TestApp;
@@ -26,24 +27,31 @@ fn routes_of_document(document: &Value) -> BTreeSet<Route> {
     routes
 }
 
-fn router_routes() -> BTreeSet<Route> {
-    [
-        accounts::openapi(),
-        targets::openapi(),
-        orchestrator::openapi(),
-    ]
-    .iter()
-    .flat_map(|document| routes_of_document(&serde_json::to_value(document).unwrap()))
-    .collect()
+/// The routes one function declares (and serves), from its own OpenAPI description.
+fn function_routes(openapi: fn() -> utoipa::openapi::OpenApi) -> BTreeSet<Route> {
+    routes_of_document(&serde_json::to_value(openapi()).unwrap())
 }
 
-fn template_routes() -> BTreeSet<Route> {
+fn router_routes() -> BTreeSet<Route> {
+    HTTP_FUNCTIONS
+        .iter()
+        .flat_map(|function| function_routes(function.openapi))
+        .collect()
+}
+
+/// The template's routes of every function, or of one (`Some(logical id)`).
+fn template_routes_of(function: Option<&str>) -> BTreeSet<Route> {
     Template::project()
         .unwrap()
         .routes()
         .into_iter()
+        .filter(|route| function.is_none_or(|function| route.function == function))
         .map(|route| (route.method, route.path))
         .collect()
+}
+
+fn template_routes() -> BTreeSet<Route> {
+    template_routes_of(None)
 }
 
 fn committed_document() -> String {
@@ -93,8 +101,47 @@ fn template_routers_and_openapi_declare_the_same_routes() {
         "route inventory differs:\n{}",
         report.join("\n")
     );
-    // The contract's 16 routes, plus unsubscribe (GET, POST) and suppressions (GET, DELETE).
-    assert_eq!(views[0].1.len(), 20, "the contract's routes");
+    assert!(!views[0].1.is_empty(), "template.yaml declares no routes");
+}
+
+/// Each Lambda serves only its own router: a route template.yaml gives one function must be
+/// declared by that function's routes, and a function declares no route the template gives
+/// another (the merged local app could not tell).
+#[test]
+fn each_function_declares_exactly_the_routes_template_yaml_gives_it() {
+    let template_functions: BTreeSet<String> = Template::project()
+        .unwrap()
+        .routes()
+        .into_iter()
+        .map(|route| route.function)
+        .collect();
+    let mut report = Vec::new();
+    for function in &template_functions {
+        if !HTTP_FUNCTIONS.iter().any(|f| f.logical_id == function) {
+            report.push(format!(
+                "{function} has HttpApi events in template.yaml but is not in HTTP_FUNCTIONS"
+            ));
+        }
+    }
+    for function in HTTP_FUNCTIONS {
+        let template = format!("template.yaml's {}", function.logical_id);
+        let router = format!("{}'s routes", function.logical_id);
+        let missing = missing(&[
+            (
+                template.as_str(),
+                template_routes_of(Some(function.logical_id)),
+            ),
+            (router.as_str(), function_routes(function.openapi)),
+        ]);
+        report.extend(missing.iter().map(|((method, path), lacking)| {
+            format!("{method} {path} is missing from {}", lacking.join(" and "))
+        }));
+    }
+    assert!(
+        report.is_empty(),
+        "functions and template.yaml differ:\n{}",
+        report.join("\n")
+    );
 }
 
 #[test]
