@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use super::model::CommunicationStatus;
+use super::model::{CommunicationStatus, RunCountChange};
 use super::store::{CommunicationItem, RunStore};
 use super::suppression::{SuppressionReason, SuppressionStore};
 use crate::error::Error;
@@ -133,7 +133,7 @@ pub struct Transition {
     /// Its new reason, if any.
     pub reason: Option<&'static str>,
     /// Changes to the run's counters.
-    pub counters: Vec<(&'static str, i64)>,
+    pub counters: RunCountChange,
 }
 
 /// Reason of a sent email SES then refused to deliver.
@@ -165,15 +165,40 @@ pub fn transition(
             | CommunicationStatus::Complained
     );
     let (kind, reached, counter) = match feedback {
-        Feedback::Delivered => ("Delivery", CommunicationStatus::Delivered, "delivered"),
-        Feedback::HardBounce(_) => ("Bounce", CommunicationStatus::Bounced, "bounced"),
-        Feedback::Complaint(_) => ("Complaint", CommunicationStatus::Complained, "complained"),
+        Feedback::Delivered => (
+            "Delivery",
+            CommunicationStatus::Delivered,
+            RunCountChange {
+                delivered: 1,
+                ..RunCountChange::default()
+            },
+        ),
+        Feedback::HardBounce(_) => (
+            "Bounce",
+            CommunicationStatus::Bounced,
+            RunCountChange {
+                bounced: 1,
+                ..RunCountChange::default()
+            },
+        ),
+        Feedback::Complaint(_) => (
+            "Complaint",
+            CommunicationStatus::Complained,
+            RunCountChange {
+                complained: 1,
+                ..RunCountChange::default()
+            },
+        ),
         Feedback::Rejected if status == CommunicationStatus::Sent => {
             return (!seen.iter().any(|kind| kind == "Reject")).then(|| Transition {
                 kind: "Reject",
                 to: CommunicationStatus::Failed,
                 reason: Some(REJECTED_BY_SES),
-                counters: vec![("sent", -1), ("failed", 1)],
+                counters: RunCountChange {
+                    sent: -1,
+                    failed: 1,
+                    ..RunCountChange::default()
+                },
             });
         }
         Feedback::Rejected | Feedback::SoftBounce | Feedback::Ignored => return None,
@@ -190,7 +215,7 @@ pub fn transition(
         kind,
         to,
         reason: None,
-        counters: vec![(counter, 1)],
+        counters: counter,
     })
 }
 
@@ -264,7 +289,7 @@ impl EmailFeedback {
                     change.kind,
                     change.to,
                     change.reason,
-                    &change.counters,
+                    change.counters,
                 )
                 .await?
             {
@@ -319,7 +344,13 @@ mod tests {
         let delivered = transition(Sent, &[], &Feedback::Delivered).expect("a change");
         assert_eq!(
             (delivered.to, delivered.counters),
-            (Delivered, vec![("delivered", 1)])
+            (
+                Delivered,
+                RunCountChange {
+                    delivered: 1,
+                    ..RunCountChange::default()
+                }
+            )
         );
         assert_eq!(
             transition(Delivered, &seen(&["Delivery"]), &Feedback::Delivered),
@@ -358,7 +389,14 @@ mod tests {
         let rejected = transition(Sent, &[], &Feedback::Rejected).expect("a change");
         assert_eq!(
             (rejected.to, rejected.counters),
-            (Failed, vec![("sent", -1), ("failed", 1)])
+            (
+                Failed,
+                RunCountChange {
+                    sent: -1,
+                    failed: 1,
+                    ..RunCountChange::default()
+                }
+            )
         );
         assert_eq!(transition(Delivered, &[], &Feedback::Rejected), None);
     }

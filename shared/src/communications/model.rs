@@ -358,6 +358,47 @@ pub struct RunCounts {
     pub complained: u32,
 }
 
+/// A change to a run's stored counters, one named field per counter (the attribute names are
+/// fixed in [`RunCountChange::terms`]); zero fields are left out of the update.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCountChange {
+    /// Communications not finished yet.
+    pub remaining: i64,
+    /// Sent.
+    pub sent: i64,
+    /// Failed.
+    pub failed: i64,
+    /// Cancelled.
+    pub cancelled: i64,
+    /// Waiting for a later day.
+    pub scheduled: i64,
+    /// Delivered (SES feedback).
+    pub delivered: i64,
+    /// Bounced (SES feedback).
+    pub bounced: i64,
+    /// Complained (SES feedback).
+    pub complained: i64,
+}
+
+impl RunCountChange {
+    /// The stored attribute and delta of each counter that changes, in a fixed order.
+    pub fn terms(&self) -> Vec<(&'static str, i64)> {
+        [
+            ("remaining", self.remaining),
+            ("sent", self.sent),
+            ("failed", self.failed),
+            ("cancelled", self.cancelled),
+            ("scheduled", self.scheduled),
+            ("delivered", self.delivered),
+            ("bounced", self.bounced),
+            ("complained", self.complained),
+        ]
+        .into_iter()
+        .filter(|(_, delta)| *delta != 0)
+        .collect()
+    }
+}
+
 /// One communication of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct CommunicationView {

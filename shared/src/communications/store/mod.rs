@@ -20,6 +20,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update, WriteRequest};
 
+use super::model::RunCountChange;
+
 use crate::aws::dependency_error;
 use crate::error::Error;
 use crate::ids::{RunId, UserId};
@@ -91,12 +93,14 @@ impl RunStore {
         &self,
         user: &UserId,
         run_id: &RunId,
-        counters: &[(&str, i64)],
+        change: RunCountChange,
     ) -> Result<Update, Error> {
+        let counters = change.terms();
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::run_key(user, run_id)));
-        update = if counters.iter().any(|(name, _)| *name == "remaining") {
+        // A communication that ends takes one of the run's remaining: never below zero.
+        update = if change.remaining != 0 {
             update
                 .condition_expression("remaining > :zero")
                 .expression_attribute_values(":zero", n(0))

@@ -4,7 +4,7 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use super::super::model::CommunicationStatus;
+use super::super::model::{CommunicationStatus, RunCountChange};
 use super::RunStore;
 use super::items::{
     COMMUNICATION_SLOT, CommunicationItem, PROVIDER_MESSAGE_DAYS, PROVIDER_MESSAGE_PREFIX,
@@ -86,7 +86,14 @@ impl RunStore {
             .expression_attribute_values(":now", n(now))
             .build()
             .map_err(Error::internal)?;
-        let run = self.run_counters(&item.user_id, &item.run_id, &[("scheduled", -1)])?;
+        let run = self.run_counters(
+            &item.user_id,
+            &item.run_id,
+            RunCountChange {
+                scheduled: -1,
+                ..RunCountChange::default()
+            },
+        )?;
         self.transact_communication(claim, run).await
     }
 
@@ -109,7 +116,14 @@ impl RunStore {
             .expression_attribute_values(":at", s(crate::now_rfc3339()))
             .build()
             .map_err(Error::internal)?;
-        let run = self.run_counters(&item.user_id, &item.run_id, &[("scheduled", 1)])?;
+        let run = self.run_counters(
+            &item.user_id,
+            &item.run_id,
+            RunCountChange {
+                scheduled: 1,
+                ..RunCountChange::default()
+            },
+        )?;
         self.transact_communication(schedule, run).await
     }
 
@@ -172,9 +186,18 @@ impl RunStore {
         provider_message_id: Option<&str>,
     ) -> Result<bool, Error> {
         let counter = match to {
-            CommunicationStatus::Sent => "sent",
-            CommunicationStatus::Failed => "failed",
-            CommunicationStatus::Cancelled => "cancelled",
+            CommunicationStatus::Sent => RunCountChange {
+                sent: 1,
+                ..RunCountChange::default()
+            },
+            CommunicationStatus::Failed => RunCountChange {
+                failed: 1,
+                ..RunCountChange::default()
+            },
+            CommunicationStatus::Cancelled => RunCountChange {
+                cancelled: 1,
+                ..RunCountChange::default()
+            },
             _ => return Err(Error::internal("finish needs a final state")),
         };
         let now = crate::now_rfc3339();
@@ -196,17 +219,18 @@ impl RunStore {
             set.push("provider_message_id = :message_id");
             communication = communication.expression_attribute_values(":message_id", s(message_id));
         }
-        let mut counters = vec![(counter, 1), ("remaining", -1)];
+        let mut counters = counter;
+        counters.remaining = -1;
         if from == CommunicationStatus::Scheduled {
             remove.extend(["scheduled_day", "scheduled_for"]);
-            counters.push(("scheduled", -1));
+            counters.scheduled = -1;
         }
         communication = communication.update_expression(format!(
             "SET {} REMOVE {}",
             set.join(", "),
             remove.join(", ")
         ));
-        let run = self.run_counters(&item.user_id, &item.run_id, &counters)?;
+        let run = self.run_counters(&item.user_id, &item.run_id, counters)?;
         let mut items = vec![
             TransactWriteItem::builder()
                 .update(communication.build().map_err(Error::internal)?)
@@ -258,7 +282,7 @@ impl RunStore {
         kind: &str,
         to: CommunicationStatus,
         reason: Option<&str>,
-        counters: &[(&str, i64)],
+        counters: RunCountChange,
     ) -> Result<bool, Error> {
         let mut update = Update::builder()
             .table_name(&self.table)
