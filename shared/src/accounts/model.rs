@@ -103,19 +103,19 @@ pub const MAX_EXPLICIT_SECRET_PATHS: usize = 100;
 /// A validated account to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountDraft {
-    /// Id.
+    /// The client's id for the account: 1-64 of `[A-Za-z0-9_.-]`, unique per user.
     pub account_id: AccountId,
-    /// Type.
+    /// What the account is for: `calendar`, `crm`, `email` or `social`.
     pub account_type: AccountType,
-    /// Provider.
+    /// Who provides it (e.g. `google`, `x`, `instagram`); for a social account it names the platform.
     pub provider: Option<String>,
-    /// Label.
+    /// The user's name for it, to tell two accounts of one provider apart.
     pub label: Option<String>,
     /// Configuration, secrets still in it.
     pub configuration: Map<String, Value>,
-    /// Connected flag.
+    /// Whether it can be used now; when not, `status_reason` says why.
     pub connected: bool,
-    /// Reason when not connected.
+    /// Why it is not connected (e.g. `reauth_required`, `sender_pending_verification`).
     pub status_reason: Option<String>,
     /// Paths the client named as secrets.
     pub explicit_secrets: Vec<super::secrets::SecretPath>,
@@ -292,13 +292,13 @@ fn trimmed(value: Option<String>) -> Option<String> {
 /// An account as every response shows it: secrets masked.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AccountView {
-    /// Id.
+    /// The client's id for the account: 1-64 of `[A-Za-z0-9_.-]`, unique per user.
     pub account_id: String,
-    /// Type.
+    /// What the account is for: `calendar`, `crm`, `email` or `social`.
     pub account_type: AccountType,
-    /// Provider.
+    /// Who provides it (e.g. `google`, `x`, `instagram`); for a social account it names the platform.
     pub provider: Option<String>,
-    /// Label.
+    /// The user's name for it, to tell two accounts of one provider apart.
     pub label: Option<String>,
     /// Configuration with each secret as `"********"`.
     #[schema(value_type = Object)]
@@ -311,9 +311,9 @@ pub struct AccountView {
     pub status_reason: Option<String>,
     /// When the access token expires (RFC 3339), for accounts whose tokens are refreshed.
     pub expires_at: Option<String>,
-    /// RFC 3339.
+    /// When it was created (RFC 3339, UTC).
     pub created_at: String,
-    /// RFC 3339.
+    /// When it last changed (RFC 3339, UTC).
     pub updated_at: String,
 }
 
@@ -337,11 +337,11 @@ pub struct AccountListQuery {
 /// Answer of `GET .../accounts/{account_id}/secrets`: the decrypted configuration.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountSecrets {
-    /// Id.
+    /// The client's id for the account: 1-64 of `[A-Za-z0-9_.-]`, unique per user.
     pub account_id: String,
-    /// Type.
+    /// What the account is for: `calendar`, `crm`, `email` or `social`.
     pub account_type: AccountType,
-    /// Provider.
+    /// Who provides it (e.g. `google`, `x`, `instagram`); for a social account it names the platform.
     pub provider: Option<String>,
     /// The configuration with its secrets in clear.
     #[schema(value_type = Object)]

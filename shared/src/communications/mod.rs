@@ -6,6 +6,7 @@ pub mod idempotency;
 pub mod model;
 pub mod outreach;
 pub mod queue;
+pub mod reason;
 pub mod store;
 pub mod suppression;
 pub mod unsubscribe;

@@ -160,7 +160,7 @@ pub fn single_line(text: &str) -> String {
 /// The target's fields at the time the run was created, kept with each communication.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipientSnapshot {
-    /// Name.
+    /// The person's name.
     pub name: String,
     /// Email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -264,7 +264,7 @@ pub enum RunStatus {
 pub struct Skipped {
     /// The target.
     pub target_id: String,
-    /// The channel.
+    /// The channel it travels on.
     pub channel: Channel,
     /// `target_has_no_address` or `no_connected_account`.
     pub reason: String,
@@ -406,7 +406,7 @@ pub struct CommunicationView {
     pub communication_id: String,
     /// The target.
     pub target_id: String,
-    /// The channel.
+    /// The channel it travels on.
     pub channel: Channel,
     /// Where it stands.
     pub status: CommunicationStatus,
@@ -422,7 +422,7 @@ pub struct CommunicationView {
 /// A run as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct RunView {
-    /// Id.
+    /// The run's id (a UUID v7: runs sort by creation).
     pub run_id: String,
     /// Status, derived from the counts.
     pub status: RunStatus,
@@ -436,7 +436,7 @@ pub struct RunView {
     pub skipped_total: u32,
     /// How many pairs were left out, by reason.
     pub skipped_counts: std::collections::BTreeMap<String, u32>,
-    /// RFC 3339.
+    /// When it was created (RFC 3339, UTC).
     pub created_at: String,
     /// RFC 3339, once every communication finished.
     pub completed_at: Option<String>,

@@ -15,7 +15,7 @@ pub const SEND_BATCH_SIZE: usize = 10;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommunicationMessage {
-    /// Owner.
+    /// The user it belongs to (the token's `sub`).
     pub user_id: UserId,
     /// The run.
     pub run_id: RunId,

@@ -62,7 +62,7 @@ pub struct Suppression {
     pub address: String,
     /// Why.
     pub reason: SuppressionReason,
-    /// RFC 3339.
+    /// When the address was suppressed (RFC 3339, UTC).
     pub suppressed_at: String,
 }
 

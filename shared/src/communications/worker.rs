@@ -11,6 +11,7 @@
 use super::delivery::{Delivery, Outcome};
 use super::model::CommunicationStatus;
 use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
+use super::reason::{DeliveryFailure, FailureReason};
 use super::store::{CommunicationItem, RunStore};
 use crate::clock::{Clock, DAY_SECONDS, utc_day};
 use crate::error::{Error, ErrorChain};
@@ -402,7 +403,7 @@ impl CommunicationsWorker {
                         item,
                         CommunicationStatus::Sending,
                         CommunicationStatus::Failed,
-                        Some(&reason),
+                        Some(&reason.to_string()),
                     )
                     .await?;
             }
@@ -412,7 +413,7 @@ impl CommunicationsWorker {
             }
             Settlement::Retry(reason) => {
                 self.runs.release(item).await?;
-                return Err(Redeliver::Transient(reason));
+                return Err(Redeliver::Transient(reason.to_string()));
             }
             Settlement::WaitForPlatform { reason, seconds } => {
                 self.runs.release(item).await?;
@@ -425,7 +426,7 @@ impl CommunicationsWorker {
 }
 
 /// Reason of a communication that may or may not have been delivered.
-pub const DELIVERY_OUTCOME_UNKNOWN: &str = "delivery_outcome_unknown";
+pub const DELIVERY_OUTCOME_UNKNOWN: &str = FailureReason::DeliveryOutcomeUnknown.as_str();
 
 /// What becomes of a claimed communication after one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -436,18 +437,18 @@ pub enum Settlement {
         provider_message_id: Option<String>,
     },
     /// `failed`, with this reason; never retried.
-    Failed(String),
+    Failed(DeliveryFailure),
     /// `scheduled` until the sender's next day.
     NextDay {
         /// Epoch second it may go out.
         until: i64,
     },
     /// Back to `queued`, and SQS delivers the message again.
-    Retry(String),
+    Retry(DeliveryFailure),
     /// Back to `queued`, on the queue again after the platform's window (not a failed receive).
     WaitForPlatform {
         /// Why.
-        reason: String,
+        reason: FailureReason,
         /// Seconds until the platform's window resets.
         seconds: u64,
     },
@@ -465,8 +466,10 @@ pub fn settlement(outcome: Outcome, last_receive: bool) -> Settlement {
         },
         Outcome::Deferred { until } => Settlement::NextDay { until },
         Outcome::Failed(reason) => Settlement::Failed(reason),
-        Outcome::Unknown(_) => Settlement::Failed(DELIVERY_OUTCOME_UNKNOWN.to_owned()),
-        Outcome::Retry(_) if last_receive => Settlement::Failed("retries_exhausted".to_owned()),
+        Outcome::Unknown(_) => Settlement::Failed(FailureReason::DeliveryOutcomeUnknown.into()),
+        Outcome::Retry(_) if last_receive => {
+            Settlement::Failed(FailureReason::RetriesExhausted.into())
+        }
         Outcome::Retry(reason) => Settlement::Retry(reason),
         Outcome::RateLimited { reason, seconds } => Settlement::WaitForPlatform { reason, seconds },
     }
@@ -479,16 +482,16 @@ mod tests {
     #[test]
     fn an_attempt_that_may_have_delivered_is_never_retried() {
         assert_eq!(
-            settlement(Outcome::Unknown("ses_no_answer".into()), false),
-            Settlement::Failed(DELIVERY_OUTCOME_UNKNOWN.into())
+            settlement(Outcome::Unknown(FailureReason::SesNoAnswer.into()), false),
+            Settlement::Failed(FailureReason::DeliveryOutcomeUnknown.into())
         );
         assert_eq!(
-            settlement(Outcome::Retry("ses_throttled".into()), false),
-            Settlement::Retry("ses_throttled".into())
+            settlement(Outcome::Retry(FailureReason::SesThrottled.into()), false),
+            Settlement::Retry(FailureReason::SesThrottled.into())
         );
         assert_eq!(
-            settlement(Outcome::Retry("ses_throttled".into()), true),
-            Settlement::Failed("retries_exhausted".into())
+            settlement(Outcome::Retry(FailureReason::SesThrottled.into()), true),
+            Settlement::Failed(FailureReason::RetriesExhausted.into())
         );
         // Waiting for a platform's window or the next day is not a failure, even at the end.
         assert_eq!(
@@ -498,7 +501,7 @@ mod tests {
         assert!(matches!(
             settlement(
                 Outcome::RateLimited {
-                    reason: "rate_limited".into(),
+                    reason: FailureReason::RateLimited,
                     seconds: 60
                 },
                 true

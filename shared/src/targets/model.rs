@@ -301,7 +301,7 @@ impl UpdateTargetRequest {
 pub struct TargetView {
     /// Server-made UUID (v7: sorts by creation time).
     pub id: String,
-    /// Name.
+    /// The person's name.
     pub name: String,
     /// Email, lower-case.
     pub email: Option<String>,
@@ -313,9 +313,9 @@ pub struct TargetView {
     pub notes: Option<String>,
     /// False once deleted.
     pub active: bool,
-    /// RFC 3339.
+    /// When it was created (RFC 3339, UTC).
     pub created_at: String,
-    /// RFC 3339.
+    /// When it last changed (RFC 3339, UTC).
     pub updated_at: String,
 }
 

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{Delivery, Outcome};
 use crate::accounts::store::AccountItem;
+use crate::communications::reason::FailureReason;
 use crate::communications::store::CommunicationItem;
 
 impl Delivery {
@@ -24,7 +25,7 @@ impl Delivery {
             serde_json::from_str(&account.configuration).unwrap_or_default();
         let from = match crate::accounts::sender::sender_of(account.account_type, &public) {
             Ok(Some(address)) => address,
-            _ => return Outcome::Failed("account_has_no_from_address".into()),
+            _ => return Outcome::Failed(FailureReason::AccountHasNoFromAddress.into()),
         };
         // Re-checked before every send: the account must still own its sender.
         match self.accounts.store().sender_owner(from.as_str()).await {
@@ -33,18 +34,18 @@ impl Delivery {
             Ok(Some(owner))
                 if owner.is_held_by(&account.user_id, &account.account_id)
                     && (owner.verified || owner.attempt.is_none()) => {}
-            Ok(_) => return Outcome::Failed("sender_not_owned".into()),
-            Err(_) => return Outcome::Retry("accounts_unavailable".into()),
+            Ok(_) => return Outcome::Failed(FailureReason::SenderNotOwned.into()),
+            Err(_) => return Outcome::Retry(FailureReason::AccountsUnavailable.into()),
         }
         let from = from.as_str();
         let Some(to) = item.recipient.email.as_deref() else {
-            return Outcome::Failed("target_has_no_address".into());
+            return Outcome::Failed(FailureReason::TargetHasNoAddress.into());
         };
         // An unsubscribe that arrived after the run was queued still stops this email.
         match self.suppressions.is_suppressed(&item.user_id, to).await {
             Ok(false) => {}
-            Ok(true) => return Outcome::Failed("suppressed".into()),
-            Err(_) => return Outcome::Retry("suppressions_unavailable".into()),
+            Ok(true) => return Outcome::Failed(FailureReason::Suppressed.into()),
+            Err(_) => return Outcome::Retry(FailureReason::SuppressionsUnavailable.into()),
         }
         let Some(token) = self
             .unsubscribe
@@ -56,7 +57,7 @@ impl Delivery {
             .await
         else {
             // Never send outreach email without its unsubscribe link.
-            return Outcome::Retry("unsubscribe_key_unavailable".into());
+            return Outcome::Retry(FailureReason::UnsubscribeKeyUnavailable.into());
         };
         // Last, right before sending: a communication that does not go out takes no slot.
         let limit = crate::accounts::sender::daily_send_limit(&public)
@@ -64,14 +65,14 @@ impl Delivery {
         match self.daily_cap.take(account, limit).await {
             Ok(None) => {}
             Ok(Some(until)) => return Outcome::Deferred { until },
-            Err(_) => return Outcome::Retry("sending_limits_unavailable".into()),
+            Err(_) => return Outcome::Retry(FailureReason::SendingLimitsUnavailable.into()),
         }
         let mime = outreach_mime(from, to, subject, body, &self.unsubscribe.url(&token));
         let Ok(raw) = RawMessage::builder()
             .data(Blob::new(mime.into_bytes()))
             .build()
         else {
-            return Outcome::Failed("message_unrenderable".into());
+            return Outcome::Failed(FailureReason::MessageUnrenderable.into());
         };
         let content = EmailContent::builder().raw(raw).build();
         let result = self
@@ -108,23 +109,29 @@ fn classify_ses<E: ProvideErrorMetadata>(
                     if message.contains("not verified")
                         || message.contains("did not have authority") =>
                 {
-                    Outcome::Failed("sender_not_verified".into())
+                    Outcome::Failed(FailureReason::SenderNotVerified.into())
                 }
-                "MessageRejected" => Outcome::Failed("message_rejected".into()),
+                "MessageRejected" => Outcome::Failed(FailureReason::MessageRejected.into()),
                 "MailFromDomainNotVerifiedException" => {
-                    Outcome::Failed("sender_not_verified".into())
+                    Outcome::Failed(FailureReason::SenderNotVerified.into())
                 }
-                "BadRequestException" => Outcome::Failed("invalid_recipient_or_sender".into()),
-                "AccountSuspendedException" => Outcome::Failed("sending_account_suspended".into()),
-                "SendingPausedException" => Outcome::Failed("sending_paused".into()),
-                "NotFoundException" => Outcome::Failed("sending_identity_not_found".into()),
+                "BadRequestException" => {
+                    Outcome::Failed(FailureReason::InvalidRecipientOrSender.into())
+                }
+                "AccountSuspendedException" => {
+                    Outcome::Failed(FailureReason::SendingAccountSuspended.into())
+                }
+                "SendingPausedException" => Outcome::Failed(FailureReason::SendingPaused.into()),
+                "NotFoundException" => {
+                    Outcome::Failed(FailureReason::SendingIdentityNotFound.into())
+                }
                 "TooManyRequestsException" | "LimitExceededException" => {
-                    Outcome::Retry("ses_throttled".into())
+                    Outcome::Retry(FailureReason::SesThrottled.into())
                 }
                 _ if service.raw().status().is_server_error() => {
-                    Outcome::Retry("ses_unavailable".into())
+                    Outcome::Retry(FailureReason::SesUnavailable.into())
                 }
-                _ => Outcome::Failed("ses_refused".into()),
+                _ => Outcome::Failed(FailureReason::SesRefused.into()),
             }
         }
         // Only a refused connection proves the request never left; any other dispatch failure
@@ -134,11 +141,13 @@ fn classify_ses<E: ProvideErrorMetadata>(
                 .as_connector_error()
                 .is_some_and(|cause| connection_refused(cause)) =>
         {
-            Outcome::Retry("ses_unreachable".into())
+            Outcome::Retry(FailureReason::SesUnreachable.into())
         }
-        SdkError::ConstructionFailure(_) => Outcome::Failed("message_unrenderable".into()),
+        SdkError::ConstructionFailure(_) => {
+            Outcome::Failed(FailureReason::MessageUnrenderable.into())
+        }
         // The request went out and no clear answer came back.
-        _ => Outcome::Unknown("ses_no_answer".into()),
+        _ => Outcome::Unknown(FailureReason::SesNoAnswer.into()),
     }
 }
 

@@ -5,11 +5,12 @@ use serde_json::{Map, Value, json};
 
 use super::{DirectMessages, Outcome, read_json};
 use crate::accounts::store::AccountItem;
+use crate::communications::reason::FailureReason;
 use crate::communications::store::CommunicationItem;
 
 /// Reason of an Instagram message that cannot be sent: the person has not messaged the
 /// business in the last 24 hours (or never).
-pub const INSTAGRAM_WINDOW_CLOSED: &str = "instagram_window_closed";
+pub const INSTAGRAM_WINDOW_CLOSED: &str = FailureReason::InstagramWindowClosed.as_str();
 
 /// How long after a person's last message a business may answer on Instagram.
 pub const INSTAGRAM_WINDOW_SECONDS: i64 = 24 * 3600;
@@ -84,10 +85,10 @@ impl DirectMessages for InstagramMessages {
             configuration.get("access_token").and_then(Value::as_str),
             configuration.get("ig_user_id").and_then(Value::as_str),
         ) else {
-            return Outcome::Failed("account_missing_credentials".into());
+            return Outcome::Failed(FailureReason::AccountMissingCredentials.into());
         };
         let Some(username) = item.recipient.instagram_username.as_deref() else {
-            return Outcome::Failed("target_has_no_address".into());
+            return Outcome::Failed(FailureReason::TargetHasNoAddress.into());
         };
         let mut next = Some(format!(
             "{}/{ig_user_id}/conversations?platform=instagram&fields=participants,messages{{from,created_time}}",
@@ -111,7 +112,7 @@ impl DirectMessages for InstagramMessages {
                 .map(str::to_owned);
         }
         let Some(recipient) = recipient else {
-            return Outcome::Failed(INSTAGRAM_WINDOW_CLOSED.into());
+            return Outcome::Failed(FailureReason::InstagramWindowClosed.into());
         };
         let sent = client
             .post(format!("{}/{ig_user_id}/messages", self.base))

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value;
 
 use super::model::{Channel, DEFAULT_SUBJECT, MessageTemplate, render, single_line};
+use super::reason::{DeliveryFailure, FailureReason};
 use super::store::CommunicationItem;
 use crate::accounts::AccountService;
 use crate::accounts::store::AccountItem;
@@ -28,18 +29,18 @@ pub enum Outcome {
         until: i64,
     },
     /// It cannot succeed (no account, revoked token, rejected sender or recipient).
-    Failed(String),
+    Failed(DeliveryFailure),
     /// Nothing was delivered; a later attempt may work (throttling, outage, network).
-    Retry(String),
+    Retry(DeliveryFailure),
     /// Nothing was delivered: the platform's rate limit is spent until `seconds` from now.
     RateLimited {
         /// Why.
-        reason: String,
+        reason: FailureReason,
         /// Seconds until the platform's window resets.
         seconds: u64,
     },
     /// The provider may or may not have delivered it (e.g. a timeout after sending).
-    Unknown(String),
+    Unknown(DeliveryFailure),
 }
 
 pub use crate::platforms::SocialApis;
@@ -160,7 +161,7 @@ impl Delivery {
             }
             Channel::Twitter | Channel::Instagram => {
                 let Some(client) = self.http_client() else {
-                    return Outcome::Retry("http_client_unavailable".into());
+                    return Outcome::Retry(FailureReason::HttpClientUnavailable.into());
                 };
                 self.send_direct_message(&client, item, account, &body)
                     .await
@@ -195,9 +196,9 @@ impl Delivery {
                         .await
                 }
                 // Email never comes here; a new channel must say how it sends.
-                Channel::Email => return Outcome::Failed("channel_not_social".into()),
+                Channel::Email => return Outcome::Failed(FailureReason::ChannelNotSocial.into()),
             };
-            if attempt > 0 || outcome != Outcome::Failed("token_revoked".into()) {
+            if attempt > 0 || outcome != Outcome::Failed(FailureReason::TokenRevoked.into()) {
                 return outcome;
             }
             match self.accounts.fresh_configuration(account, true).await {
@@ -208,17 +209,17 @@ impl Delivery {
                 Err(failure) => return token_outcome(failure),
             }
         }
-        Outcome::Failed("token_revoked".into())
+        Outcome::Failed(FailureReason::TokenRevoked.into())
     }
 
     async fn account(&self, item: &CommunicationItem) -> Result<AccountItem, Outcome> {
         let id = crate::accounts::AccountId::parse(&item.account_id)
-            .map_err(|_| Outcome::Failed("account_not_found".into()))?;
+            .map_err(|_| Outcome::Failed(FailureReason::AccountNotFound.into()))?;
         match self.accounts.store().get(&item.user_id, &id).await {
             Ok(Some(account)) if account.connected => Ok(account),
-            Ok(Some(_)) => Err(Outcome::Failed("account_not_connected".into())),
-            Ok(None) => Err(Outcome::Failed("account_not_found".into())),
-            Err(_) => Err(Outcome::Retry("accounts_unavailable".into())),
+            Ok(Some(_)) => Err(Outcome::Failed(FailureReason::AccountNotConnected.into())),
+            Ok(None) => Err(Outcome::Failed(FailureReason::AccountNotFound.into())),
+            Err(_) => Err(Outcome::Retry(FailureReason::AccountsUnavailable.into())),
         }
     }
 
@@ -233,20 +234,20 @@ fn token_outcome(failure: crate::accounts::refresh::TokenFailure) -> Outcome {
     use crate::accounts::tokens::RefreshFailure;
     match failure {
         TokenFailure::Refresh(RefreshFailure::ReauthRequired) => {
-            Outcome::Failed(crate::accounts::store::REAUTH_REQUIRED.into())
+            Outcome::Failed(FailureReason::ReauthRequired.into())
         }
         TokenFailure::Refresh(RefreshFailure::NotRefreshable) => {
-            Outcome::Failed("token_expired".into())
+            Outcome::Failed(FailureReason::TokenExpired.into())
         }
         TokenFailure::Refresh(RefreshFailure::Transient(_)) => {
-            Outcome::Retry("token_refresh_failed".into())
+            Outcome::Retry(FailureReason::TokenRefreshFailed.into())
         }
         // The deployment's OAuth client is refused: the account is fine, the operator is
         // alarmed; the message waits (and lands in the DLQ if it is not fixed in time).
         TokenFailure::Refresh(RefreshFailure::Misconfigured(_)) => {
-            Outcome::Retry(crate::accounts::tokens::PROVIDER_MISCONFIGURED.into())
+            Outcome::Retry(FailureReason::ProviderMisconfigured.into())
         }
-        TokenFailure::Storage(_) => Outcome::Retry("accounts_unavailable".into()),
+        TokenFailure::Storage(_) => Outcome::Retry(FailureReason::AccountsUnavailable.into()),
     }
 }
 
@@ -259,10 +260,12 @@ async fn read_json(
     let response = match response {
         Ok(response) => response,
         Err(error) if error.is_connect() => {
-            return Err(Outcome::Retry("platform_unreachable".into()));
+            return Err(Outcome::Retry(FailureReason::PlatformUnreachable.into()));
         }
-        Err(_) if delivering => return Err(Outcome::Unknown("platform_timeout".into())),
-        Err(_) => return Err(Outcome::Retry("platform_timeout".into())),
+        Err(_) if delivering => {
+            return Err(Outcome::Unknown(FailureReason::PlatformTimeout.into()));
+        }
+        Err(_) => return Err(Outcome::Retry(FailureReason::PlatformTimeout.into())),
     };
     let status = response.status();
     if status.is_success() {
@@ -281,17 +284,19 @@ async fn read_json(
                 .clamp(1, 900) as u64
         });
     Err(match status.as_u16() {
-        401 => Outcome::Failed("token_revoked".into()),
-        403 => Outcome::Failed("not_permitted".into()),
-        404 => Outcome::Failed("recipient_not_found".into()),
+        401 => Outcome::Failed(FailureReason::TokenRevoked.into()),
+        403 => Outcome::Failed(FailureReason::NotPermitted.into()),
+        404 => Outcome::Failed(FailureReason::RecipientNotFound.into()),
         429 => Outcome::RateLimited {
-            reason: "rate_limited".into(),
+            reason: FailureReason::RateLimited,
             seconds: reset_seconds,
         },
         // The sending call reached the platform and failed inside it: the message may have
         // gone out, so it is never sent again.
-        500..=599 if delivering => Outcome::Unknown(format!("platform_error_{}", status.as_u16())),
-        500..=599 => Outcome::Retry(format!("platform_error_{}", status.as_u16())),
-        _ => Outcome::Failed(format!("platform_refused_{}", status.as_u16())),
+        500..=599 if delivering => {
+            Outcome::Unknown(DeliveryFailure::PlatformStatus(status.as_u16()))
+        }
+        500..=599 => Outcome::Retry(DeliveryFailure::PlatformStatus(status.as_u16())),
+        _ => Outcome::Failed(DeliveryFailure::PlatformStatus(status.as_u16())),
     })
 }

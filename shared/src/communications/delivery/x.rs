@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::{DirectMessages, Outcome, read_json};
 use crate::accounts::store::AccountItem;
+use crate::communications::reason::FailureReason;
 use crate::communications::store::CommunicationItem;
 use crate::ids::UserId;
 
@@ -40,10 +41,10 @@ impl DirectMessages for XMessages {
         text: &str,
     ) -> Outcome {
         let Some(token) = configuration.get("access_token").and_then(Value::as_str) else {
-            return Outcome::Failed("account_missing_credentials".into());
+            return Outcome::Failed(FailureReason::AccountMissingCredentials.into());
         };
         let Some(username) = item.recipient.twitter_username.as_deref() else {
-            return Outcome::Failed("target_has_no_address".into());
+            return Outcome::Failed(FailureReason::TargetHasNoAddress.into());
         };
         let cache_key = (
             account.user_id.clone(),
@@ -66,7 +67,7 @@ impl DirectMessages for XMessages {
                 let id = match read_json(lookup, false).await {
                     Ok(body) => match body.pointer("/data/id").and_then(Value::as_str) {
                         Some(id) => id.to_owned(),
-                        None => return Outcome::Failed("recipient_not_found".into()),
+                        None => return Outcome::Failed(FailureReason::RecipientNotFound.into()),
                     },
                     Err(outcome) => return outcome,
                 };

@@ -24,7 +24,7 @@ pub fn channel_of(account: &AccountItem) -> Option<Channel> {
 pub struct PlannedCommunication {
     /// The target, as read.
     pub target: TargetView,
-    /// The channel.
+    /// The channel it travels on.
     pub channel: Channel,
     /// The account that sends it.
     pub account_id: String,

@@ -45,7 +45,7 @@ pub const SCHEDULED_INDEX: &str = "scheduled";
 /// A run as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunItem {
-    /// Owner.
+    /// The user it belongs to (the token's `sub`).
     pub user_id: UserId,
     /// `R#<run_id>`.
     pub sk: String,
@@ -88,7 +88,7 @@ pub struct RunItem {
     pub skipped_counts: std::collections::BTreeMap<String, u32>,
     /// The message.
     pub message: MessageTemplate,
-    /// RFC 3339.
+    /// When it was created (RFC 3339, UTC).
     pub created_at: String,
     /// RFC 3339 of the first delivery attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,7 +177,7 @@ impl RunItem {
 /// A communication as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommunicationItem {
-    /// Owner.
+    /// The user it belongs to (the token's `sub`).
     pub user_id: UserId,
     /// `C#<run_id>#<index>`.
     pub sk: String,
@@ -187,13 +187,13 @@ pub struct CommunicationItem {
     pub index: u32,
     /// The target.
     pub target_id: String,
-    /// The channel.
+    /// The channel it travels on.
     pub channel: Channel,
     /// The account that sends it.
     pub account_id: String,
     /// The target's fields when the run was made.
     pub recipient: RecipientSnapshot,
-    /// State.
+    /// Where it stands; a final state never changes again.
     pub status: CommunicationStatus,
     /// Why it failed or was cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -222,7 +222,7 @@ pub struct CommunicationItem {
     /// duplicate notification finds its type here and changes nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feedback: Vec<String>,
-    /// RFC 3339.
+    /// When it last changed (RFC 3339, UTC).
     pub updated_at: String,
 }
 
