@@ -32,10 +32,31 @@ impl fmt::Display for UserId {
     }
 }
 
-/// A client-chosen account id: 1-64 of `[A-Za-z0-9_.-]`, unique per user.
+/// A client-chosen account id: 1-64 of `[A-Za-z0-9_.-]`, unique per user. Checked wherever it
+/// is read (a path, a body, a stored item): a value that is not one never becomes one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct AccountId(String);
+
+impl TryFrom<String> for AccountId {
+    type Error = &'static str;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<AccountId> for String {
+    fn from(id: AccountId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 impl AccountId {
     /// Parses an account id, or says what is wrong with it.

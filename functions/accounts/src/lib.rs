@@ -123,9 +123,8 @@ async fn upsert_account(
 async fn get_account(
     State(state): State<AccountsState>,
     user: AuthUser,
-    ApiPath(account_id): ApiPath<String>,
+    ApiPath(account_id): ApiPath<AccountId>,
 ) -> Result<Json<AccountView>> {
-    let account_id = parse_account_id(&account_id)?;
     Ok(Json(state.service.get(&user.user_id, &account_id).await?))
 }
 
@@ -140,9 +139,8 @@ async fn get_account(
 async fn delete_account(
     State(state): State<AccountsState>,
     user: AuthUser,
-    ApiPath(account_id): ApiPath<String>,
+    ApiPath(account_id): ApiPath<AccountId>,
 ) -> Result<StatusCode> {
-    let account_id = parse_account_id(&account_id)?;
     state.service.delete(&user.user_id, &account_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -158,10 +156,9 @@ async fn delete_account(
 async fn get_account_secrets(
     State(state): State<AccountsState>,
     user: AuthUser,
-    ApiPath(account_id): ApiPath<String>,
+    ApiPath(account_id): ApiPath<AccountId>,
 ) -> Result<Json<AccountSecrets>> {
     user.require_secrets_scope()?;
-    let account_id = parse_account_id(&account_id)?;
     Ok(Json(
         state.service.reveal(&user.user_id, &account_id).await?,
     ))
@@ -176,9 +173,4 @@ async fn get_account_secrets(
 async fn list_tools(State(state): State<AccountsState>, user: AuthUser) -> Result<Json<ToolList>> {
     let accounts = state.service.list(&user.user_id, None).await?;
     Ok(Json(tools(&accounts)))
-}
-
-/// An id that cannot name an account names none: 404, like an unknown one.
-fn parse_account_id(value: &str) -> Result<AccountId> {
-    AccountId::parse(value).map_err(|_| pipewise::Error::NotFound)
 }

@@ -5,7 +5,6 @@
 
 use serde_json::{Map, Value};
 
-use super::model::AccountId;
 use super::service::AccountService;
 use super::store::{AccountItem, REAUTH_REQUIRED};
 use super::tokens::{Provider, RefreshFailure};
@@ -102,7 +101,7 @@ impl AccountService {
             }
             tokio::time::sleep(LEASE_POLL).await;
             let user = item.user_id.clone();
-            let id = AccountId::parse(&item.account_id).map_err(Error::internal)?;
+            let id = item.account_id.clone();
             item = self.store.get(&user, &id).await?.ok_or(Error::NotFound)?;
         }
         Err(TokenFailure::Refresh(RefreshFailure::Transient(
@@ -202,7 +201,7 @@ impl AccountService {
         let mut configuration = configuration;
         for attempt in 0..MERGE_ATTEMPTS {
             if attempt > 0 {
-                let id = AccountId::parse(&current.account_id).map_err(Error::internal)?;
+                let id = current.account_id.clone();
                 current = self
                     .store
                     .get(&current.user_id, &id)
@@ -221,7 +220,11 @@ impl AccountService {
                 configuration.insert("refresh_token".into(), Value::String(refresh_token.clone()));
             }
             let sealed = self
-                .seal_configuration(&current.user_id, &current.account_id, configuration.clone())
+                .seal_configuration(
+                    &current.user_id,
+                    current.account_id.as_str(),
+                    configuration.clone(),
+                )
                 .await?;
             if self
                 .store

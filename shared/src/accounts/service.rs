@@ -171,7 +171,7 @@ impl AccountService {
         let configuration = serde_json::to_string(&split.masked).map_err(Error::internal)?;
         let mut item = AccountItem {
             user_id: user.clone(),
-            account_id: draft.account_id.as_str().to_owned(),
+            account_id: draft.account_id.clone(),
             account_type: draft.account_type,
             provider: draft.provider,
             label: draft.label,
@@ -288,7 +288,7 @@ pub fn view(item: AccountItem) -> Result<AccountView, Error> {
     Ok(AccountView {
         configuration: parse_configuration(&item.configuration)?,
         secret_fields: item.secret_paths.iter().map(display_path).collect(),
-        account_id: item.account_id,
+        account_id: item.account_id.into(),
         account_type: item.account_type,
         provider: item.provider,
         label: item.label,

@@ -55,7 +55,7 @@ impl AccountService {
             "decrypted account secrets were read"
         );
         Ok(AccountSecrets {
-            account_id: item.account_id,
+            account_id: item.account_id.into(),
             account_type: item.account_type,
             provider: item.provider,
             configuration,
@@ -125,7 +125,7 @@ impl AccountService {
         let context = EncryptionContext {
             table: self.store.table(),
             user_id: item.user_id.as_str(),
-            account_id: &item.account_id,
+            account_id: item.account_id.as_str(),
         };
         let plaintext = self.cipher.open(context, envelope).await?;
         serde_json::from_slice(&plaintext).map_err(Error::internal)

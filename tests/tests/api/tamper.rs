@@ -376,7 +376,7 @@ async fn the_frozen_vector_still_decrypts() {
 
     // Today's writer stores an envelope exactly as the vector has it.
     let rewritten = AccountItem {
-        account_id: "frozen-rewritten".to_owned(),
+        account_id: pipewise::accounts::AccountId::parse("frozen-rewritten").unwrap(),
         ..item
     };
     store(&app).insert(&rewritten, None).await.unwrap();
@@ -387,7 +387,7 @@ async fn the_frozen_vector_still_decrypts() {
         .key("user_id", AttributeValue::S(rewritten.user_id.to_string()))
         .key(
             "account_id",
-            AttributeValue::S(rewritten.account_id.clone()),
+            AttributeValue::S(rewritten.account_id.to_string()),
         )
         .send()
         .await
@@ -431,7 +431,7 @@ async fn generate_envelope_vector() {
     let timestamp = "2025-11-26T00:00:00Z".to_owned();
     let item = AccountItem {
         user_id: UserId::from_verified_sub(context.user_id.to_owned()),
-        account_id: context.account_id.to_owned(),
+        account_id: pipewise::accounts::AccountId::parse(context.account_id).unwrap(),
         account_type: AccountType::Crm,
         provider: Some("stripe".to_owned()),
         label: None,
@@ -455,7 +455,7 @@ async fn generate_envelope_vector() {
         .get_item()
         .table_name(app.resource("AccountsTable"))
         .key("user_id", AttributeValue::S(item.user_id.to_string()))
-        .key("account_id", AttributeValue::S(item.account_id.clone()))
+        .key("account_id", AttributeValue::S(item.account_id.to_string()))
         .send()
         .await
         .unwrap()

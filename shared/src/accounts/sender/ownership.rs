@@ -4,7 +4,6 @@
 //! are in [`super`]'s module doc and docs/security.md, "Sender ownership".
 
 use super::super::model::AccountDraft;
-use super::super::model::AccountId;
 use super::super::service::{AccountService, parse_configuration};
 use super::super::store::{AccountItem, SenderClaim, SenderWrite, UNVERIFIED_CLAIM_SECONDS};
 use super::{SenderStatus, daily_send_limit, is_pending_sender, mark_pending, sender_of};
@@ -46,7 +45,7 @@ impl AccountService {
             return Ok(item);
         }
         let user = item.user_id.clone();
-        let id = AccountId::parse(&item.account_id).map_err(Error::internal)?;
+        let id = item.account_id.clone();
         self.store.get(&user, &id).await?.ok_or(Error::NotFound)
     }
 
@@ -131,7 +130,7 @@ impl AccountService {
             .store
             .sender_owner(&address)
             .await?
-            .filter(|owner| owner.is_held_by(&item.user_id, &item.account_id)))
+            .filter(|owner| owner.is_held_by(&item.user_id, item.account_id.as_str())))
     }
 
     /// Before a claim is released: deletes the SES identity it created (its attempt's, or a

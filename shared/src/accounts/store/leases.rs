@@ -55,7 +55,7 @@ impl AccountStore {
         self.dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(&item.user_id, &item.account_id)))
+            .set_key(Some(Self::key(&item.user_id, item.account_id.as_str())))
             .condition_expression("refresh_lease_id = :lease")
             .expression_attribute_values(":lease", AttributeValue::S(lease_id.to_owned()))
     }

@@ -46,7 +46,7 @@ pub struct AccountItem {
     /// Partition key: the owner.
     pub user_id: UserId,
     /// Sort key.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// Type.
     pub account_type: AccountType,
     /// Provider.
@@ -293,7 +293,7 @@ impl AccountStore {
         self.dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(&item.user_id, &item.account_id)))
+            .set_key(Some(Self::key(&item.user_id, item.account_id.as_str())))
             .condition_expression("version = :expected")
             .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
     }

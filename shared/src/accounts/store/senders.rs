@@ -72,7 +72,7 @@ impl AccountStore {
     ) -> Result<bool, Error> {
         let account = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::key(&item.user_id, &item.account_id)))
+            .set_key(Some(Self::key(&item.user_id, item.account_id.as_str())))
             .condition_expression("version = :expected")
             .update_expression(
                 "SET connected = :true, version = :next, updated_at = :now REMOVE status_reason",
@@ -99,7 +99,7 @@ impl AccountStore {
                 ":user",
                 AttributeValue::S(item.user_id.as_str().to_owned()),
             )
-            .expression_attribute_values(":account", AttributeValue::S(item.account_id.clone()))
+            .expression_attribute_values(":account", AttributeValue::S(item.account_id.to_string()))
             .expression_attribute_values(":attempt", AttributeValue::S(attempt.to_owned()))
             .build()
             .map_err(Error::internal)?;

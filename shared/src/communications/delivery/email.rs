@@ -32,7 +32,7 @@ impl Delivery {
             // Held and proven: verified for this claim's attempt, or a claim from before attempts
             // were recorded (those connected only once SES had verified the address).
             Ok(Some(owner))
-                if owner.is_held_by(&account.user_id, &account.account_id)
+                if owner.is_held_by(&account.user_id, account.account_id.as_str())
                     && (owner.verified || owner.attempt.is_none()) => {}
             Ok(_) => return Outcome::Failed(FailureReason::SenderNotOwned.into()),
             Err(_) => return Outcome::Retry(FailureReason::AccountsUnavailable.into()),

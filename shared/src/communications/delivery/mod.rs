@@ -91,7 +91,7 @@ impl DailySendCap {
         let day = crate::clock::utc_day(now);
         let taken = self
             .runs
-            .take_daily_send(&account.user_id, &account.account_id, &day, limit)
+            .take_daily_send(&account.user_id, account.account_id.as_str(), &day, limit)
             .await?;
         Ok((!taken).then(|| crate::clock::next_utc_midnight(now)))
     }
@@ -213,7 +213,7 @@ impl Delivery {
     }
 
     async fn account(&self, item: &CommunicationItem) -> Result<AccountItem, Outcome> {
-        let id = crate::accounts::AccountId::parse(&item.account_id)
+        let id = crate::accounts::AccountId::parse(item.account_id.as_str())
             .map_err(|_| Outcome::Failed(FailureReason::AccountNotFound.into()))?;
         match self.accounts.store().get(&item.user_id, &id).await {
             Ok(Some(account)) if account.connected => Ok(account),

@@ -12,7 +12,7 @@ use crate::communications::store::CommunicationItem;
 use crate::ids::UserId;
 
 /// X user ids by (user, account, lower-case username).
-type XUserIds = std::collections::HashMap<(UserId, String, String), String>;
+type XUserIds = std::collections::HashMap<(UserId, crate::ids::AccountId, String), String>;
 
 /// Direct messages through X's API at `base` (`X_API_BASE_URL`).
 #[derive(Clone)]

@@ -56,11 +56,11 @@ pub fn plan(
             senders
                 .entry(channel)
                 .and_modify(|current| {
-                    if account.account_id < *current {
-                        current.clone_from(&account.account_id);
+                    if account.account_id.as_str() < current.as_str() {
+                        *current = account.account_id.to_string();
                     }
                 })
-                .or_insert_with(|| account.account_id.clone());
+                .or_insert_with(|| account.account_id.to_string());
         }
     }
     let explicit = channels.is_some();
@@ -168,7 +168,7 @@ mod tests {
     ) -> AccountItem {
         AccountItem {
             user_id: UserId::from_verified_sub("alice".into()),
-            account_id: id.into(),
+            account_id: crate::ids::AccountId::parse(id).unwrap(),
             account_type,
             provider: provider.map(str::to_owned),
             label: None,
