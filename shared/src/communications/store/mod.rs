@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update, WriteRequest};
 
-use super::model::RunCountChange;
+use super::model::{CommunicationStatus, RunCountChange};
 
 use crate::aws::dependency_error;
 use crate::error::Error;
@@ -118,6 +118,34 @@ impl RunStore {
             .update_expression(format!("ADD {}", terms.join(", ")))
             .build()
             .map_err(Error::internal)
+    }
+
+    /// An update of one run item (the caller adds the expression and its condition).
+    pub(super) fn update_run(
+        &self,
+        user: &UserId,
+        run_id: &RunId,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::run_key(user, run_id)))
+    }
+
+    /// An update of one communication that applies only while it is in `status` (`#status`
+    /// and `:from` are set; the caller adds the rest).
+    pub(super) fn update_communication_in(
+        &self,
+        item: &CommunicationItem,
+        status: CommunicationStatus,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":from", crate::storage::text(status.as_str()))
     }
 
     /// A communication's update and its run's, in one transaction; `false` when the

@@ -167,10 +167,7 @@ impl RunStore {
         through: u32,
     ) -> Result<(), Error> {
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::run_key(user, run_id)))
+            .update_run(user, run_id)
             .update_expression("SET enqueued_through = :through")
             .condition_expression("enqueued_through < :through")
             .expression_attribute_values(":through", n(through))
@@ -187,10 +184,7 @@ impl RunStore {
         now: &str,
     ) -> Result<(), Error> {
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::run_key(user, run_id)))
+            .update_run(user, run_id)
             .update_expression("SET completed_at = :now")
             .condition_expression("remaining = :zero AND attribute_not_exists(completed_at)")
             .expression_attribute_values(":now", s(now))
@@ -203,10 +197,7 @@ impl RunStore {
     /// Records the first delivery attempt of a run (once).
     pub async fn mark_started(&self, user: &UserId, run_id: &RunId) -> Result<(), Error> {
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::run_key(user, run_id)))
+            .update_run(user, run_id)
             .update_expression("SET started_at = if_not_exists(started_at, :now)")
             .condition_expression("attribute_exists(sk)")
             .expression_attribute_values(":now", s(crate::now_rfc3339()))
@@ -218,10 +209,7 @@ impl RunStore {
     /// Marks a run as cancelled; `false` when there is no such run.
     pub async fn request_cancel(&self, user: &UserId, run_id: &RunId) -> Result<bool, Error> {
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::run_key(user, run_id)))
+            .update_run(user, run_id)
             .update_expression("SET cancel_requested = :yes")
             .condition_expression("attribute_exists(sk)")
             .expression_attribute_values(":yes", AttributeValue::Bool(true))

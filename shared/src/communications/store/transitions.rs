@@ -28,17 +28,11 @@ impl RunStore {
             // the item DynamoDB returns with that failure shows whether the claim is ours.
             let token = uuid::Uuid::new_v4().to_string();
             let result = self
-                .dynamodb
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(&item.user_id, &item.sk)))
+                .update_communication_in(item, CommunicationStatus::Queued)
                 .update_expression(
                     "SET #status = :sending, sending_since = :since, updated_at = :at, claim_token = :token ADD attempts :one",
                 )
-                .condition_expression("#status = :queued")
-                .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
-                .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
                 .expression_attribute_values(":since", n(epoch_seconds()))
                 .expression_attribute_values(":at", s(crate::now_rfc3339()))
                 .expression_attribute_values(":token", s(&token))
@@ -131,14 +125,8 @@ impl RunStore {
     /// (`sending` -> `queued`).
     pub async fn release(&self, item: &CommunicationItem) -> Result<(), Error> {
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .update_communication_in(item, CommunicationStatus::Sending)
             .update_expression("SET #status = :queued, updated_at = :at REMOVE sending_since")
-            .condition_expression("#status = :sending")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
             .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
             .expression_attribute_values(":at", s(crate::now_rfc3339()))
             .send()
@@ -316,14 +304,8 @@ impl RunStore {
     /// waits a whole period again before it does so; `false` when it is not queued any more.
     pub async fn stamp_requeued(&self, item: &CommunicationItem) -> Result<bool, Error> {
         let result = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&item.user_id, &item.sk)))
+            .update_communication_in(item, CommunicationStatus::Queued)
             .update_expression("SET updated_at = :at")
-            .condition_expression("#status = :queued")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
             .expression_attribute_values(":at", s(crate::now_rfc3339()))
             .send()
             .await;
