@@ -195,6 +195,15 @@ impl TestResponse {
     }
 }
 
+/// A domain of the calling test's own: the emulator's SES is shared by every test, and a
+/// claim's verification replaces an identity another test's claim made.
+pub fn unique_domain() -> String {
+    format!(
+        "t{}.example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
 /// The SDK configuration for the emulator (from `AWS_ENDPOINT_URL` and friends).
 pub async fn emulator_sdk() -> SdkConfig {
     assert!(
@@ -471,6 +480,33 @@ impl TestApp {
             .expect("receive")
             .messages
             .unwrap_or_default()
+    }
+
+    /// `user`'s email account `account_id`, sending from `sales@{domain}` (at most
+    /// `daily_send_limit` a day when given), created and verified (the emulator's SES verifies
+    /// at once; the next read connects it). Returns the sender.
+    pub async fn verified_email_account(
+        &self,
+        user: &str,
+        account_id: &str,
+        domain: &str,
+        daily_send_limit: Option<u32>,
+    ) -> String {
+        let sender = format!("sales@{domain}");
+        let mut configuration = serde_json::json!({"from_address": sender});
+        if let Some(limit) = daily_send_limit {
+            configuration["daily_send_limit"] = limit.into();
+        }
+        self.post(
+            "/api/user/integrations/accounts",
+            user,
+            &serde_json::json!({"account_id": account_id, "account_type": "email",
+                "configuration": configuration}),
+        )
+        .await
+        .assert_status(201);
+        self.sender_verified(user, account_id).await;
+        sender
     }
 
     /// An SES identity made outside this service (the operator's own no-reply@, or one made

@@ -19,20 +19,11 @@ struct Mailing {
 /// Alice's verified email account and one target; one run sent.
 async fn one_email_sent() -> Mailing {
     let app = TestApp::spawn().await;
-    let domain = format!(
-        "t{}.example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let sender = format!("sales@{domain}");
+    let domain = pipewise_tests::unique_domain();
+    let sender = app
+        .verified_email_account("alice", "mail", &domain, None)
+        .await;
     let ada = format!("ada@{domain}");
-    app.post(
-        "/api/user/integrations/accounts",
-        "alice",
-        &json!({"account_id": "mail", "account_type": "email", "configuration": {"from_address": sender}}),
-    )
-    .await
-    .assert_status(201);
-    app.sender_verified("alice", "mail").await;
     app.post(
         "/api/user/communication-targets",
         "alice",
@@ -465,20 +456,10 @@ async fn an_address_on_the_ses_account_suppression_list_is_suppressed_for_the_us
 /// A run from a sender whose daily cap is `cap`, to `targets` targets: `(app, sender, run_id)`.
 async fn capped_run(cap: u32, targets: usize) -> (TestApp, String, String) {
     let app = TestApp::spawn().await;
-    let domain = format!(
-        "t{}.example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let sender = format!("sales@{domain}");
-    app.post(
-        "/api/user/integrations/accounts",
-        "alice",
-        &json!({"account_id": "mail", "account_type": "email",
-                "configuration": {"from_address": sender, "daily_send_limit": cap}}),
-    )
-    .await
-    .assert_status(201);
-    app.sender_verified("alice", "mail").await;
+    let domain = pipewise_tests::unique_domain();
+    let sender = app
+        .verified_email_account("alice", "mail", &domain, Some(cap))
+        .await;
     for i in 0..targets {
         app.post(
             "/api/user/communication-targets",

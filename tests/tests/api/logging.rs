@@ -32,20 +32,11 @@ fn finished_requests(log: &str) -> Vec<(String, String, u64)> {
 async fn request_logs_name_route_templates_never_tokens_or_addresses() {
     let logs = LogCapture::install();
     let app = TestApp::spawn().await;
-    let domain = format!(
-        "t{}.example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let sender = format!("sales@{domain}");
+    let domain = pipewise_tests::unique_domain();
+    let sender = app
+        .verified_email_account("alice", "mail", &domain, None)
+        .await;
     let address = format!("ada.lovelace@{domain}");
-    app.post(
-        "/api/user/integrations/accounts",
-        "alice",
-        &json!({"account_id": "mail", "account_type": "email", "configuration": {"from_address": sender}}),
-    )
-    .await
-    .assert_status(201);
-    app.sender_verified("alice", "mail").await;
     app.post(
         "/api/user/communication-targets",
         "alice",

@@ -2,21 +2,13 @@ use std::collections::HashSet;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
-use pipewise_tests::TestApp;
 use pipewise_tests::fake_social::{FakeSocial, SentMessage};
+use pipewise_tests::{TestApp, unique_domain};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const INITIATE: &str = "/api/user/orchestrator/initiate-communications";
 const RUNS: &str = "/api/user/orchestrator/runs";
-
-/// A sender and recipient domain of this test's own, since the emulator's SES is shared.
-fn unique_domain() -> String {
-    format!(
-        "t{}.example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
-}
 
 struct Outreach {
     app: TestApp,

@@ -10,26 +10,12 @@ use serde_json::{Value, json};
 
 const INITIATE: &str = "/api/user/orchestrator/initiate-communications";
 
-fn unique_domain() -> String {
-    format!(
-        "t{}.example.com",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
-}
-
 /// Alice's verified email account and one run to `targets` people; the run id and sender.
 async fn email_run(app: &TestApp, targets: usize) -> (String, String) {
-    let domain = unique_domain();
-    let sender = format!("sales@{domain}");
-    app.post(
-        "/api/user/integrations/accounts",
-        "alice",
-        &json!({"account_id": "mail", "account_type": "email",
-                "configuration": {"from_address": sender, "daily_send_limit": 1000}}),
-    )
-    .await
-    .assert_status(201);
-    app.sender_verified("alice", "mail").await;
+    let domain = pipewise_tests::unique_domain();
+    let sender = app
+        .verified_email_account("alice", "mail", &domain, Some(1000))
+        .await;
     for i in 0..targets {
         app.post(
             "/api/user/communication-targets",
