@@ -7,7 +7,6 @@ pub mod secrets;
 pub mod sender;
 pub mod service;
 pub mod store;
-pub mod tokens;
 pub mod tools;
 pub mod vault;
 

@@ -5,11 +5,12 @@
 
 use serde_json::{Map, Value};
 
+use super::provider::Provider;
 use super::service::AccountService;
 use super::store::{AccountItem, REAUTH_REQUIRED};
-use super::tokens::{Provider, RefreshFailure};
 use crate::clock::epoch_seconds;
 use crate::error::Error;
+use crate::platforms::oauth::RefreshFailure;
 
 /// How long a token refresh may hold an account's lease: longer than everything the holder does
 /// under it (the token call's 10 s timeout, a KMS seal and a DynamoDB write, each bounded by the
@@ -193,7 +194,7 @@ impl AccountService {
         &self,
         leased: AccountItem,
         configuration: Map<String, Value>,
-        tokens: &super::tokens::RefreshedTokens,
+        tokens: &crate::platforms::oauth::RefreshedTokens,
         expires_at: Option<String>,
         lease_id: &str,
     ) -> Result<(AccountItem, Map<String, Value>), Error> {

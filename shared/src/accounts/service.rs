@@ -10,10 +10,10 @@ use super::secrets::{self, SecretPath, display_path};
 use super::sender::SenderVerification;
 use super::sender::{PENDING_CHECKS_PER_LIST, is_pending_sender, mark_pending};
 use super::store::{AccountItem, AccountStore, SENDER_TAKEN, SenderClaim, SenderWrite};
-use super::tokens::TokenEndpoints;
 use crate::envelope::EnvelopeCipher;
 use crate::error::Error;
 use crate::ids::UserId;
+use crate::platforms::oauth::TokenEndpoints;
 use crate::targets::model::Email;
 
 /// Whether an upsert made a new account or changed an existing one.

@@ -9,10 +9,10 @@ use super::refresh::TokenFailure;
 use super::secrets::{self, SecretPath, StoredSecret, SubmittedSecret, display_path};
 use super::service::{AccountService, parse_configuration};
 use super::store::{AccountItem, REAUTH_REQUIRED, SealedConfiguration};
-use super::tokens::RefreshFailure;
 use crate::envelope::{EncryptionContext, Envelope};
 use crate::error::{Error, FieldError};
 use crate::ids::UserId;
+use crate::platforms::oauth::RefreshFailure;
 
 impl AccountService {
     /// The decrypted configuration of an account. The caller has checked the scope; this writes

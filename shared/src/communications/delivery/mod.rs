@@ -231,7 +231,7 @@ impl Delivery {
 /// What a token failure means for the communication.
 fn token_outcome(failure: crate::accounts::refresh::TokenFailure) -> Outcome {
     use crate::accounts::refresh::TokenFailure;
-    use crate::accounts::tokens::RefreshFailure;
+    use crate::platforms::oauth::RefreshFailure;
     match failure {
         TokenFailure::Refresh(RefreshFailure::ReauthRequired) => {
             Outcome::Failed(FailureReason::ReauthRequired.into())

@@ -1,6 +1,7 @@
-//! Connected accounts stay connected: each provider's token lifecycle, declared once, and the
-//! HTTP calls that refresh its tokens. [`super::AccountService::fresh_configuration`] decides
-//! when to refresh and makes sure only one caller does (a lease in DynamoDB).
+//! The deployment's OAuth clients and the refresh of users' tokens at each platform's token
+//! endpoint: the request each platform's module builds, the answer read back (lifetimes
+//! clamped), and what a refusal means. `accounts::refresh` decides when to refresh and makes
+//! sure only one caller does (a lease in DynamoDB).
 //!
 //! | provider | access token lives | refreshed by | refreshed when |
 //! |---|---|---|---|
@@ -9,63 +10,13 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
-pub use super::provider::Provider;
-use crate::platforms::SocialApis;
-
-/// One OAuth client of this deployment.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct OAuthClient {
-    /// Client id.
-    pub client_id: String,
-    /// Client secret (confidential clients); absent for public clients.
-    #[serde(default)]
-    pub client_secret: Option<String>,
-}
-
-/// The deployment's OAuth clients, kept in Secrets Manager (`OAUTH_CLIENTS_SECRET_ARN`).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct OAuthClients {
-    /// X's OAuth 2.0 client.
-    #[serde(default)]
-    pub x: Option<OAuthClient>,
-}
-
-/// Code of a refusal because the deployment's OAuth client is refused by the provider (wrong
-/// client id or secret, an app the provider disabled): no account is at fault.
-pub const PROVIDER_MISCONFIGURED: &str = "provider_misconfigured";
-
-/// The longest access-token lifetime believed from a provider (a year): a larger `expires_in`
-/// is clamped, so no answer can overflow the time arithmetic.
-pub const MAX_TOKEN_LIFETIME_SECONDS: i64 = 365 * 24 * 3600;
-
-/// New tokens from a refresh.
-#[derive(Debug, Clone)]
-pub struct RefreshedTokens {
-    /// The new access token.
-    pub access_token: String,
-    /// The new refresh token, when the provider rotates it.
-    pub refresh_token: Option<String>,
-    /// Seconds the access token lives, clamped to 0..=[`MAX_TOKEN_LIFETIME_SECONDS`].
-    pub expires_in: Option<i64>,
-}
-
-/// Why tokens could not be refreshed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefreshFailure {
-    /// The grant is gone (`invalid_grant`, a revoked or reused refresh token): the user must
-    /// connect the account again.
-    ReauthRequired,
-    /// Nothing to refresh with (no refresh token, no OAuth client configured).
-    NotRefreshable,
-    /// The provider refused this deployment's OAuth client, or answered in a way that is not
-    /// the account's fault: the account stays as it is; the operator must fix the deployment.
-    Misconfigured(&'static str),
-    /// The provider or the network failed; a later attempt may work.
-    Transient(&'static str),
-}
+pub use super::tokens::{
+    MAX_TOKEN_LIFETIME_SECONDS, OAuthClient, OAuthClients, PROVIDER_MISCONFIGURED, RefreshFailure,
+    RefreshedTokens,
+};
+use super::{Provider, SocialApis};
 
 /// Reads the OAuth clients once per cold start, on first use.
 #[derive(Clone)]
@@ -137,24 +88,11 @@ impl TokenEndpoints {
                     .x
                     .clone()
                     .ok_or(RefreshFailure::NotRefreshable)?;
-                let mut request = http.post(format!("{}/2/oauth2/token", self.apis.x)).form(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh_token),
-                    ("client_id", client.client_id.as_str()),
-                ]);
-                // Confidential clients authenticate with HTTP Basic (X's documented scheme).
-                if let Some(secret) = &client.client_secret {
-                    request = request.basic_auth(&client.client_id, Some(secret));
-                }
-                request
+                super::x::refresh_request(&http, &self.apis.x, &client, refresh_token)
             }
             Provider::Instagram => {
                 let access_token = text("access_token").ok_or(RefreshFailure::NotRefreshable)?;
-                http.get(format!("{}/refresh_access_token", self.apis.instagram))
-                    .query(&[
-                        ("grant_type", "ig_refresh_token"),
-                        ("access_token", access_token),
-                    ])
+                super::instagram::refresh_request(&http, &self.apis.instagram, access_token)
             }
         };
         let response = request
@@ -213,39 +151,19 @@ fn error_code(body: &Value) -> String {
 }
 
 /// What a token endpoint's refusal means. Only the answer each provider documents for a dead
-/// grant asks the user to reconnect (docs/providers.md, "Token refresh answers"): RFC 6749's
-/// `invalid_grant`; X's 400 `invalid_request` "Value passed for the token was invalid."; an
-/// Instagram OAuthException with code 190. A refused client (401, `invalid_client`,
-/// `unauthorized_client`) or any other 4xx is the deployment's problem and changes no account;
-/// 429, 5xx and anything unreadable are transient.
+/// grant asks the user to reconnect (docs/providers.md, "Token refresh answers"); a refused
+/// client or any other 4xx is the deployment's problem and changes no account; 429, 5xx and
+/// anything unreadable are transient. Each platform's module reads its own 4xx answers.
 pub fn classify_refusal(provider: Provider, status: u16, body: &Value) -> RefreshFailure {
     if status == 429 || status >= 500 || !(400..500).contains(&status) {
         return RefreshFailure::Transient("token_endpoint_failed");
     }
-    let oauth_error = body["error"].as_str();
-    let description = body["error_description"].as_str().unwrap_or_default();
-    let grant_gone = match provider {
-        Provider::X => {
-            status == 400
-                && (oauth_error == Some("invalid_grant")
-                    || (oauth_error == Some("invalid_request")
-                        && description.contains("Value passed for the token was invalid")))
-        }
-        Provider::Instagram => {
-            let code = body["error"]["code"].as_i64();
-            // Graph API's throttling and temporary codes: try again later.
-            if matches!(code, Some(1 | 2 | 4 | 17 | 341)) {
-                return RefreshFailure::Transient("token_endpoint_throttled");
-            }
-            code == Some(190)
-        }
-    };
-    if grant_gone {
-        RefreshFailure::ReauthRequired
-    } else if body.is_null() {
-        RefreshFailure::Transient("token_endpoint_answer_unreadable")
-    } else {
-        RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED)
+    if body.is_null() {
+        return RefreshFailure::Transient("token_endpoint_answer_unreadable");
+    }
+    match provider {
+        Provider::X => super::x::classify_client_error(status, body),
+        Provider::Instagram => super::instagram::classify_client_error(body),
     }
 }
 

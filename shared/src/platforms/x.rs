@@ -1,0 +1,53 @@
+//! X (Twitter): where its API lives, how its OAuth 2.0 tokens are refreshed and what its token
+//! endpoint's refusals mean, and what it offers agents. Sources: docs/providers.md, "X".
+
+use serde_json::Value;
+
+use super::tokens::{OAuthClient, PROVIDER_MISCONFIGURED, RefreshFailure};
+
+/// The API's base URL when `X_API_BASE_URL` is not set.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.x.com";
+
+/// Access tokens live 2 hours: refresh when one expires within 5 minutes.
+pub const REFRESH_MARGIN_SECONDS: i64 = 5 * 60;
+
+/// What an agent can do through an X account.
+pub const TOOLS: &[(&str, &str)] = &[("send_twitter_dm", "Send a direct message on X (Twitter).")];
+
+/// The refresh request: `POST {base}/2/oauth2/token`, `grant_type=refresh_token`; a
+/// confidential client authenticates with HTTP Basic (X's documented scheme). X's refresh
+/// tokens are single-use and rotate.
+pub fn refresh_request(
+    http: &reqwest::Client,
+    base: &str,
+    client: &OAuthClient,
+    refresh_token: &str,
+) -> reqwest::RequestBuilder {
+    let mut request = http.post(format!("{base}/2/oauth2/token")).form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", client.client_id.as_str()),
+    ]);
+    if let Some(secret) = &client.client_secret {
+        request = request.basic_auth(&client.client_id, Some(secret));
+    }
+    request
+}
+
+/// What a 4xx from X's token endpoint means: only its dead-grant answer (400 `invalid_request`
+/// "Value passed for the token was invalid.", or RFC 6749's `invalid_grant`) asks the user to
+/// reconnect; anything else (401 `unauthorized_client` "Missing valid authorization header", a
+/// malformed request) is the deployment's.
+pub fn classify_client_error(status: u16, body: &Value) -> RefreshFailure {
+    let oauth_error = body["error"].as_str();
+    let description = body["error_description"].as_str().unwrap_or_default();
+    let grant_gone = status == 400
+        && (oauth_error == Some("invalid_grant")
+            || (oauth_error == Some("invalid_request")
+                && description.contains("Value passed for the token was invalid")));
+    if grant_gone {
+        RefreshFailure::ReauthRequired
+    } else {
+        RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED)
+    }
+}
