@@ -192,7 +192,7 @@ async fn serve(
         "  call:   curl -H \"Authorization: Bearer $(make -s token SUB=alice)\" http://{address}/api/user/integrations/accounts"
     );
     println!(
-        "  email:  outreach email needs a verified sender, as in AWS: make verify-sender EMAIL=you@example.com"
+        "  email:  save an email account, then read it: the emulator's SES verifies the sender the claim asked for at once (in AWS, its owner follows SES's link)"
     );
     println!(
         "  one function under cargo-lambda: cargo lambda watch --env-file {ENV_FILE}, then cargo lambda invoke accounts --data-file events/accounts-list.json"
