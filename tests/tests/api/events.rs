@@ -36,6 +36,33 @@ const THE_SAMPLE_IS_WRONG: [&str; 9] = [
     "method_not_allowed",
 ];
 
+/// What each sample API event must be answered with, played in the test's order (an account is
+/// created before it is read, targets named by a sample do not exist). Keyed by event file; the
+/// test checks that it covers exactly the API events in `events/`.
+const EXPECTED_STATUS: [(&str, u16); 21] = [
+    ("health", 200),
+    ("accounts-upsert", 201),
+    ("accounts-list", 200),
+    ("sam-local-accounts-list", 200),
+    ("accounts-get", 200),
+    ("accounts-secrets", 200),
+    ("tools-list", 200),
+    ("accounts-delete", 204),
+    ("targets-create", 201),
+    ("targets-batch", 200),
+    ("targets-list", 200),
+    ("targets-update", 404),
+    ("targets-delete", 404),
+    ("orchestrator-initiate", 422),
+    ("orchestrator-runs", 200),
+    ("orchestrator-run", 404),
+    ("orchestrator-cancel", 404),
+    ("unsubscribe-page", 404),
+    ("unsubscribe", 404),
+    ("suppressions-list", 200),
+    ("suppressions-lift", 404),
+];
+
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
 }
@@ -149,6 +176,12 @@ async fn every_api_event_is_answered_by_its_own_function() {
     let http = HttpConfig::from_source(&source).unwrap();
     let events = api_events(&Template::project().unwrap());
     assert!(!events.is_empty(), "no API events in events/");
+    let names: BTreeSet<&str> = events.iter().map(|event| event.name.as_str()).collect();
+    let expected: BTreeSet<&str> = EXPECTED_STATUS.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        names, expected,
+        "EXPECTED_STATUS names exactly the API events"
+    );
     for event in &events {
         let name = &event.name;
         let function = LocalFunction::named(&event.route.function)
@@ -179,6 +212,12 @@ async fn every_api_event_is_answered_by_its_own_function() {
             event.route.function
         );
         assert!(status < 500, "{context}");
+        let expected = EXPECTED_STATUS
+            .iter()
+            .find(|(event_name, _)| event_name == name)
+            .map(|(_, status)| *status)
+            .unwrap_or_else(|| panic!("events/{name}.json has no expected status"));
+        assert_eq!(status, expected, "{context}");
         let content = documented(event, status)
             .unwrap_or_else(|| panic!("{context}: {status} is not documented for this route"));
         if let Some(documented_type) = content.first() {
