@@ -2,7 +2,7 @@
 //! tokens are refreshed and what the refresh's refusals mean, and what it offers agents.
 //! Sources: docs/providers.md, "Instagram".
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::tokens::{PROVIDER_MISCONFIGURED, RefreshFailure};
 
@@ -40,4 +40,80 @@ pub fn classify_client_error(body: &Value) -> RefreshFailure {
         Some(1 | 2 | 4 | 17 | 341) => RefreshFailure::Transient("token_endpoint_throttled"),
         _ => RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED),
     }
+}
+
+/// How long after a person's last message a business may answer on Instagram.
+pub const WINDOW_SECONDS: i64 = 24 * 3600;
+
+/// Pages of conversations read looking for the person.
+pub const CONVERSATION_PAGES: usize = 5;
+
+/// The first page of the business's Instagram conversations, with each one's participants and
+/// messages (who, when); later pages come from the answer's `/paging/next`.
+pub fn conversations_url(base: &str, business_id: &str) -> String {
+    format!(
+        "{base}/{business_id}/conversations?platform=instagram&fields=participants,messages{{from,created_time}}"
+    )
+}
+
+/// The next page of conversations named by an answer.
+pub fn next_page(answer: &Value) -> Option<String> {
+    answer
+        .pointer("/paging/next")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// The send call: a message to the Instagram-scoped id of an open conversation,
+/// `POST {base}/{business_id}/messages`.
+pub fn send_request(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    business_id: &str,
+    recipient: &str,
+    text: &str,
+) -> reqwest::RequestBuilder {
+    http.post(format!("{base}/{business_id}/messages"))
+        .bearer_auth(token)
+        .json(&json!({"recipient": {"id": recipient}, "message": {"text": text}}))
+}
+
+/// In one page of conversations: the Instagram-scoped id of `username` when that person's last
+/// message to the business is inside the messaging window.
+pub fn open_conversation(page: &Value, business_id: &str, username: &str) -> Option<String> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    page["data"].as_array()?.iter().find_map(|conversation| {
+        let person = conversation["participants"]["data"]
+            .as_array()?
+            .iter()
+            .find(|p| {
+                p["id"].as_str() != Some(business_id)
+                    && p["username"]
+                        .as_str()
+                        .is_some_and(|name| name.eq_ignore_ascii_case(username))
+            })?;
+        let person_id = person["id"].as_str()?;
+        let last_from_person = conversation["messages"]["data"]
+            .as_array()?
+            .iter()
+            .filter(|message| message["from"]["id"].as_str() == Some(person_id))
+            .filter_map(|message| message["created_time"].as_str().and_then(graph_time))
+            .max()?;
+        (now - last_from_person < WINDOW_SECONDS).then(|| person_id.to_owned())
+    })
+}
+
+/// A Graph API time (`2026-11-26T01:00:00+0000`, or RFC 3339) as Unix seconds.
+fn graph_time(text: &str) -> Option<i64> {
+    let graph = time::format_description::parse_borrowed::<2>(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory][offset_minute]",
+    )
+    .ok()?;
+    time::OffsetDateTime::parse(text, &graph)
+        .or_else(|_| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        })
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
 }

@@ -1,7 +1,7 @@
 //! X (Twitter): where its API lives, how its OAuth 2.0 tokens are refreshed and what its token
 //! endpoint's refusals mean, and what it offers agents. Sources: docs/providers.md, "X".
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::tokens::{OAuthClient, PROVIDER_MISCONFIGURED, RefreshFailure};
 
@@ -50,4 +50,46 @@ pub fn classify_client_error(status: u16, body: &Value) -> RefreshFailure {
     } else {
         RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED)
     }
+}
+
+/// The identity lookup of a recipient: `GET {base}/2/users/by/username/{username}`; the id is
+/// at `/data/id` of the answer ([`user_id_of`]).
+pub fn user_lookup(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    username: &str,
+) -> reqwest::RequestBuilder {
+    http.get(format!("{base}/2/users/by/username/{username}"))
+        .bearer_auth(token)
+}
+
+/// The user id in a lookup's answer; `None`: X knows no such user.
+pub fn user_id_of(answer: &Value) -> Option<&str> {
+    answer.pointer("/data/id").and_then(Value::as_str)
+}
+
+/// The send call: a direct message to a user id,
+/// `POST {base}/2/dm_conversations/with/{user_id}/messages`.
+pub fn send_request(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    user_id: &str,
+    text: &str,
+) -> reqwest::RequestBuilder {
+    http.post(format!("{base}/2/dm_conversations/with/{user_id}/messages"))
+        .bearer_auth(token)
+        .json(&json!({"text": text}))
+}
+
+/// Seconds until X's rate-limit window resets, from its `x-rate-limit-reset` header (Unix
+/// seconds), kept within 1..=900 (SQS's longest delay); `None` without the header.
+pub fn rate_limit_reset_seconds(headers: &reqwest::header::HeaderMap, now: i64) -> Option<u64> {
+    headers
+        .get("x-rate-limit-reset")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i64>().ok())
+        // Saturating: the header is the platform's, any number at all.
+        .map(|reset| reset.saturating_sub(now).clamp(1, 900) as u64)
 }

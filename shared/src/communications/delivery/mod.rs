@@ -271,18 +271,12 @@ async fn read_json(
     if status.is_success() {
         return Ok(response.json().await.unwrap_or(Value::Null));
     }
-    // X says when its window resets (`x-rate-limit-reset`, Unix seconds); otherwise a minute.
-    let reset_seconds = response
-        .headers()
-        .get("x-rate-limit-reset")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<i64>().ok())
-        .map_or(60, |reset| {
-            // Saturating: the header is the platform's, any number at all.
-            reset
-                .saturating_sub(time::OffsetDateTime::now_utc().unix_timestamp())
-                .clamp(1, 900) as u64
-        });
+    // X says when its window resets; otherwise a minute.
+    let reset_seconds = crate::platforms::x::rate_limit_reset_seconds(
+        response.headers(),
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    )
+    .unwrap_or(60);
     Err(match status.as_u16() {
         401 => Outcome::Failed(FailureReason::TokenRevoked.into()),
         403 => Outcome::Failed(FailureReason::NotPermitted.into()),

@@ -3,13 +3,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{DirectMessages, Outcome, read_json};
 use crate::accounts::store::AccountItem;
 use crate::communications::reason::FailureReason;
 use crate::communications::store::CommunicationItem;
 use crate::ids::UserId;
+use crate::platforms::x;
 
 /// X user ids by (user, account, lower-case username).
 type XUserIds = std::collections::HashMap<(UserId, crate::ids::AccountId, String), String>;
@@ -59,13 +60,11 @@ impl DirectMessages for XMessages {
         let user_id = match cached {
             Some(id) => id,
             None => {
-                let lookup = client
-                    .get(format!("{}/2/users/by/username/{username}", self.base))
-                    .bearer_auth(token)
+                let lookup = x::user_lookup(client, &self.base, token, username)
                     .send()
                     .await;
                 let id = match read_json(lookup, false).await {
-                    Ok(body) => match body.pointer("/data/id").and_then(Value::as_str) {
+                    Ok(body) => match x::user_id_of(&body) {
                         Some(id) => id.to_owned(),
                         None => return Outcome::Failed(FailureReason::RecipientNotFound.into()),
                     },
@@ -77,13 +76,7 @@ impl DirectMessages for XMessages {
                 id
             }
         };
-        let sent = client
-            .post(format!(
-                "{}/2/dm_conversations/with/{user_id}/messages",
-                self.base
-            ))
-            .bearer_auth(token)
-            .json(&json!({"text": text}))
+        let sent = x::send_request(client, &self.base, token, &user_id, text)
             .send()
             .await;
         match read_json(sent, true).await {
