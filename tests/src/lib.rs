@@ -482,6 +482,44 @@ impl TestApp {
             .unwrap_or_default()
     }
 
+    /// Writes raw items into one of the stack's tables (`logical_table`, as template.yaml names
+    /// it), 25 per BatchWriteItem: test data at a scale the API would take long to make.
+    pub async fn put_items(
+        &self,
+        logical_table: &str,
+        items: Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+    ) {
+        let table = self.resource(logical_table).to_owned();
+        let dynamodb = self.dynamodb();
+        for chunk in items.chunks(25) {
+            let writes = chunk
+                .iter()
+                .map(|item| {
+                    aws_sdk_dynamodb::types::WriteRequest::builder()
+                        .put_request(
+                            aws_sdk_dynamodb::types::PutRequest::builder()
+                                .set_item(Some(item.clone()))
+                                .build()
+                                .expect("a put request"),
+                        )
+                        .build()
+                })
+                .collect();
+            let output = dynamodb
+                .batch_write_item()
+                .request_items(&table, writes)
+                .send()
+                .await
+                .expect("batch write");
+            assert!(
+                output
+                    .unprocessed_items()
+                    .is_none_or(|left| left.values().all(Vec::is_empty)),
+                "the emulator left items unprocessed"
+            );
+        }
+    }
+
     /// `user`'s email account `account_id`, sending from `sales@{domain}` (at most
     /// `daily_send_limit` a day when given), created and verified (the emulator's SES verifies
     /// at once; the next read connects it). Returns the sender.

@@ -395,47 +395,27 @@ async fn a_run_that_skips_5000_pairs_is_accepted_with_counts_and_a_bounded_list(
     // realistic bulk import. The run item once listed every skipped pair and passed 400 KB.
     let (outreach, _) = setup(1, true).await;
     let app = &outreach.app;
-    let dynamodb = app.dynamodb();
-    let table = app.resource("TargetsTable").to_owned();
     let now = "2026-11-26T00:00:00Z";
-    for chunk in 0..200 {
-        let writes = (0..25)
-            .map(|i| {
-                let id = uuid::Uuid::now_v7().to_string();
-                let item = [
-                    ("user_id", AttributeValue::S("alice".into())),
-                    ("sk", AttributeValue::S(format!("T#{id}"))),
-                    ("id", AttributeValue::S(id)),
-                    ("name", AttributeValue::S(format!("Insta {chunk}-{i}"))),
-                    (
-                        "instagram_username",
-                        AttributeValue::S(format!("ig_{chunk}_{i}")),
-                    ),
-                    ("active", AttributeValue::Bool(true)),
-                    ("created_at", AttributeValue::S(now.into())),
-                    ("updated_at", AttributeValue::S(now.into())),
-                    ("version", AttributeValue::N("1".into())),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect();
-                aws_sdk_dynamodb::types::WriteRequest::builder()
-                    .put_request(
-                        aws_sdk_dynamodb::types::PutRequest::builder()
-                            .set_item(Some(item))
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-            })
-            .collect();
-        dynamodb
-            .batch_write_item()
-            .request_items(&table, writes)
-            .send()
-            .await
-            .unwrap();
-    }
+    let items = (0..5_000)
+        .map(|i| {
+            let id = uuid::Uuid::now_v7().to_string();
+            [
+                ("user_id", AttributeValue::S("alice".into())),
+                ("sk", AttributeValue::S(format!("T#{id}"))),
+                ("id", AttributeValue::S(id)),
+                ("name", AttributeValue::S(format!("Insta {i}"))),
+                ("instagram_username", AttributeValue::S(format!("ig_{i}"))),
+                ("active", AttributeValue::Bool(true)),
+                ("created_at", AttributeValue::S(now.into())),
+                ("updated_at", AttributeValue::S(now.into())),
+                ("version", AttributeValue::N("1".into())),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+        })
+        .collect();
+    app.put_items("TargetsTable", items).await;
     let started = initiate(app, Some("bulk"), &message()).await;
     started.assert_status(202);
     assert_eq!(started.body["queued"], 1);
