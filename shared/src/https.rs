@@ -4,8 +4,18 @@
 //! `/etc/ssl/certs` read when it is built, which the Cognito verifier does at cold start: 2.3 ms
 //! saved, docs/benchmarks.md), short timeouts.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+/// The process's one client (see [`shared_client`]).
+static SHARED: OnceLock<Option<reqwest::Client>> = OnceLock::new();
+
+/// The process's one HTTPS client, built on first use (so once per cold start, and only by a
+/// function that calls out) and shared by every platform, token endpoint and key-set fetch:
+/// one connection pool, the roots parsed once.
+pub fn shared_client() -> Option<reqwest::Client> {
+    SHARED.get_or_init(https_client).clone()
+}
 
 /// Builds the client; `None` only when TLS cannot be configured at all (logged).
 pub fn https_client() -> Option<reqwest::Client> {

@@ -185,7 +185,7 @@ impl JwtVerifier {
             .any(|rules| !matches!(rules.keys, KeySource::Static(_)));
         Self {
             issuers,
-            http: needs_http.then(crate::https::https_client).flatten(),
+            http: needs_http.then(crate::https::shared_client).flatten(),
             secrets_scope: config.secrets_scope.clone(),
         }
     }

@@ -22,7 +22,6 @@ use super::{Provider, SocialApis};
 #[derive(Clone)]
 pub struct TokenEndpoints {
     apis: SocialApis,
-    http: Arc<std::sync::OnceLock<Option<reqwest::Client>>>,
     clients: Arc<tokio::sync::OnceCell<OAuthClients>>,
     secret: Option<(aws_sdk_secretsmanager::Client, String)>,
 }
@@ -36,14 +35,13 @@ impl TokenEndpoints {
     ) -> Self {
         Self {
             apis,
-            http: Arc::new(std::sync::OnceLock::new()),
             clients: Arc::new(tokio::sync::OnceCell::new()),
             secret: secret_arn.map(|arn| (secrets, arn)),
         }
     }
 
     fn http(&self) -> Option<reqwest::Client> {
-        self.http.get_or_init(crate::https::https_client).clone()
+        crate::https::shared_client()
     }
 
     /// The OAuth clients, read on first use; a failed read is not remembered.

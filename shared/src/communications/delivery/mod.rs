@@ -3,8 +3,6 @@
 //! (nothing was delivered and trying again may work), permanent (recorded, never retried) or
 //! unknown (the provider may have delivered it, so it is never sent again).
 
-use std::sync::{Arc, OnceLock};
-
 use serde_json::Value;
 
 use super::model::{Channel, DEFAULT_SUBJECT, MessageTemplate, render, single_line};
@@ -110,9 +108,6 @@ pub struct Delivery {
     /// SES configuration set whose event destination reports delivery, bounces and
     /// complaints (`SES_CONFIGURATION_SET`); without one, SES sends no feedback.
     configuration_set: Option<String>,
-    // Built on the first social message only: loading the trust roots is not free and most
-    // invocations send email.
-    http: Arc<OnceLock<Option<reqwest::Client>>>,
 }
 
 impl Delivery {
@@ -134,7 +129,6 @@ impl Delivery {
             instagram: instagram::InstagramMessages::new(apis.instagram),
             daily_cap,
             configuration_set: None,
-            http: Arc::new(OnceLock::new()),
         }
     }
 
@@ -223,8 +217,10 @@ impl Delivery {
         }
     }
 
+    /// The process's one HTTPS client, built on the first social message only: loading the
+    /// trust roots is not free and most invocations send email.
     fn http_client(&self) -> Option<reqwest::Client> {
-        self.http.get_or_init(crate::https::https_client).clone()
+        crate::https::shared_client()
     }
 }
 
