@@ -333,14 +333,7 @@ impl CommunicationsWorker {
             return Err(Redeliver::Transient("run not readable yet".into()));
         };
         if run.cancel_requested {
-            self.runs
-                .finish(
-                    &item,
-                    item.status,
-                    CommunicationStatus::Cancelled,
-                    Some("cancelled_by_user"),
-                )
-                .await?;
+            self.runs.cancel_by_user(&item).await?;
             return Ok(());
         }
         if !self.runs.claim(&item, now).await? {

@@ -1,7 +1,7 @@
 //! Reading and cancelling runs: a run with each communication's outcome, the recent runs, and a
 //! cancel that ends every communication not yet sent.
 
-use super::super::model::{CommunicationStatus, RunView};
+use super::super::model::RunView;
 use super::super::store::CommunicationItem;
 use crate::error::Error;
 use crate::ids::{RunId, UserId};
@@ -38,14 +38,7 @@ impl Outreach {
         for item in self.runs.communications(user, run_id).await? {
             // Waiting ones end now: queued, and scheduled for a later day.
             if item.status.is_waiting() {
-                self.runs
-                    .finish(
-                        &item,
-                        item.status,
-                        CommunicationStatus::Cancelled,
-                        Some("cancelled_by_user"),
-                    )
-                    .await?;
+                self.runs.cancel_by_user(&item).await?;
             }
         }
         self.run(user, run_id).await

@@ -17,6 +17,9 @@ use crate::storage::{
     TransactionFailure, conditional, number as n, text as s, transact_write, user_key,
 };
 
+/// Reason of a communication its run's cancel ended before it went out.
+pub const CANCELLED_BY_USER: &str = "cancelled_by_user";
+
 impl RunStore {
     /// Claims a waiting communication for delivery (`queued` -> `sending`, or `scheduled` ->
     /// `sending` once `now` reached its time); `false` when it is not waiting any more (a
@@ -132,6 +135,19 @@ impl RunStore {
             .send()
             .await;
         conditional(result).map(|_| ())
+    }
+
+    /// Cancels a communication that has not gone out (from the state it was read in) because
+    /// its run was cancelled: `cancelled` with reason `cancelled_by_user`, counted on the run;
+    /// `false` when it moved meanwhile.
+    pub async fn cancel_by_user(&self, item: &CommunicationItem) -> Result<bool, Error> {
+        self.finish(
+            item,
+            item.status,
+            CommunicationStatus::Cancelled,
+            Some(CANCELLED_BY_USER),
+        )
+        .await
     }
 
     /// Ends a communication (`from` -> `to`, a final state) and counts it on its run, in one
