@@ -18,14 +18,26 @@ while queue pollers are waiting (`make dev` always has two): an SQS long poll le
 while it waits for a message (it changes nothing then), and a waiting dump goes before new
 requests, so it waits only for the requests already running. Without both, 20 s long polls kept
 the lock taken and the dump starved for minutes.
+TransactWriteItems honours `ClientRequestToken` as DynamoDB documents it (moto ignores it): a
+repeat of a committed call within 10 minutes answers as the first did and changes nothing, and
+the same token with other parameters is `IdempotentParameterMismatchException`. The SDK retries
+an attempt that timed out with the same token; without this, a slow emulator (a long dump, a busy
+machine) applied the retry a second time and a version-guarded write failed its own condition.
+`GET /_emulator/ses/raw-messages` lists the raw emails SES accepted, for tests: the whole-state
+dump walks every object moto ever tracked (every item of every test's tables), seconds by the end
+of a run, and all requests wait for it.
 See docs/architecture.md, "The local emulator".
 """
 
 import argparse
+import hashlib
+import io
+import json
 import os
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 
 from moto.moto_server.werkzeug_app import (
@@ -37,7 +49,11 @@ from moto.sqs.models import Queue, SQSBackend
 from werkzeug.serving import run_simple
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_"
+TRANSACT_WRITE_TARGET = "DynamoDB_20120810.TransactWriteItems"
 STATE_DUMP_PREFIX = "/moto-api/data.json"
+SES_RAW_MESSAGES_PATH = "/_emulator/ses/raw-messages"
+# DynamoDB's idempotency window for TransactWriteItems' ClientRequestToken.
+IDEMPOTENCY_WINDOW_SECONDS = 600
 
 
 class SharedExclusiveLock:
@@ -115,6 +131,84 @@ def wait_for_messages_outside(lock):
     Queue.wait_for_messages = wait_without_lock
 
 
+class TransactionTokens:
+    """The committed TransactWriteItems of the last 10 minutes, by ClientRequestToken: the
+    request's digest and the answer it got. Used under the DynamoDB lock."""
+
+    def __init__(self):
+        self.committed = {}
+
+    def _expire(self, now):
+        stale = [token for token, (_, at, _) in self.committed.items() if now - at > IDEMPOTENCY_WINDOW_SECONDS]
+        for token in stale:
+            del self.committed[token]
+
+    def handle(self, app, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return list(app(environ, start_response))
+        token = request.pop("ClientRequestToken", None) if isinstance(request, dict) else None
+        if not token:
+            return list(app(environ, start_response))
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+        now = time.monotonic()
+        self._expire(now)
+        if token in self.committed:
+            first_digest, _, answer = self.committed[token]
+            if first_digest != digest:
+                return mismatch(start_response)
+            status, headers, chunks = answer
+            start_response(status, headers)
+            return chunks
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return start_response(status, headers, exc_info)
+
+        chunks = list(app(environ, capture))
+        if captured.get("status", "").startswith("200"):
+            self.committed[token] = (digest, now, (captured["status"], captured["headers"], chunks))
+        return chunks
+
+
+def mismatch(start_response):
+    body = json.dumps(
+        {
+            "__type": "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+            "message": "The request uses the same client token as a previous, but non-identical request.",
+        }
+    ).encode()
+    start_response(
+        "400 Bad Request",
+        [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def ses_raw_messages(start_response):
+    """The raw emails SES accepted (every account and region), oldest first."""
+    from moto.core.model_instances import model_data
+
+    tracked = model_data.get("ses", {}).get("RawMessage")
+    messages = [
+        {
+            "id": message.id,
+            "source": message.source,
+            "destinations": message.destinations,
+            "raw_data": message.raw_data,
+        }
+        for message in list(tracked.instances_tracked if tracked else [])
+    ]
+    body = json.dumps(messages).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 class LinearizableDynamoDB:
     """WSGI middleware: one DynamoDB request at a time, everything else as it comes, and the
     state dump alone."""
@@ -122,6 +216,7 @@ class LinearizableDynamoDB:
     def __init__(self, app):
         self.app = app
         self.dynamodb = threading.Lock()
+        self.tokens = TransactionTokens()
         self.state = SharedExclusiveLock()
         wait_for_messages_outside(self.state)
 
@@ -132,8 +227,13 @@ class LinearizableDynamoDB:
             with self.state.holding_exclusive():
                 return list(self.app(environ, start_response))
         with self.state.holding_shared():
-            if environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET_PREFIX):
+            if environ.get("PATH_INFO", "") == SES_RAW_MESSAGES_PATH:
+                return ses_raw_messages(start_response)
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            if target.startswith(DYNAMODB_TARGET_PREFIX):
                 with self.dynamodb:
+                    if target == TRANSACT_WRITE_TARGET:
+                        return self.tokens.handle(self.app, environ, start_response)
                     return list(self.app(environ, start_response))
             return list(self.app(environ, start_response))
 

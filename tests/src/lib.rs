@@ -408,22 +408,19 @@ impl TestApp {
 
     async fn emulator_ses_messages(&self) -> Vec<Value> {
         let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
-        let state: Value = self
-            .client
+        // Not the whole-state dump: it walks every object of every test's tables, seconds by
+        // the end of a run, and every request waits for it (tools/emulator.py).
+        self.client
             .get(format!(
-                "{}/moto-api/data.json",
+                "{}/_emulator/ses/raw-messages",
                 endpoint.trim_end_matches('/')
             ))
             .send()
             .await
-            .expect("read the emulator's state")
+            .expect("read the emulator's sent email")
             .json()
             .await
-            .expect("emulator state is JSON");
-        state["ses"]["RawMessage"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+            .expect("the emulator's sent email is JSON")
     }
 
     /// The SDK configuration with one service's endpoint moved to `url`, the way

@@ -1,5 +1,6 @@
 //! The emulator itself (tools/emulator.py): its state dump, which `make dev` users read to see
-//! sent email, must answer while queue pollers are waiting in long polls, as they always are.
+//! sent email, must answer while queue pollers are waiting in long polls, as they always are; and
+//! its DynamoDB keeps DynamoDB's promise for a transaction's client token.
 
 use std::time::Duration;
 
@@ -71,4 +72,69 @@ async fn state_dump_answers_while_long_polls_wait() {
         );
         poll.abort();
     }
+}
+
+/// The SDK retries an attempt that timed out with the same `ClientRequestToken`; DynamoDB applies
+/// such a repeat once. moto applied it again, and a version-guarded account write failed its own
+/// condition (409 `concurrent_update` in CI when the emulator stalled past the 5 s attempt).
+#[tokio::test]
+async fn a_repeated_transaction_token_applies_once() {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+
+    let app = TestApp::spawn().await;
+    let token = uuid::Uuid::new_v4().to_string();
+    let dynamodb = app.dynamodb();
+    let table = app.resource("AccountsTable").to_owned();
+    let add = |amount: &str| {
+        let update = Update::builder()
+            .table_name(&table)
+            .key("user_id", AttributeValue::S("token-test".into()))
+            .key("account_id", AttributeValue::S("counter".into()))
+            .update_expression("ADD hits :n")
+            .expression_attribute_values(":n", AttributeValue::N(amount.into()))
+            .build()
+            .expect("update");
+        TransactWriteItem::builder().update(update).build()
+    };
+    for _ in 0..2 {
+        dynamodb
+            .transact_write_items()
+            .transact_items(add("1"))
+            .client_request_token(&token)
+            .send()
+            .await
+            .expect("a repeat of a committed call answers as the first");
+    }
+    let mismatch = dynamodb
+        .transact_write_items()
+        .transact_items(add("5"))
+        .client_request_token(&token)
+        .send()
+        .await
+        .expect_err("the same token with other parameters");
+    assert_eq!(
+        mismatch.code(),
+        Some("IdempotentParameterMismatchException")
+    );
+    // A new token is a new call.
+    dynamodb
+        .transact_write_items()
+        .transact_items(add("1"))
+        .client_request_token(uuid::Uuid::new_v4().to_string())
+        .send()
+        .await
+        .expect("a new token");
+    let item = dynamodb
+        .get_item()
+        .table_name(&table)
+        .key("user_id", AttributeValue::S("token-test".into()))
+        .key("account_id", AttributeValue::S("counter".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("read")
+        .item
+        .expect("the counter");
+    assert_eq!(item["hits"], AttributeValue::N("2".into()));
 }
