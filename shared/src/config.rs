@@ -93,6 +93,23 @@ pub mod vars {
     pub const X_API_BASE_URL: &str = "X_API_BASE_URL";
     /// Base URL of the Instagram Graph API (default `https://graph.instagram.com/v21.0`).
     pub const INSTAGRAM_API_BASE_URL: &str = "INSTAGRAM_API_BASE_URL";
+    /// X's authorization page (default `https://x.com/i/oauth2/authorize`).
+    pub const X_AUTHORIZE_URL: &str = "X_AUTHORIZE_URL";
+    /// Google's authorization page (default `https://accounts.google.com/o/oauth2/v2/auth`).
+    pub const GOOGLE_AUTHORIZE_URL: &str = "GOOGLE_AUTHORIZE_URL";
+    /// Google's token endpoint (default `https://oauth2.googleapis.com/token`).
+    pub const GOOGLE_TOKEN_URL: &str = "GOOGLE_TOKEN_URL";
+    /// Base URL of the Gmail API (default `https://gmail.googleapis.com`).
+    pub const GMAIL_API_BASE_URL: &str = "GMAIL_API_BASE_URL";
+    /// Microsoft identity platform's base (default
+    /// `https://login.microsoftonline.com/common/oauth2/v2.0`; `/authorize` and `/token` under it).
+    pub const MICROSOFT_LOGIN_BASE_URL: &str = "MICROSOFT_LOGIN_BASE_URL";
+    /// Base URL of Microsoft Graph (default `https://graph.microsoft.com`).
+    pub const MICROSOFT_GRAPH_BASE_URL: &str = "MICROSOFT_GRAPH_BASE_URL";
+    /// Instagram's authorization page (default `https://www.instagram.com/oauth/authorize`).
+    pub const INSTAGRAM_AUTHORIZE_URL: &str = "INSTAGRAM_AUTHORIZE_URL";
+    /// Base of Instagram's code exchange (default `https://api.instagram.com`).
+    pub const INSTAGRAM_OAUTH_BASE_URL: &str = "INSTAGRAM_OAUTH_BASE_URL";
     /// ARN of the Secrets Manager secret with the deployment's OAuth clients
     /// (`{"x": {"client_id": ..., "client_secret": ...}}`).
     pub const OAUTH_CLIENTS_SECRET_ARN: &str = "OAUTH_CLIENTS_SECRET_ARN";

@@ -12,7 +12,9 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use futures::StreamExt;
 use pipewise::accounts::AccountService;
 use pipewise::clock::Clock;
-use pipewise::communications::delivery::{DailySendCap, Delivery, SocialApis, ses_sending_client};
+use pipewise::communications::delivery::{
+    DailySendCap, Delivery, PlatformApis, ses_sending_client,
+};
 use pipewise::communications::feedback::EmailFeedback;
 use pipewise::communications::queue::CommunicationQueue;
 use pipewise::communications::suppression::SuppressionStore;
@@ -139,7 +141,7 @@ pub fn worker_with_clock(
     let delivery = Delivery::new(
         accounts,
         ses_sending_client(sdk),
-        SocialApis::from_source(source),
+        PlatformApis::from_source(source),
         UnsubscribeTokens::from_source(source, sdk),
         SuppressionStore::new(dynamodb, source.required(vars::TARGETS_TABLE)?),
         DailySendCap::new(runs.clone(), clock.clone()),

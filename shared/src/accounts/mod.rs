@@ -1,5 +1,6 @@
 //! Integration accounts: which tools a user has connected, and how.
 
+pub mod connect;
 pub mod model;
 pub mod provider;
 pub mod refresh;

@@ -315,6 +315,9 @@ pub struct AccountView {
     pub created_at: String,
     /// When it last changed (RFC 3339, UTC).
     pub updated_at: String,
+    /// When its provider last confirmed who it is (a connect or a connection test; RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_checked_at: Option<String>,
 }
 
 /// Answer of `GET /api/user/integrations/accounts`.

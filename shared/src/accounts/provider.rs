@@ -1,17 +1,19 @@
 //! Which platform an account is on: a stored account's `provider`, read once as a
-//! [`Provider`] (each platform's module is in `crate::platforms`). Only social accounts are on a
-//! platform.
+//! [`Provider`] (each platform's module is in `crate::platforms`). Social accounts on X or
+//! Instagram, and email accounts that are Google or Microsoft mailboxes, are on a platform.
 
 use super::model::AccountType;
 use super::store::AccountItem;
 pub use crate::platforms::Provider;
 
 impl Provider {
-    /// The platform of a social account; `None` for other account types and for providers
-    /// this service has no client for.
+    /// The platform of a social account or a mailbox; `None` for other account types and for
+    /// providers this service has no client for.
     pub fn of_account(account_type: AccountType, provider: Option<&str>) -> Option<Self> {
+        let provider = provider.and_then(Self::parse)?;
         match account_type {
-            AccountType::Social => provider.and_then(Self::parse),
+            AccountType::Social if !provider.is_mailbox() => Some(provider),
+            AccountType::Email if provider.is_mailbox() => Some(provider),
             _ => None,
         }
     }
@@ -37,6 +39,14 @@ mod tests {
             Provider::of_account(AccountType::Email, Some("x")),
             None,
             "only social accounts are on a platform"
+        );
+        assert_eq!(
+            Provider::of_account(AccountType::Email, Some("google")),
+            Some(Provider::Google)
+        );
+        assert_eq!(
+            Provider::of_account(AccountType::Social, Some("google")),
+            None
         );
         assert_eq!(Provider::X.channel(), Channel::Twitter);
         assert_eq!(Provider::Instagram.tools()[0].0, "send_instagram_dm");

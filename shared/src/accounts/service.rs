@@ -16,6 +16,19 @@ use crate::ids::UserId;
 use crate::platforms::oauth::TokenEndpoints;
 use crate::targets::model::Email;
 
+/// How [`AccountService::save`] writes, beyond a plain upsert.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SaveOptions {
+    /// `(created_at, updated_at)` to keep (accounts moved in from another store).
+    pub timestamps: Option<(String, String)>,
+    /// The version the caller read (`Some(None)`: no account); a different one is 409.
+    pub expected_version: Option<Option<u64>>,
+    /// The write stores a new OAuth grant: a refresh of the old one in progress loses its lease.
+    pub new_grant: bool,
+    /// When the provider last confirmed the account's identity.
+    pub checked_at: Option<String>,
+}
+
 /// Whether an upsert made a new account or changed an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upserted {
@@ -33,6 +46,7 @@ pub struct AccountService {
     pub(super) cipher: EnvelopeCipher,
     pub(super) senders: SenderVerification,
     pub(super) tokens: TokenEndpoints,
+    pub(super) connect: super::connect::ConnectSettings,
 }
 
 impl AccountService {
@@ -43,18 +57,21 @@ impl AccountService {
         cipher: EnvelopeCipher,
         senders: SenderVerification,
         tokens: TokenEndpoints,
+        connect: super::connect::ConnectSettings,
     ) -> Self {
         Self {
             store,
             cipher,
             senders,
             tokens,
+            connect,
         }
     }
 
     /// The service every function that touches accounts uses, from the functions' settings
-    /// (`ACCOUNTS_TABLE`, `SECRETS_KMS_KEY_ID`, the platforms' URLs, `OAUTH_CLIENTS_SECRET_ARN`)
-    /// and one SDK configuration; built once per cold start.
+    /// (`ACCOUNTS_TABLE`, `SECRETS_KMS_KEY_ID`, the platforms' URLs, `OAUTH_CLIENTS_SECRET_ARN`,
+    /// `PUBLIC_API_BASE_URL`, `CORS_ALLOWED_ORIGINS`) and one SDK configuration; built once per
+    /// cold start.
     pub fn from_config(
         source: &crate::config::ConfigSource<'_>,
         sdk: &aws_config::SdkConfig,
@@ -71,10 +88,27 @@ impl AccountService {
             ),
             SenderVerification::new(aws_sdk_sesv2::Client::new(sdk)),
             TokenEndpoints::new(
-                crate::platforms::SocialApis::from_source(source),
+                crate::platforms::PlatformApis::from_source(source),
                 aws_sdk_secretsmanager::Client::new(sdk),
                 source.optional(vars::OAUTH_CLIENTS_SECRET_ARN),
             ),
+            super::connect::ConnectSettings {
+                callback_url: format!(
+                    "{}{}",
+                    source
+                        .optional(vars::PUBLIC_API_BASE_URL)
+                        .unwrap_or_default()
+                        .trim_end_matches('/'),
+                    super::connect::CALLBACK_PATH
+                ),
+                allowed_origins: source
+                    .optional(vars::CORS_ALLOWED_ORIGINS)
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|origin| origin.trim().to_owned())
+                    .filter(|origin| !origin.is_empty())
+                    .collect(),
+            },
         ))
     }
 
@@ -138,8 +172,29 @@ impl AccountService {
         request: UpsertAccountRequest,
         timestamps: Option<(String, String)>,
     ) -> Result<(Upserted, AccountView), Error> {
+        let options = SaveOptions {
+            timestamps,
+            ..SaveOptions::default()
+        };
+        self.save(user, request, options).await
+    }
+
+    /// The one write path of accounts: validates, claims or keeps the sender, seals the
+    /// secrets and writes the account (conditional on the version read, or on `options`).
+    pub(crate) async fn save(
+        &self,
+        user: &UserId,
+        request: UpsertAccountRequest,
+        options: SaveOptions,
+    ) -> Result<(Upserted, AccountView), Error> {
+        let timestamps = options.timestamps;
         let mut draft = request.parse()?;
         let existing = self.store.get(user, &draft.account_id).await?;
+        if let Some(expected) = options.expected_version
+            && existing.as_ref().map(|item| item.version) != expected
+        {
+            return Err(super::store::concurrent_change());
+        }
         let sender = self
             .plan_sender(user, &mut draft, existing.as_ref())
             .await?;
@@ -188,11 +243,21 @@ impl AccountService {
             updated_at,
             expires_at: draft.expires_at.clone(),
             sender_address: sender.as_ref().map(|write| write.claim().address.clone()),
-            // A refresh in progress keeps its lease: it merges its tokens into this write.
-            refresh_lease_until: existing.as_ref().and_then(|old| old.refresh_lease_until),
+            // A refresh in progress keeps its lease: it merges its tokens into this write. A new
+            // grant ends it instead: the old grant's refreshed tokens must not overwrite it.
+            refresh_lease_until: existing
+                .as_ref()
+                .and_then(|old| old.refresh_lease_until)
+                .filter(|_| !options.new_grant),
             refresh_lease_id: existing
                 .as_ref()
-                .and_then(|old| old.refresh_lease_id.clone()),
+                .and_then(|old| old.refresh_lease_id.clone())
+                .filter(|_| !options.new_grant),
+            last_checked_at: options.checked_at.or_else(|| {
+                existing
+                    .as_ref()
+                    .and_then(|old| old.last_checked_at.clone())
+            }),
             version: existing.as_ref().map_or(1, |old| old.version + 1),
         };
         // The identity goes before the claim: a release that stops half-way leaves a claim
@@ -297,5 +362,6 @@ pub fn view(item: AccountItem) -> Result<AccountView, Error> {
         expires_at: item.expires_at,
         created_at: item.created_at,
         updated_at: item.updated_at,
+        last_checked_at: item.last_checked_at,
     })
 }

@@ -4,10 +4,18 @@
 
 use serde_json::{Value, json};
 
-use super::tokens::{PROVIDER_MISCONFIGURED, RefreshFailure};
+use super::tokens::{OAuthClient, PROVIDER_MISCONFIGURED, RefreshFailure};
 
 /// The Graph API's base URL when `INSTAGRAM_API_BASE_URL` is not set.
 pub const DEFAULT_API_BASE_URL: &str = "https://graph.instagram.com/v21.0";
+
+/// Instagram's authorization page when `INSTAGRAM_AUTHORIZE_URL` is not set.
+pub const DEFAULT_AUTHORIZE_URL: &str = "https://www.instagram.com/oauth/authorize";
+/// The base of Instagram's code exchange when `INSTAGRAM_OAUTH_BASE_URL` is not set.
+pub const DEFAULT_OAUTH_BASE_URL: &str = "https://api.instagram.com";
+
+/// What the connect flow asks for: the professional account's profile and its messages.
+pub const SCOPES: &str = "instagram_business_basic instagram_business_manage_messages";
 
 /// Long-lived tokens live 60 days: refresh when one expires within 7 days.
 pub const REFRESH_MARGIN_SECONDS: i64 = 7 * 24 * 3600;
@@ -29,6 +37,76 @@ pub fn refresh_request(
         ("grant_type", "ig_refresh_token"),
         ("access_token", access_token),
     ])
+}
+
+/// The code exchange: `POST {oauth_base}/oauth/access_token`, the app's credentials in the form
+/// (Instagram takes no PKCE); the answer is a short-lived token (an hour), exchanged at once for
+/// a long-lived one ([`long_lived_request`]).
+pub fn exchange_request(
+    http: &reqwest::Client,
+    oauth_base: &str,
+    client: &OAuthClient,
+    code: &str,
+    redirect_uri: &str,
+) -> reqwest::RequestBuilder {
+    http.post(format!("{oauth_base}/oauth/access_token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("client_id", client.client_id.as_str()),
+            (
+                "client_secret",
+                client.client_secret.as_deref().unwrap_or_default(),
+            ),
+        ])
+}
+
+/// The short-lived token in the exchange's answer: Meta documents it both flat
+/// (`{access_token, user_id, permissions}`) and wrapped in `data[0]`; either is read.
+pub fn short_lived_token_of(answer: &Value) -> Option<&str> {
+    answer["access_token"]
+        .as_str()
+        .or_else(|| answer.pointer("/data/0/access_token")?.as_str())
+}
+
+/// The exchange of a short-lived token for a long-lived one (60 days):
+/// `GET {base}/access_token?grant_type=ig_exchange_token`, with the app secret.
+pub fn long_lived_request(
+    http: &reqwest::Client,
+    base: &str,
+    client: &OAuthClient,
+    short_lived: &str,
+) -> reqwest::RequestBuilder {
+    http.get(format!("{base}/access_token")).query(&[
+        ("grant_type", "ig_exchange_token"),
+        (
+            "client_secret",
+            client.client_secret.as_deref().unwrap_or_default(),
+        ),
+        ("access_token", short_lived),
+    ])
+}
+
+/// Who the token belongs to: `GET {base}/me?fields=user_id,username`.
+pub fn identity_request(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    // The token as a query parameter, as Instagram's reference shows it.
+    http.get(format!("{base}/me"))
+        .query(&[("fields", "user_id,username"), ("access_token", token)])
+}
+
+/// The professional account's id (the one messages are sent as) and username in `/me`'s answer.
+pub fn identity_of(answer: &Value) -> Option<(String, &str)> {
+    let id = match &answer["user_id"] {
+        Value::String(id) => id.clone(),
+        Value::Number(id) => id.to_string(),
+        _ => answer["id"].as_str()?.to_owned(),
+    };
+    Some((id, answer["username"].as_str()?))
 }
 
 /// What a 4xx from the refresh means: an OAuthException with code 190 (any subcode) is a dead

@@ -4,7 +4,10 @@
 //! them; nothing outside this module matches on a provider. Adding a platform: docs/architecture.md,
 //! "Add a provider".
 
+pub mod connect;
+pub mod google;
 pub mod instagram;
+pub mod microsoft;
 pub mod oauth;
 pub mod tokens;
 pub mod x;
@@ -12,22 +15,32 @@ pub mod x;
 use crate::channel::Channel;
 use crate::config::ConfigSource;
 
-/// A social platform this service sends on and refreshes tokens for.
+/// A platform whose OAuth tokens this service holds: it connects accounts there (hosted
+/// OAuth), refreshes their tokens and sends through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
     /// X (Twitter), OAuth 2.0 user context.
     X,
     /// Instagram, long-lived Instagram User token.
     Instagram,
+    /// Google (a Gmail mailbox), OAuth 2.0 with a refresh token.
+    Google,
+    /// Microsoft (an Outlook / Microsoft 365 mailbox), identity platform v2.0.
+    Microsoft,
 }
 
 impl Provider {
-    /// The platform an account's `provider` names: `x` (or its old name `twitter`) or
-    /// `instagram`, as the API documents them.
+    /// Every provider, in the order the API documents them.
+    pub const ALL: [Provider; 4] = [Self::X, Self::Instagram, Self::Google, Self::Microsoft];
+
+    /// The platform an account's `provider` names: `x` (or its old name `twitter`),
+    /// `instagram`, `google` (or `gmail`), `microsoft`, as the API documents them.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "x" | "twitter" => Some(Self::X),
             "instagram" => Some(Self::Instagram),
+            "google" | "gmail" => Some(Self::Google),
+            "microsoft" => Some(Self::Microsoft),
             _ => None,
         }
     }
@@ -37,7 +50,13 @@ impl Provider {
         match self {
             Self::X => Channel::Twitter,
             Self::Instagram => Channel::Instagram,
+            Self::Google | Self::Microsoft => Channel::Email,
         }
+    }
+
+    /// Whether its accounts are mailboxes (email accounts) rather than social accounts.
+    pub fn is_mailbox(self) -> bool {
+        matches!(self, Self::Google | Self::Microsoft)
     }
 
     /// What an agent can do through one of its accounts, as `(name, description)`.
@@ -45,14 +64,18 @@ impl Provider {
         match self {
             Self::X => x::TOOLS,
             Self::Instagram => instagram::TOOLS,
+            // A mailbox offers what every email account offers (`accounts::tools`).
+            Self::Google | Self::Microsoft => &[],
         }
     }
 
-    /// Its name in logs and stored fields (`x`, `instagram`).
+    /// Its name in logs and stored fields (`x`, `instagram`, `google`, `microsoft`).
     pub fn name(self) -> &'static str {
         match self {
             Self::X => "x",
             Self::Instagram => "instagram",
+            Self::Google => "google",
+            Self::Microsoft => "microsoft",
         }
     }
 
@@ -61,29 +84,76 @@ impl Provider {
         match self {
             Self::X => x::REFRESH_MARGIN_SECONDS,
             Self::Instagram => instagram::REFRESH_MARGIN_SECONDS,
+            Self::Google => google::REFRESH_MARGIN_SECONDS,
+            Self::Microsoft => microsoft::REFRESH_MARGIN_SECONDS,
         }
     }
 }
 
-/// Base URLs of the social platforms' APIs (overridable for tests, which serve them locally).
+/// Where the platforms' endpoints live: each defaults to the real one and is overridable (tests
+/// and `make dev` point them at a local stand-in).
 #[derive(Debug, Clone)]
-pub struct SocialApis {
-    /// X API v2 base, default `https://api.x.com`.
+pub struct PlatformApis {
+    /// X API v2 base (`X_API_BASE_URL`), default `https://api.x.com`; its token endpoint and
+    /// `/2/users/me` are under it.
     pub x: String,
-    /// Instagram Graph API base, default `https://graph.instagram.com/v21.0`.
+    /// X's authorization page (`X_AUTHORIZE_URL`).
+    pub x_authorize: String,
+    /// Instagram Graph API base (`INSTAGRAM_API_BASE_URL`), default
+    /// `https://graph.instagram.com/v21.0`.
     pub instagram: String,
+    /// Instagram's authorization page (`INSTAGRAM_AUTHORIZE_URL`).
+    pub instagram_authorize: String,
+    /// Base of Instagram's code exchange (`INSTAGRAM_OAUTH_BASE_URL`).
+    pub instagram_oauth: String,
+    /// Google's authorization page (`GOOGLE_AUTHORIZE_URL`).
+    pub google_authorize: String,
+    /// Google's token endpoint (`GOOGLE_TOKEN_URL`).
+    pub google_token: String,
+    /// Gmail API base (`GMAIL_API_BASE_URL`).
+    pub gmail: String,
+    /// Microsoft identity platform base (`MICROSOFT_LOGIN_BASE_URL`).
+    pub microsoft_login: String,
+    /// Microsoft Graph base (`MICROSOFT_GRAPH_BASE_URL`).
+    pub microsoft_graph: String,
 }
 
-impl SocialApis {
-    /// Reads `X_API_BASE_URL` and `INSTAGRAM_API_BASE_URL`, with the platforms' own defaults.
+impl PlatformApis {
+    /// Reads each platform's variables, with the platforms' own defaults.
     pub fn from_source(source: &ConfigSource<'_>) -> Self {
+        use crate::config::vars;
+        let read = |name: &str, default: &str| {
+            source
+                .optional(name)
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| default.to_owned())
+        };
         Self {
-            x: source
-                .optional(crate::config::vars::X_API_BASE_URL)
-                .unwrap_or_else(|| x::DEFAULT_API_BASE_URL.into()),
-            instagram: source
-                .optional(crate::config::vars::INSTAGRAM_API_BASE_URL)
-                .unwrap_or_else(|| instagram::DEFAULT_API_BASE_URL.into()),
+            x: read(vars::X_API_BASE_URL, x::DEFAULT_API_BASE_URL),
+            x_authorize: read(vars::X_AUTHORIZE_URL, x::DEFAULT_AUTHORIZE_URL),
+            instagram: read(
+                vars::INSTAGRAM_API_BASE_URL,
+                instagram::DEFAULT_API_BASE_URL,
+            ),
+            instagram_authorize: read(
+                vars::INSTAGRAM_AUTHORIZE_URL,
+                instagram::DEFAULT_AUTHORIZE_URL,
+            ),
+            instagram_oauth: read(
+                vars::INSTAGRAM_OAUTH_BASE_URL,
+                instagram::DEFAULT_OAUTH_BASE_URL,
+            ),
+            google_authorize: read(vars::GOOGLE_AUTHORIZE_URL, google::DEFAULT_AUTHORIZE_URL),
+            google_token: read(vars::GOOGLE_TOKEN_URL, google::DEFAULT_TOKEN_URL),
+            gmail: read(vars::GMAIL_API_BASE_URL, google::DEFAULT_GMAIL_API_BASE_URL),
+            microsoft_login: read(
+                vars::MICROSOFT_LOGIN_BASE_URL,
+                microsoft::DEFAULT_LOGIN_BASE_URL,
+            ),
+            microsoft_graph: read(
+                vars::MICROSOFT_GRAPH_BASE_URL,
+                microsoft::DEFAULT_GRAPH_BASE_URL,
+            ),
         }
     }
 }

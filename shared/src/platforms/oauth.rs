@@ -7,6 +7,8 @@
 //! |---|---|---|---|
 //! | X (OAuth 2.0, `offline.access`) | 2 hours | `POST {X_API_BASE_URL}/2/oauth2/token`, `grant_type=refresh_token`; the refresh token is single-use and rotates | it expires within 5 minutes, or X answers 401 once |
 //! | Instagram (long-lived token) | 60 days | `GET {INSTAGRAM_API_BASE_URL}/refresh_access_token?grant_type=ig_refresh_token` (token at least 24 h old) | it expires within 7 days, or Instagram answers 401 once |
+//! | Google (offline grant) | 1 hour | `POST {GOOGLE_TOKEN_URL}`, `grant_type=refresh_token`; the refresh token stays | it expires within 5 minutes |
+//! | Microsoft (`offline_access`) | about 1 hour | `POST {MICROSOFT_LOGIN_BASE_URL}/token`, `grant_type=refresh_token`; the refresh token rotates | it expires within 5 minutes |
 
 use std::sync::Arc;
 
@@ -16,12 +18,12 @@ pub use super::tokens::{
     MAX_TOKEN_LIFETIME_SECONDS, OAuthClient, OAuthClients, PROVIDER_MISCONFIGURED, RefreshFailure,
     RefreshedTokens,
 };
-use super::{Provider, SocialApis};
+use super::{PlatformApis, Provider};
 
 /// Reads the OAuth clients once per cold start, on first use.
 #[derive(Clone)]
 pub struct TokenEndpoints {
-    apis: SocialApis,
+    pub(super) apis: PlatformApis,
     clients: Arc<tokio::sync::OnceCell<OAuthClients>>,
     secret: Option<(aws_sdk_secretsmanager::Client, String)>,
 }
@@ -29,7 +31,7 @@ pub struct TokenEndpoints {
 impl TokenEndpoints {
     /// The platforms' token endpoints; the OAuth clients come from the secret `secret_arn`.
     pub fn new(
-        apis: SocialApis,
+        apis: PlatformApis,
         secrets: aws_sdk_secretsmanager::Client,
         secret_arn: Option<String>,
     ) -> Self {
@@ -40,12 +42,12 @@ impl TokenEndpoints {
         }
     }
 
-    fn http(&self) -> Option<reqwest::Client> {
+    pub(super) fn http(&self) -> Option<reqwest::Client> {
         crate::https::shared_client()
     }
 
     /// The OAuth clients, read on first use; a failed read is not remembered.
-    async fn clients(&self) -> Option<&OAuthClients> {
+    pub(super) async fn clients(&self) -> Option<&OAuthClients> {
         self.clients
             .get_or_try_init(|| async {
                 let Some((secrets, arn)) = &self.secret else {
@@ -76,55 +78,80 @@ impl TokenEndpoints {
             .http()
             .ok_or(RefreshFailure::Transient("http_client_unavailable"))?;
         let text = |name: &str| configuration.get(name).and_then(Value::as_str);
+        let client = |clients: Option<&OAuthClients>| {
+            clients
+                .ok_or(RefreshFailure::Transient("oauth_clients_unavailable"))?
+                .of(provider)
+                .cloned()
+                .ok_or(RefreshFailure::NotRefreshable)
+        };
         let request = match provider {
-            Provider::X => {
-                let refresh_token = text("refresh_token").ok_or(RefreshFailure::NotRefreshable)?;
-                let client = self
-                    .clients()
-                    .await
-                    .ok_or(RefreshFailure::Transient("oauth_clients_unavailable"))?
-                    .x
-                    .clone()
-                    .ok_or(RefreshFailure::NotRefreshable)?;
-                super::x::refresh_request(&http, &self.apis.x, &client, refresh_token)
-            }
             Provider::Instagram => {
                 let access_token = text("access_token").ok_or(RefreshFailure::NotRefreshable)?;
                 super::instagram::refresh_request(&http, &self.apis.instagram, access_token)
+            }
+            Provider::X | Provider::Google | Provider::Microsoft => {
+                let refresh_token = text("refresh_token").ok_or(RefreshFailure::NotRefreshable)?;
+                let client = client(self.clients().await)?;
+                match provider {
+                    Provider::Google => super::google::refresh_request(
+                        &http,
+                        &self.apis.google_token,
+                        &client,
+                        refresh_token,
+                    ),
+                    Provider::Microsoft => super::microsoft::refresh_request(
+                        &http,
+                        &self.apis.microsoft_login,
+                        &client,
+                        refresh_token,
+                    ),
+                    _ => super::x::refresh_request(&http, &self.apis.x, &client, refresh_token),
+                }
             }
         };
         let response = request
             .send()
             .await
             .map_err(|_| RefreshFailure::Transient("token_endpoint_unreachable"))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            let access_token = body["access_token"]
-                .as_str()
-                .ok_or(RefreshFailure::Transient(
-                    "token_endpoint_answer_unreadable",
-                ))?
-                .to_owned();
-            return Ok(RefreshedTokens {
-                access_token,
-                refresh_token: body["refresh_token"].as_str().map(str::to_owned),
-                expires_in: expires_in(&body["expires_in"]),
-            });
-        }
-        let failure = classify_refusal(provider, status.as_u16(), &body);
-        if let RefreshFailure::Misconfigured(_) = failure {
-            // No token or body in the line: the status and the provider's error code only.
-            tracing::error!(
-                alarm = PROVIDER_MISCONFIGURED,
-                provider = provider.name(),
-                status = status.as_u16(),
-                error_code = %error_code(&body),
-                "the provider refused this deployment's OAuth client; no account was changed"
-            );
-        }
-        Err(failure)
+        read_token_answer(provider, response).await
     }
+}
+
+/// Reads a token endpoint's answer: the tokens of a success, or what a refusal means (a
+/// refused client is alarmed; no token or body ever reaches the log).
+pub(super) async fn read_token_answer(
+    provider: Provider,
+    response: reqwest::Response,
+) -> Result<RefreshedTokens, RefreshFailure> {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return tokens_of(&body).ok_or(RefreshFailure::Transient(
+            "token_endpoint_answer_unreadable",
+        ));
+    }
+    let failure = classify_refusal(provider, status.as_u16(), &body);
+    if let RefreshFailure::Misconfigured(_) = failure {
+        // No token or body in the line: the status and the provider's error code only.
+        tracing::error!(
+            alarm = PROVIDER_MISCONFIGURED,
+            provider = provider.name(),
+            status = status.as_u16(),
+            error_code = %error_code(&body),
+            "the provider refused this deployment's OAuth client; no account was changed"
+        );
+    }
+    Err(failure)
+}
+
+/// The tokens in a token endpoint's successful answer (RFC 6749 section 5.1).
+fn tokens_of(body: &Value) -> Option<RefreshedTokens> {
+    Some(RefreshedTokens {
+        access_token: body["access_token"].as_str()?.to_owned(),
+        refresh_token: body["refresh_token"].as_str().map(str::to_owned),
+        expires_in: expires_in(&body["expires_in"]),
+    })
 }
 
 /// A provider's `expires_in` (a number, or a number in a string as some send it), clamped.
@@ -162,6 +189,8 @@ pub fn classify_refusal(provider: Provider, status: u16, body: &Value) -> Refres
     match provider {
         Provider::X => super::x::classify_client_error(status, body),
         Provider::Instagram => super::instagram::classify_client_error(body),
+        Provider::Google => super::google::classify_client_error(body),
+        Provider::Microsoft => super::microsoft::classify_client_error(body),
     }
 }
 

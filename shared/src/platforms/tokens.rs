@@ -19,6 +19,27 @@ pub struct OAuthClients {
     /// X's OAuth 2.0 client.
     #[serde(default)]
     pub x: Option<OAuthClient>,
+    /// The Instagram app's client (Instagram API with Instagram Login).
+    #[serde(default)]
+    pub instagram: Option<OAuthClient>,
+    /// Google's OAuth client (a web application).
+    #[serde(default)]
+    pub google: Option<OAuthClient>,
+    /// Microsoft's app registration (a confidential web client).
+    #[serde(default)]
+    pub microsoft: Option<OAuthClient>,
+}
+
+impl OAuthClients {
+    /// This deployment's client at `provider`, if one is configured.
+    pub fn of(&self, provider: super::Provider) -> Option<&OAuthClient> {
+        match provider {
+            super::Provider::X => self.x.as_ref(),
+            super::Provider::Instagram => self.instagram.as_ref(),
+            super::Provider::Google => self.google.as_ref(),
+            super::Provider::Microsoft => self.microsoft.as_ref(),
+        }
+    }
 }
 
 /// Code of a refusal because the deployment's OAuth client is refused by the provider (wrong
@@ -29,7 +50,7 @@ pub const PROVIDER_MISCONFIGURED: &str = "provider_misconfigured";
 /// is clamped, so no answer can overflow the time arithmetic.
 pub const MAX_TOKEN_LIFETIME_SECONDS: i64 = 365 * 24 * 3600;
 
-/// New tokens from a refresh.
+/// New tokens from a token endpoint (a refresh or a code exchange).
 #[derive(Debug, Clone)]
 pub struct RefreshedTokens {
     /// The new access token.

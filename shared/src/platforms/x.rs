@@ -8,6 +8,12 @@ use super::tokens::{OAuthClient, PROVIDER_MISCONFIGURED, RefreshFailure};
 /// The API's base URL when `X_API_BASE_URL` is not set.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.x.com";
 
+/// X's authorization page when `X_AUTHORIZE_URL` is not set.
+pub const DEFAULT_AUTHORIZE_URL: &str = "https://x.com/i/oauth2/authorize";
+
+/// What the connect flow asks for: who the user is, direct messages, and a refresh token.
+pub const SCOPES: &str = "tweet.read users.read dm.read dm.write offline.access";
+
 /// Access tokens live 2 hours: refresh when one expires within 5 minutes.
 pub const REFRESH_MARGIN_SECONDS: i64 = 5 * 60;
 
@@ -32,6 +38,46 @@ pub fn refresh_request(
         request = request.basic_auth(&client.client_id, Some(secret));
     }
     request
+}
+
+/// The code exchange: `POST {base}/2/oauth2/token`, `grant_type=authorization_code`, with the
+/// PKCE verifier; a confidential client authenticates with HTTP Basic, as for a refresh.
+pub fn exchange_request(
+    http: &reqwest::Client,
+    base: &str,
+    client: &OAuthClient,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> reqwest::RequestBuilder {
+    let mut request = http.post(format!("{base}/2/oauth2/token")).form(&[
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier),
+        ("client_id", client.client_id.as_str()),
+    ]);
+    if let Some(secret) = &client.client_secret {
+        request = request.basic_auth(&client.client_id, Some(secret));
+    }
+    request
+}
+
+/// Who the token belongs to: `GET {base}/2/users/me`.
+pub fn identity_request(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    http.get(format!("{base}/2/users/me")).bearer_auth(token)
+}
+
+/// The user's id and username in `/2/users/me`'s answer.
+pub fn identity_of(answer: &Value) -> Option<(&str, &str)> {
+    Some((
+        answer.pointer("/data/id")?.as_str()?,
+        answer.pointer("/data/username")?.as_str()?,
+    ))
 }
 
 /// What a 4xx from X's token endpoint means: only its dead-grant answer (400 `invalid_request`

@@ -39,7 +39,7 @@ const THE_SAMPLE_IS_WRONG: [&str; 9] = [
 /// What each sample API event must be answered with, played in the test's order (an account is
 /// created before it is read, targets named by a sample do not exist). Keyed by event file; the
 /// test checks that it covers exactly the API events in `events/`.
-const EXPECTED_STATUS: [(&str, u16); 21] = [
+const EXPECTED_STATUS: [(&str, u16); 25] = [
     ("health", 200),
     ("accounts-upsert", 201),
     ("accounts-list", 200),
@@ -48,6 +48,10 @@ const EXPECTED_STATUS: [(&str, u16); 21] = [
     ("accounts-secrets", 200),
     ("tools-list", 200),
     ("accounts-delete", 204),
+    ("accounts-test", 200),
+    ("connect-session-start", 201),
+    ("connect-session-get", 404),
+    ("oauth-callback", 400),
     ("targets-create", 201),
     ("targets-batch", 200),
     ("targets-list", 200),

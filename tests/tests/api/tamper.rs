@@ -446,6 +446,7 @@ async fn generate_envelope_vector() {
         sender_address: None,
         refresh_lease_until: None,
         refresh_lease_id: None,
+        last_checked_at: None,
         version: 1,
     };
     let app = TestApp::spawn().await;

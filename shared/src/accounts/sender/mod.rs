@@ -62,13 +62,19 @@ pub fn daily_send_limit(configuration: &Map<String, Value>) -> Result<u32, Field
     }
 }
 
-/// The sender an account sends from: an email account's `from_address`, normalised.
-/// `Ok(None)` for accounts of other types and email accounts without one.
+/// The SES sender an account sends from: an email account's `from_address`, normalised.
+/// `Ok(None)` for accounts of other types, email accounts without one, and mailboxes connected
+/// at their provider (Google, Microsoft): signing in there proved the address, and their mail
+/// goes through the provider, never SES.
 pub fn sender_of(
     account_type: AccountType,
+    provider: Option<&str>,
     configuration: &Map<String, Value>,
 ) -> Result<Option<Email>, FieldError> {
-    if account_type != AccountType::Email {
+    let mailbox = provider
+        .and_then(crate::platforms::Provider::parse)
+        .is_some_and(crate::platforms::Provider::is_mailbox);
+    if account_type != AccountType::Email || mailbox {
         return Ok(None);
     }
     match configuration.get(FROM_ADDRESS) {
@@ -263,16 +269,19 @@ mod tests {
             assert_eq!(field.as_deref(), Some("configuration.daily_send_limit"));
         }
         assert_eq!(
-            sender_of(AccountType::Email, &with)
+            sender_of(AccountType::Email, None, &with)
                 .ok()
                 .flatten()
                 .map(|e| e.as_str().to_owned()),
             Some("sales@example.com".to_owned())
         );
-        assert_eq!(sender_of(AccountType::Crm, &with), Ok(None));
-        assert_eq!(sender_of(AccountType::Email, &config(json!({}))), Ok(None));
+        assert_eq!(sender_of(AccountType::Crm, None, &with), Ok(None));
+        assert_eq!(
+            sender_of(AccountType::Email, None, &config(json!({}))),
+            Ok(None)
+        );
         for bad in [json!({"from_address": "nope"}), json!({"from_address": 7})] {
-            let field = sender_of(AccountType::Email, &config(bad))
+            let field = sender_of(AccountType::Email, None, &config(bad))
                 .err()
                 .map(|e| e.field);
             assert_eq!(field.as_deref(), Some("configuration.from_address"));

@@ -64,8 +64,12 @@ impl AccountService {
         draft: &mut AccountDraft,
         existing: Option<&AccountItem>,
     ) -> Result<Option<SenderWrite>, Error> {
-        let address = sender_of(draft.account_type, &draft.configuration)
-            .map_err(|problem| Error::Validation(vec![problem]))?;
+        let address = sender_of(
+            draft.account_type,
+            draft.provider.as_deref(),
+            &draft.configuration,
+        )
+        .map_err(|problem| Error::Validation(vec![problem]))?;
         if address.is_some() {
             daily_send_limit(&draft.configuration)
                 .map_err(|problem| Error::Validation(vec![problem]))?;
@@ -120,7 +124,9 @@ impl AccountService {
             // Accounts stored before the claimed address was kept on the item.
             None => {
                 let configuration = parse_configuration(&item.configuration)?;
-                let Ok(Some(address)) = sender_of(item.account_type, &configuration) else {
+                let Ok(Some(address)) =
+                    sender_of(item.account_type, item.provider.as_deref(), &configuration)
+                else {
                     return Ok(None);
                 };
                 address.as_str().to_owned()

@@ -162,3 +162,33 @@ impl AccountStore {
         conditional(result)
     }
 }
+
+impl AccountStore {
+    /// Records a connection test's result (connected or why not, and when), while the account
+    /// is still at the version the test read; `false` when it changed meanwhile.
+    pub async fn record_check(
+        &self,
+        item: &AccountItem,
+        connected: bool,
+        status_reason: Option<&str>,
+        checked_at: &str,
+    ) -> Result<bool, Error> {
+        let update = self
+            .update_at_version(item)
+            .expression_attribute_values(":connected", AttributeValue::Bool(connected))
+            .expression_attribute_values(":checked", AttributeValue::S(checked_at.to_owned()))
+            .expression_attribute_values(
+                ":next",
+                AttributeValue::N((item.version + 1).to_string()),
+            );
+        let update = match status_reason {
+            Some(reason) => update
+                .update_expression("SET connected = :connected, status_reason = :reason, last_checked_at = :checked, version = :next")
+                .expression_attribute_values(":reason", AttributeValue::S(reason.to_owned())),
+            None => update.update_expression(
+                "SET connected = :connected, last_checked_at = :checked, version = :next REMOVE status_reason",
+            ),
+        };
+        conditional(update.send().await)
+    }
+}

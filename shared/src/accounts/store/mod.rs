@@ -5,6 +5,7 @@
 //! `#` is not allowed in one) that transactions keep equal to the number of accounts.
 
 mod claims;
+mod connect_sessions;
 mod data_keys;
 mod leases;
 mod senders;
@@ -28,6 +29,7 @@ use crate::storage::{
 pub use claims::{
     SENDER_TAKEN, SenderClaim, SenderWrite, UNVERIFIED_CLAIM_SECONDS, VERIFICATIONS_PER_HOUR,
 };
+pub use connect_sessions::{ConnectSessionItem, ConnectSessionStatus};
 pub use data_keys::{DataKeyItem, DataKeyPage, ItemKey, ScanPosition, WrappedDataKey};
 
 /// `status_reason` of an account whose OAuth grant is gone: the user must connect it again.
@@ -85,6 +87,9 @@ pub struct AccountItem {
     /// Whose refresh holds it: only that refresh may store the new tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_lease_id: Option<String>,
+    /// When the account's connection was last checked with its provider (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked_at: Option<String>,
     /// Optimistic-lock version, +1 per write.
     pub version: u64,
 }
@@ -336,7 +341,8 @@ pub struct SealedConfiguration {
     pub envelope: Option<Envelope>,
 }
 
-pub(super) fn concurrent_change() -> Error {
+/// 409 `concurrent_update`: the account changed between the read and the write.
+pub(crate) fn concurrent_change() -> Error {
     Error::Conflict {
         code: "concurrent_update",
         message: "The account was changed by another request meanwhile; retry.".into(),

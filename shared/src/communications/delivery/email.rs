@@ -23,7 +23,11 @@ impl Delivery {
     ) -> Outcome {
         let public: Map<String, Value> =
             serde_json::from_str(&account.configuration).unwrap_or_default();
-        let from = match crate::accounts::sender::sender_of(account.account_type, &public) {
+        let from = match crate::accounts::sender::sender_of(
+            account.account_type,
+            account.provider.as_deref(),
+            &public,
+        ) {
             Ok(Some(address)) => address,
             _ => return Outcome::Failed(FailureReason::AccountHasNoFromAddress.into()),
         };

@@ -41,7 +41,7 @@ pub enum Outcome {
     Unknown(DeliveryFailure),
 }
 
-pub use crate::platforms::SocialApis;
+pub use crate::platforms::PlatformApis;
 
 mod email;
 mod instagram;
@@ -115,7 +115,7 @@ impl Delivery {
     pub fn new(
         accounts: AccountService,
         ses: aws_sdk_sesv2::Client,
-        apis: SocialApis,
+        apis: PlatformApis,
         unsubscribe: super::unsubscribe::UnsubscribeTokens,
         suppressions: super::suppression::SuppressionStore,
         daily_cap: DailySendCap,

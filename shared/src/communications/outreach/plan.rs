@@ -183,6 +183,7 @@ mod tests {
             sender_address: None,
             refresh_lease_until: None,
             refresh_lease_id: None,
+            last_checked_at: None,
             version: 1,
         }
     }
