@@ -12,7 +12,12 @@
 //!   (`GET /refresh_access_token?grant_type=ig_refresh_token`).
 //!
 //! It records every message it accepts and every refresh call.
+//!
+//! The providers' hosted sign-in (authorize pages, the code exchange, identity endpoints) is in
+//! [`crate::fake_oauth`], on the same base URL; X's code exchange shares `POST /2/oauth2/token`
+//! with the refresh below.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Form;
@@ -22,6 +27,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+use crate::fake_oauth::{ClientAuth, OAuthState, Provider};
 
 /// A message the fake accepted.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,31 +66,33 @@ pub struct Conversation {
 }
 
 #[derive(Default)]
-struct Script {
+pub(crate) struct Script {
     answers: Vec<u16>,
     rate_limit_reset_in: i64,
     sent: Vec<SentMessage>,
     refreshes: Vec<RefreshCall>,
     /// When set, the X access token accepted, and the refresh token that may be used once.
-    x_tokens: Option<(String, String)>,
+    pub(crate) x_tokens: Option<(String, String)>,
     x_generation: u32,
-    x_grant_revoked: bool,
+    pub(crate) x_grant_revoked: bool,
     /// When set, the only OAuth client X's token endpoint accepts (`client_id`, and the
     /// secret it must present with HTTP Basic).
-    x_client: Option<(String, String)>,
+    pub(crate) x_client: Option<(String, String)>,
     /// How long X's token endpoint takes to answer.
     x_token_delay: std::time::Duration,
     conversations: Vec<Conversation>,
+    /// The providers' sign-in ([`crate::fake_oauth`]).
+    pub(crate) oauth: OAuthState,
 }
 
-type Shared = Arc<Mutex<Script>>;
+pub(crate) type Shared = Arc<Mutex<Script>>;
 
 /// A running fake of both platforms on one local port.
 #[derive(Clone)]
 pub struct FakeSocial {
     /// Base URL, for `X_API_BASE_URL` and `INSTAGRAM_API_BASE_URL`.
     pub base_url: String,
-    state: Shared,
+    pub(crate) state: Shared,
 }
 
 /// The business's own Instagram id in the fake.
@@ -105,6 +114,7 @@ impl FakeSocial {
             .route("/refresh_access_token", get(instagram_refresh))
             .route("/{ig_user_id}/conversations", get(instagram_conversations))
             .route("/{ig_user_id}/messages", post(instagram_send))
+            .merge(crate::fake_oauth::routes())
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("address"));
@@ -141,9 +151,12 @@ impl FakeSocial {
         self.state.lock().expect("lock").x_token_delay = delay;
     }
 
-    /// The user revoked the app: every refresh is `invalid_grant`.
+    /// The user revoked the app: every refresh is `invalid_grant`, and the tokens of X's code
+    /// flow ([`crate::fake_oauth`]) are refused by `GET /2/users/me`.
     pub fn revoke_x_grant(&self) {
-        self.state.lock().expect("lock").x_grant_revoked = true;
+        let mut script = self.state.lock().expect("lock");
+        script.x_grant_revoked = true;
+        script.oauth.revoke(Provider::X);
     }
 
     /// A person who wrote to the business on Instagram.
@@ -265,21 +278,42 @@ async fn x_send(
     )
 }
 
-/// `POST /2/oauth2/token` (form): a single-use refresh token buys a new pair.
+/// `POST /2/oauth2/token` (form): a single-use refresh token buys a new pair; an authorization
+/// code buys the first one ([`crate::fake_oauth`]).
 async fn x_token(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Form(form): Form<std::collections::HashMap<String, String>>,
+    Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let delay = state.lock().expect("lock").x_token_delay;
     tokio::time::sleep(delay).await;
-    let mut script = state.lock().expect("lock");
+    let mut guard = state.lock().expect("lock");
+    let script = &mut *guard;
+    let (status, body) = x_token_answer(script, &headers, &form);
+    let client_id = ClientAuth::of(&headers, &form).id;
+    script
+        .oauth
+        .record_token_call(Provider::X, &form, client_id, &(status, body.clone()));
+    (status, Json(body)).into_response()
+}
+
+fn x_token_answer(
+    script: &mut Script,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> (StatusCode, Value) {
+    let grant_type = form
+        .get("grant_type")
+        .map(String::as_str)
+        .unwrap_or_default();
     let presented = form.get("refresh_token").cloned().unwrap_or_default();
-    script.refreshes.push(RefreshCall {
-        platform: "x",
-        presented: presented.clone(),
-        client_id: form.get("client_id").cloned(),
-    });
+    if grant_type != "authorization_code" {
+        script.refreshes.push(RefreshCall {
+            platform: "x",
+            presented: presented.clone(),
+            client_id: form.get("client_id").cloned(),
+        });
+    }
     // A confidential client authenticates with HTTP Basic; X refuses anything else before it
     // looks at the token.
     if let Some((client_id, client_secret)) = &script.x_client {
@@ -295,27 +329,29 @@ async fn x_token(
         if presented_auth != Some(expected.as_str()) {
             return (
                 StatusCode::UNAUTHORIZED,
-                Json(json!({"error": "unauthorized_client", "error_description": "Missing valid authorization header"})),
-            )
-                .into_response();
+                json!({"error": "unauthorized_client", "error_description": "Missing valid authorization header"}),
+            );
         }
+    }
+    let client_id = ClientAuth::of(headers, form).id.unwrap_or_default();
+    if grant_type == "authorization_code" {
+        return crate::fake_oauth::x_exchange_code(script, &client_id, form);
+    }
+    if grant_type == "refresh_token" && script.oauth.knows_refresh_token(Provider::X, &presented) {
+        return crate::fake_oauth::x_refresh(script, &client_id, &presented);
     }
     if script.x_grant_revoked {
         return (
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_grant", "error_description": "Value passed for the token was invalid."})),
-        )
-            .into_response();
+            json!({"error": "invalid_grant", "error_description": "Value passed for the token was invalid."}),
+        );
     }
     let current = script.x_tokens.as_ref().map(|(_, refresh)| refresh.clone());
-    if form.get("grant_type").map(String::as_str) != Some("refresh_token")
-        || current.as_deref() != Some(presented.as_str())
-    {
+    if grant_type != "refresh_token" || current.as_deref() != Some(presented.as_str()) {
         return (
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_request", "error_description": "Value passed for the token was invalid."})),
-        )
-            .into_response();
+            json!({"error": "invalid_request", "error_description": "Value passed for the token was invalid."}),
+        );
     }
     script.x_generation += 1;
     let generation = script.x_generation;
@@ -326,28 +362,39 @@ async fn x_token(
     script.x_tokens = Some(pair.clone());
     (
         StatusCode::OK,
-        Json(json!({"token_type": "bearer", "expires_in": 7200, "access_token": pair.0,
-            "scope": "dm.write dm.read users.read tweet.read offline.access", "refresh_token": pair.1})),
+        json!({"token_type": "bearer", "expires_in": 7200, "access_token": pair.0,
+            "scope": "dm.write dm.read users.read tweet.read offline.access", "refresh_token": pair.1}),
     )
-        .into_response()
 }
 
 /// `GET /refresh_access_token?grant_type=ig_refresh_token&access_token=...`.
+/// A token of a grant the person revoked gets Instagram's 190 ([`crate::fake_oauth`]).
 async fn instagram_refresh(
     State(state): State<Shared>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let presented = query.get("access_token").cloned().unwrap_or_default();
-    state.lock().expect("lock").refreshes.push(RefreshCall {
+    let mut script = state.lock().expect("lock");
+    script.refreshes.push(RefreshCall {
         platform: "instagram",
         presented: presented.clone(),
         client_id: None,
     });
-    (
-        StatusCode::OK,
-        Json(json!({"access_token": format!("{presented}-refreshed"), "token_type": "bearer", "expires_in": 5_184_000})),
-    )
-        .into_response()
+    let answer = match script.oauth.instagram_refresh_refusal(&presented) {
+        Some(refusal) => refusal,
+        None => {
+            let refreshed = format!("{presented}-refreshed");
+            script.oauth.instagram_refreshed(&presented, &refreshed);
+            (
+                StatusCode::OK,
+                json!({"access_token": refreshed, "token_type": "bearer", "expires_in": 5_184_000}),
+            )
+        }
+    };
+    script
+        .oauth
+        .record_token_call(Provider::Instagram, &query, None, &answer);
+    (answer.0, Json(answer.1)).into_response()
 }
 
 fn graph_time(seconds_ago: i64) -> String {
@@ -367,7 +414,7 @@ fn graph_time(seconds_ago: i64) -> String {
 async fn instagram_conversations(
     State(state): State<Shared>,
     Path(ig_user_id): Path<String>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     if query.get("platform").map(String::as_str) != Some("instagram") {
         return (

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 pub mod black_hole;
 pub mod cognito;
+pub mod fake_oauth;
 pub mod fake_social;
 pub mod fault_proxy;
 pub mod jwks_server;

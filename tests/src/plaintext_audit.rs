@@ -63,6 +63,14 @@ pub fn record_request(path: &str, body: &[u8]) {
     }
 }
 
+/// Records a secret the service obtained itself (a token a provider issued at a connect): it
+/// must appear nowhere the submitted ones may not.
+pub fn record_secret(value: &str) {
+    if value.len() >= MIN_CANARY_LEN {
+        append("secrets", &Value::String(value.to_owned()).to_string());
+    }
+}
+
 fn strings(value: &Value) -> Vec<String> {
     match value {
         Value::String(text) => vec![text.clone()],

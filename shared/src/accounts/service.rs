@@ -46,7 +46,7 @@ pub struct AccountService {
     pub(super) cipher: EnvelopeCipher,
     pub(super) senders: SenderVerification,
     pub(super) tokens: TokenEndpoints,
-    pub(super) connect: super::connect::ConnectSettings,
+    pub(super) connect: super::connect::settings::ConnectSettings,
 }
 
 impl AccountService {
@@ -57,7 +57,7 @@ impl AccountService {
         cipher: EnvelopeCipher,
         senders: SenderVerification,
         tokens: TokenEndpoints,
-        connect: super::connect::ConnectSettings,
+        connect: super::connect::settings::ConnectSettings,
     ) -> Self {
         Self {
             store,
@@ -92,23 +92,7 @@ impl AccountService {
                 aws_sdk_secretsmanager::Client::new(sdk),
                 source.optional(vars::OAUTH_CLIENTS_SECRET_ARN),
             ),
-            super::connect::ConnectSettings {
-                callback_url: format!(
-                    "{}{}",
-                    source
-                        .optional(vars::PUBLIC_API_BASE_URL)
-                        .unwrap_or_default()
-                        .trim_end_matches('/'),
-                    super::connect::CALLBACK_PATH
-                ),
-                allowed_origins: source
-                    .optional(vars::CORS_ALLOWED_ORIGINS)
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(|origin| origin.trim().to_owned())
-                    .filter(|origin| !origin.is_empty())
-                    .collect(),
-            },
+            super::connect::settings::ConnectSettings::from_source(source),
         ))
     }
 

@@ -1,13 +1,20 @@
-//! The platform stand-in of the tests (X and Instagram as their docs describe them) as a server
-//! for `make dev`: `cargo run -p pipewise-tests --bin pipewise-fake-platforms -- 127.0.0.1:9100`,
-//! then `X_API_BASE_URL=http://127.0.0.1:9100 INSTAGRAM_API_BASE_URL=http://127.0.0.1:9100 make dev`.
+//! The platform stand-in of the tests (X, Instagram, Google and Microsoft as their docs describe
+//! them, their hosted sign-in included) as a server for `make dev`:
+//! `cargo run -p pipewise-tests --bin pipewise-fake-platforms -- 127.0.0.1:9100`, then start
+//! `make dev` with the variables it prints (`X_API_BASE_URL`, `X_AUTHORIZE_URL`,
+//! `GOOGLE_AUTHORIZE_URL`, `GOOGLE_TOKEN_URL`, `GMAIL_API_BASE_URL`, `MICROSOFT_LOGIN_BASE_URL`,
+//! `MICROSOFT_GRAPH_BASE_URL`, `INSTAGRAM_AUTHORIZE_URL`, `INSTAGRAM_OAUTH_BASE_URL`,
+//! `INSTAGRAM_API_BASE_URL`), all pointing at it.
 //!
 //! It starts with X tokens `x-access-0` / `x-refresh-0` (refresh rotates them) and one Instagram
-//! conversation: `ada.l` (Instagram-scoped id `igsid-ada`) wrote an hour ago. It logs each
-//! message it accepts and each refresh call.
+//! conversation: `ada.l` (Instagram-scoped id `igsid-ada`) wrote an hour ago. Its sign-in pages
+//! accept any OAuth client and consent at once, as X `@ada`, Google `ada@example.com`,
+//! Microsoft `ada@contoso.example` and Instagram `ada.studio`. It logs each message it accepts,
+//! each refresh call, each consent and each code exchange; never a token, code or state.
 
 use std::time::Duration;
 
+use pipewise_tests::fake_oauth::{AuthorizeRequest, Consent, TokenCall};
 use pipewise_tests::fake_social::FakeSocial;
 
 #[tokio::main]
@@ -19,13 +26,23 @@ async fn main() {
     fake.x_tokens("x-access-0", "x-refresh-0");
     fake.instagram_conversation("ada.l", "igsid-ada", 3600);
     println!(
-        "platform stand-in on {} (X API and Instagram Graph API)",
+        "platform stand-in on {} (X, Instagram, Google and Microsoft, sign-in included)",
         fake.base_url
     );
     println!(
         "  X tokens: access x-access-0, refresh x-refresh-0; Instagram: ada.l wrote an hour ago"
     );
-    let (mut messages, mut refreshes) = (0, 0);
+    println!(
+        "  sign-in: any client, consent at once as X @ada, Google ada@example.com, Microsoft ada@contoso.example, Instagram ada.studio"
+    );
+    println!("  start make dev with:");
+    let variables: Vec<String> = fake
+        .oauth_environment()
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    println!("    {} make dev", variables.join(" "));
+    let (mut messages, mut refreshes, mut consents, mut token_calls) = (0, 0, 0, 0);
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         for message in fake.sent().iter().skip(messages) {
@@ -37,7 +54,57 @@ async fn main() {
         for call in fake.refreshes().iter().skip(refreshes) {
             println!("  {} token refresh", call.platform);
         }
+        for request in fake.authorize_requests().iter().skip(consents) {
+            println!("  {}", consent_line(request));
+        }
+        // Refreshes are logged above; here the code exchanges (and Instagram's long-lived one).
+        for call in fake
+            .token_calls()
+            .iter()
+            .skip(token_calls)
+            .filter(|call| !call.grant_type.contains("refresh"))
+        {
+            println!("  {}", exchange_line(call));
+        }
         messages = fake.sent().len();
         refreshes = fake.refreshes().len();
+        consents = fake.authorize_requests().len();
+        token_calls = fake.token_calls().len();
     }
+}
+
+/// A consent, without its `state` or challenge.
+fn consent_line(request: &AuthorizeRequest) -> String {
+    let outcome = match &request.consent {
+        Consent::Granted => "granted".to_owned(),
+        Consent::Denied => "denied (access_denied)".to_owned(),
+        Consent::ErrorRedirect(error) => format!("refused, redirected with {error}"),
+        Consent::ErrorPage(error) => format!("refused on the error page ({error})"),
+    };
+    format!(
+        "{} consent {outcome}: client {}, scope {:?}, redirect_uri {}",
+        request.provider.name(),
+        request.param("client_id").unwrap_or("-"),
+        request.param("scope").unwrap_or_default(),
+        request.param("redirect_uri").unwrap_or("-"),
+    )
+}
+
+/// A token-endpoint call, without its code, verifier, secret or tokens.
+fn exchange_line(call: &TokenCall) -> String {
+    let outcome = match &call.error {
+        Some(error) => format!("{} {error}", call.status),
+        None => call.status.to_string(),
+    };
+    format!(
+        "{} token exchange ({}): client {}, PKCE verifier {}: {outcome}",
+        call.provider.name(),
+        call.grant_type,
+        call.client_id.as_deref().unwrap_or("-"),
+        if call.code_verifier_sent {
+            "sent"
+        } else {
+            "not sent"
+        },
+    )
 }

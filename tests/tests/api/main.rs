@@ -2,6 +2,7 @@
 
 mod accounts;
 mod auth;
+mod connect;
 mod connected_accounts;
 mod counters;
 mod deliverability;

@@ -8,6 +8,10 @@
 //! seals the tokens and writes the account through the one write path of accounts. Tokens never
 //! reach a URL, a response or a log line. docs/security.md, "Connecting accounts".
 
+pub mod settings;
+
+pub use settings::{CALLBACK_PATH, ConnectSettings};
+
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -30,9 +34,6 @@ use crate::platforms::oauth::RefreshFailure;
 /// How long a connect session (and so its authorize URL) can be used.
 pub const SESSION_SECONDS: i64 = 10 * 60;
 
-/// The callback's path under the public base URL.
-pub const CALLBACK_PATH: &str = "/api/user/integrations/oauth/callback";
-
 /// The provider's `error` values passed on to the frontend (RFC 6749 section 4.1.2.1); any
 /// other value becomes `provider_error`, so nothing the provider sent is echoed.
 const PROVIDER_ERRORS: &[&str] = &[
@@ -44,16 +45,6 @@ const PROVIDER_ERRORS: &[&str] = &[
     "server_error",
     "temporarily_unavailable",
 ];
-
-/// What a deployment's connect flow needs besides the providers: where the callback is, and
-/// which frontend origins a browser may be sent back to.
-#[derive(Debug, Clone, Default)]
-pub struct ConnectSettings {
-    /// `{PUBLIC_API_BASE_URL}/api/user/integrations/oauth/callback`.
-    pub callback_url: String,
-    /// The frontend origins (`CORS_ALLOWED_ORIGINS`), e.g. `https://app.pipewise.example`.
-    pub allowed_origins: Vec<String>,
-}
 
 /// Body of `POST /api/user/integrations/connect-sessions`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -136,8 +127,8 @@ pub struct ConnectionTest {
     pub checked_at: String,
     /// Who the provider says the account is (`{id, name}`; for SES senders `{from_address,
     /// verified}`); `null` when the provider could not say.
-    #[schema(value_type = Object)]
-    pub identity: Value,
+    #[schema(value_type = Option<Object>)]
+    pub identity: Option<Value>,
 }
 
 fn random_token(bytes: usize) -> String {
@@ -179,26 +170,6 @@ pub fn derived_account_id(provider: Provider, name: &str) -> String {
     let mut id = format!("{}-{slug}", provider.name());
     id.truncate(64);
     id
-}
-
-impl ConnectSettings {
-    /// Whether `url` may receive the browser: an absolute http(s) URL on an allowed origin,
-    /// without credentials.
-    fn allows(&self, url: &str) -> bool {
-        let Ok(parsed) = url::Url::parse(url) else {
-            return false;
-        };
-        if !matches!(parsed.scheme(), "http" | "https")
-            || !parsed.username().is_empty()
-            || parsed.password().is_some()
-        {
-            return false;
-        }
-        let origin = parsed.origin().ascii_serialization();
-        self.allowed_origins
-            .iter()
-            .any(|allowed| allowed.trim_end_matches('/') == origin)
-    }
 }
 
 /// `return_url` with the outcome's parameters added.
@@ -544,10 +515,10 @@ impl AccountService {
                         let matches = stored_identity(&item, provider).as_deref()
                             == Some(identity.id.as_str());
                         let reason = (!matches).then(|| "account_identity_mismatch".to_owned());
-                        (item, identity.to_json(), matches, reason)
+                        (item, Some(identity.to_json()), matches, reason)
                     }
                     Err(IdentityFailure::TokenRefused) => {
-                        (item, Value::Null, false, Some(REAUTH_REQUIRED.to_owned()))
+                        (item, None, false, Some(REAUTH_REQUIRED.to_owned()))
                     }
                     Err(IdentityFailure::Unavailable) => {
                         return Err(Error::unavailable("the provider could not be asked"));
@@ -560,7 +531,7 @@ impl AccountService {
                     .get(user, account_id)
                     .await?
                     .ok_or(Error::NotFound)?;
-                (item, Value::Null, false, Some(REAUTH_REQUIRED.to_owned()))
+                (item, None, false, Some(REAUTH_REQUIRED.to_owned()))
             }
             Err(TokenFailure::Refresh(RefreshFailure::Misconfigured(_))) => {
                 return Err(Error::ProviderMisconfigured);
@@ -618,7 +589,7 @@ impl AccountService {
             connected: item.connected,
             status_reason: item.status_reason.clone(),
             checked_at,
-            identity: json!({"from_address": claim.address, "verified": verified}),
+            identity: Some(json!({"from_address": claim.address, "verified": verified})),
         })
     }
 }
@@ -645,26 +616,6 @@ mod tests {
         );
         let long = derived_account_id(Provider::Microsoft, &"a".repeat(200));
         assert!(AccountId::try_from(long).is_ok());
-    }
-
-    #[test]
-    fn only_allowed_origins_receive_the_browser() {
-        let settings = ConnectSettings {
-            callback_url: String::new(),
-            allowed_origins: vec!["https://app.pipewise.example".into()],
-        };
-        assert!(settings.allows("https://app.pipewise.example/settings?tab=1"));
-        for refused in [
-            "https://app.pipewise.example.evil.example/",
-            "https://evil.example/?https://app.pipewise.example",
-            "http://app.pipewise.example/",
-            "https://user:pw@app.pipewise.example/",
-            "javascript:alert(1)",
-            "//app.pipewise.example/",
-            "/relative",
-        ] {
-            assert!(!settings.allows(refused), "{refused}");
-        }
     }
 
     #[test]
