@@ -64,6 +64,7 @@ $(BROWSER): tests/browser/package-lock.json
 test: $(TOOLS) $(BROWSER) lint
 	tools/ensure-chromium
 	cargo build --quiet -p pipewise-local --bins
+	cargo build --quiet -p pipewise-tests --bin pipewise-fake-platforms
 	audit=$$(mktemp -d) && trap 'rm -rf "$$audit"' EXIT && \
 	tools/with-emulator $(TEST_EMULATOR_PORT) tools/with-postgres $(TEST_POSTGRES_PORT) bash -c \
 	  "PLAINTEXT_AUDIT_DIR=$$audit cargo nextest run --workspace --no-fail-fast -E 'not test(/$(FAULT_FILTER)/)' && tools/contract-tests && PLAINTEXT_AUDIT_DIR=$$audit $(VENV)/bin/python tools/plaintext-audit"
