@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::oauth::{TokenEndpoints, read_token_answer};
+use super::oauth::{Grant, TokenEndpoints, read_token_answer};
 use super::tokens::{OAuthClient, RefreshFailure, RefreshedTokens};
 use super::{Provider, google, instagram, microsoft, x};
 
@@ -165,7 +165,7 @@ impl TokenEndpoints {
             .send()
             .await
             .map_err(|_| RefreshFailure::Transient("token_endpoint_unreachable"))?;
-        read_token_answer(provider, response).await
+        read_token_answer(provider, Grant::Code, response).await
     }
 
     async fn exchange_instagram_code(
@@ -188,11 +188,16 @@ impl TokenEndpoints {
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            return Err(super::oauth::classify_refusal(
-                Provider::Instagram,
-                status.as_u16(),
-                &answer,
-            ));
+            let failure = super::oauth::classify_code_refusal(status.as_u16(), &answer);
+            if let RefreshFailure::Misconfigured(_) = failure {
+                tracing::error!(
+                    alarm = super::tokens::PROVIDER_MISCONFIGURED,
+                    provider = Provider::Instagram.name(),
+                    status = status.as_u16(),
+                    "the provider refused this deployment's OAuth client; no account was changed"
+                );
+            }
+            return Err(failure);
         }
         let short_lived = instagram::short_lived_token_of(&answer).ok_or(
             RefreshFailure::Transient("token_endpoint_answer_unreadable"),
@@ -202,7 +207,7 @@ impl TokenEndpoints {
                 .send()
                 .await
                 .map_err(|_| RefreshFailure::Transient("token_endpoint_unreachable"))?;
-        read_token_answer(Provider::Instagram, response).await
+        read_token_answer(Provider::Instagram, Grant::Code, response).await
     }
 
     /// Asks the provider who `access_token` belongs to.

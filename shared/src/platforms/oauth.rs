@@ -114,14 +114,26 @@ impl TokenEndpoints {
             .send()
             .await
             .map_err(|_| RefreshFailure::Transient("token_endpoint_unreachable"))?;
-        read_token_answer(provider, response).await
+        read_token_answer(provider, Grant::Refresh, response).await
     }
+}
+
+/// Which grant a token endpoint was asked for: its refusals mean different things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Grant {
+    /// `refresh_token` (or Instagram's `ig_refresh_token`): a dead grant is the account's.
+    Refresh,
+    /// `authorization_code` (or Instagram's `ig_exchange_token` right after it): a refused code
+    /// is the browser's round trip (expired, reused, another session's); only a refused client
+    /// is the deployment's.
+    Code,
 }
 
 /// Reads a token endpoint's answer: the tokens of a success, or what a refusal means (a
 /// refused client is alarmed; no token or body ever reaches the log).
 pub(super) async fn read_token_answer(
     provider: Provider,
+    grant: Grant,
     response: reqwest::Response,
 ) -> Result<RefreshedTokens, RefreshFailure> {
     let status = response.status();
@@ -131,7 +143,10 @@ pub(super) async fn read_token_answer(
             "token_endpoint_answer_unreadable",
         ));
     }
-    let failure = classify_refusal(provider, status.as_u16(), &body);
+    let failure = match grant {
+        Grant::Refresh => classify_refusal(provider, status.as_u16(), &body),
+        Grant::Code => classify_code_refusal(status.as_u16(), &body),
+    };
     if let RefreshFailure::Misconfigured(_) = failure {
         // No token or body in the line: the status and the provider's error code only.
         tracing::error!(
@@ -172,6 +187,28 @@ fn error_code(body: &Value) -> String {
         Value::String(code) => code.chars().take(40).collect(),
         Value::Object(error) => error.get("code").map(Value::to_string).unwrap_or_default(),
         _ => String::new(),
+    }
+}
+
+/// What a code exchange's refusal means: the client refused (RFC 6749's `invalid_client` and
+/// `unauthorized_client`, any 401, Instagram's "Invalid platform app" and client-secret
+/// answers) is the deployment's; anything else (an expired, reused or mismatched code:
+/// `invalid_grant`, X's `invalid_request`, Instagram's "Matching code was not found") is the
+/// round trip's, and the user simply connects again.
+pub fn classify_code_refusal(status: u16, body: &Value) -> RefreshFailure {
+    if status == 429 || status >= 500 || !(400..500).contains(&status) || body.is_null() {
+        return RefreshFailure::Transient("token_endpoint_failed");
+    }
+    let oauth_error = body["error"].as_str();
+    let instagram_message = body["error_message"].as_str().unwrap_or_default();
+    let client_refused = status == 401
+        || matches!(oauth_error, Some("invalid_client" | "unauthorized_client"))
+        || instagram_message.contains("platform app")
+        || instagram_message.contains("client secret");
+    if client_refused {
+        RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED)
+    } else {
+        RefreshFailure::ReauthRequired
     }
 }
 
@@ -255,6 +292,61 @@ mod tests {
             ),
             RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED)
         );
+    }
+
+    #[test]
+    fn only_a_refused_client_makes_a_code_exchange_the_deployments_problem() {
+        let round_trip = [
+            (
+                400,
+                json!({"error": "invalid_grant", "error_description": "Code was already redeemed."}),
+            ),
+            (
+                400,
+                json!({"error": "invalid_request", "error_description": "Value passed for the authorization code was invalid."}),
+            ),
+            (
+                400,
+                json!({"error_type": "OAuthException", "code": 400, "error_message": "Matching code was not found or was already used"}),
+            ),
+        ];
+        for (status, body) in round_trip {
+            assert_eq!(
+                classify_code_refusal(status, &body),
+                RefreshFailure::ReauthRequired,
+                "{body}"
+            );
+        }
+        let deployment = [
+            (401, json!({"error": "invalid_client"})),
+            (
+                401,
+                json!({"error": "unauthorized_client", "error_description": "Missing valid authorization header"}),
+            ),
+            (
+                400,
+                json!({"error": "unauthorized_client", "error_codes": [700016]}),
+            ),
+            (
+                400,
+                json!({"error_type": "OAuthException", "code": 400, "error_message": "Error validating client secret."}),
+            ),
+            (
+                400,
+                json!({"error_type": "OAuthException", "code": 400, "error_message": "Invalid platform app"}),
+            ),
+        ];
+        for (status, body) in deployment {
+            assert_eq!(
+                classify_code_refusal(status, &body),
+                RefreshFailure::Misconfigured(PROVIDER_MISCONFIGURED),
+                "{body}"
+            );
+        }
+        assert!(matches!(
+            classify_code_refusal(503, &json!({})),
+            RefreshFailure::Transient(_)
+        ));
     }
 
     #[test]

@@ -126,6 +126,7 @@ async fn revealed(app: &TestApp, account_id: &str) -> Value {
 
 #[tokio::test]
 async fn each_provider_connects_through_its_consent_page_and_no_token_leaves_the_server() {
+    // Before the app: a process has one log subscriber, and the first one set stays.
     let logs = LogCapture::install();
     let (app, fake) = app_with_providers().await;
     let cases = [
@@ -270,6 +271,8 @@ async fn each_provider_connects_through_its_consent_page_and_no_token_leaves_the
 
 #[tokio::test]
 async fn a_denied_consent_and_a_refused_exchange_store_nothing() {
+    // Before the app: a process has one log subscriber, and the first one set stays.
+    let logs = LogCapture::install();
     let (app, fake) = app_with_providers().await;
     fake.deny_next_consent(Provider::Google);
     let session = start(
@@ -301,11 +304,14 @@ async fn a_denied_consent_and_a_refused_exchange_store_nothing() {
     let answer = callback_with(&app, &redirect).await;
     let back = location(&answer);
     assert_eq!(param(&back, "error").as_deref(), Some("exchange_failed"));
+    assert!(
+        !logs.text().contains("provider_misconfigured"),
+        "an expired code is the round trip's, not the operator's"
+    );
 
     // A deployment whose client secret the provider no longer takes: the same answer, and an
     // alarm for the operator.
     fake.oauth_client(Provider::Microsoft, "set-me", "a-rotated-secret");
-    let logs = LogCapture::install();
     let answer = connect(
         &app,
         "alice",
