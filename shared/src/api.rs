@@ -35,6 +35,14 @@ pub const IDEMPOTENCY_KEY_HEADER: HeaderName = HeaderName::from_static("idempote
 pub use crate::json_input::{from_json_value, parse_json};
 pub use crate::request_id::current_request_id;
 
+/// A minimal HTML page for the public routes a person opens in a browser (the unsubscribe link,
+/// the OAuth callback). `title` and `body` are the caller's fixed text, never request input.
+pub fn html_page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
+    )
+}
+
 /// HTTP settings: which browser origins may call the API.
 #[derive(Debug, Clone, Default)]
 pub struct HttpConfig {

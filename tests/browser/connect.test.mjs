@@ -2,35 +2,19 @@
 // http://localhost:3000 starts a connect session, the browser follows the authorize URL to the
 // provider's consent page (the platform stand-in, which consents at once), comes back through
 // the API's public callback, and lands on the return URL with `connect=success`; the account is
-// then listed. Then the same for a refused consent, which lands with `connect=error`.
+// then listed. Going back to the callback afterwards shows the page for a spent state.
 //
 // Needs API_URL and API_TOKEN (tools/contract-tests sets them, and starts the API with its
 // provider variables pointing at the stand-in); CHROMIUM_PATH defaults to /usr/bin/chromium.
 import assert from "node:assert/strict";
-import http from "node:http";
-import { chromium } from "playwright-core";
+import { launchChromium, servePage } from "./harness.mjs";
 
 const api = process.env.API_URL;
 const token = process.env.API_TOKEN;
 assert.ok(api && token, "API_URL and API_TOKEN are required");
 
-function servePage(port) {
-  const server = http.createServer((_, response) => {
-    response.writeHead(200, { "content-type": "text/html" });
-    response.end("<!doctype html><title>PipeWise frontend stand-in</title><p>ok</p>");
-  });
-  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
-}
-
 const frontend = await servePage(3000);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP localhost 127.0.0.1",
-  ],
-});
+const browser = await launchChromium();
 let failed = false;
 try {
   const page = await browser.newPage();

@@ -6,31 +6,15 @@
 // Needs API_URL and API_TOKEN (tools/contract-tests sets them); CHROMIUM_PATH defaults to
 // /usr/bin/chromium.
 import assert from "node:assert/strict";
-import http from "node:http";
-import { chromium } from "playwright-core";
+import { launchChromium, servePage } from "./harness.mjs";
 
 const api = process.env.API_URL;
 const token = process.env.API_TOKEN;
 assert.ok(api && token, "API_URL and API_TOKEN are required");
 
-function servePage(port) {
-  const server = http.createServer((_, response) => {
-    response.writeHead(200, { "content-type": "text/html" });
-    response.end("<!doctype html><title>PipeWise frontend stand-in</title><p>ok</p>");
-  });
-  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
-}
-
 const allowed = await servePage(3000);
 const disallowed = await servePage(4000);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP localhost 127.0.0.1",
-  ],
-});
+const browser = await launchChromium();
 let failed = false;
 try {
   const page = await browser.newPage();

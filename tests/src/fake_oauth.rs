@@ -1780,6 +1780,23 @@ mod tests {
         Url::parse(location).expect("a URL")
     }
 
+    /// An authorize request's query with PKCE S256, as a client that follows the docs sends it.
+    fn pkce_query<'a>(
+        client_id: &'a str,
+        scope: &'a str,
+        challenge: &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", REDIRECT),
+            ("scope", scope),
+            ("state", "st"),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+        ]
+    }
+
     fn query_value(url: &Url, name: &str) -> Option<String> {
         url.query_pairs()
             .find(|(key, _)| key == name)
@@ -1908,15 +1925,11 @@ mod tests {
         let back = consent(
             &http,
             &format!("{}/common/oauth2/v2.0/authorize", fake.base_url),
-            &[
-                ("response_type", "code"),
-                ("client_id", "ms-client"),
-                ("redirect_uri", REDIRECT),
-                ("scope", "offline_access User.Read Mail.Send"),
-                ("state", "st"),
-                ("code_challenge", &s256(VERIFIER)),
-                ("code_challenge_method", "S256"),
-            ],
+            &pkce_query(
+                "ms-client",
+                "offline_access User.Read Mail.Send",
+                &s256(VERIFIER),
+            ),
         )
         .await;
         let code = query_value(&back, "code").expect("a code");
@@ -1958,15 +1971,11 @@ mod tests {
         let back = consent(
             &http,
             &format!("{}/i/oauth2/authorize", fake.base_url),
-            &[
-                ("response_type", "code"),
-                ("client_id", "x-client"),
-                ("redirect_uri", REDIRECT),
-                ("scope", "tweet.read users.read dm.write offline.access"),
-                ("state", "st"),
-                ("code_challenge", &s256(VERIFIER)),
-                ("code_challenge_method", "S256"),
-            ],
+            &pkce_query(
+                "x-client",
+                "tweet.read users.read dm.write offline.access",
+                &s256(VERIFIER),
+            ),
         )
         .await;
         let code = query_value(&back, "code").expect("a code");
@@ -2022,15 +2031,11 @@ mod tests {
         let back = consent(
             &http,
             &format!("{}/i/oauth2/authorize", fake.base_url),
-            &[
-                ("response_type", "code"),
-                ("client_id", "public-client"),
-                ("redirect_uri", REDIRECT),
-                ("scope", "users.read offline.access"),
-                ("state", "st"),
-                ("code_challenge", &s256(VERIFIER)),
-                ("code_challenge_method", "S256"),
-            ],
+            &pkce_query(
+                "public-client",
+                "users.read offline.access",
+                &s256(VERIFIER),
+            ),
         )
         .await;
         let code = query_value(&back, "code").expect("a code");
@@ -2198,15 +2203,7 @@ mod tests {
         let http = client();
         let authorize = format!("{}/common/oauth2/v2.0/authorize", fake.base_url);
         let challenge = s256(VERIFIER);
-        let mut query = vec![
-            ("response_type", "code"),
-            ("client_id", "someone-else"),
-            ("redirect_uri", REDIRECT),
-            ("scope", "User.Read"),
-            ("state", "st"),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-        ];
+        let mut query = pkce_query("someone-else", "User.Read", &challenge);
         let page = http
             .get(&authorize)
             .query(&query)

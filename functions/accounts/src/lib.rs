@@ -19,7 +19,7 @@ use pipewise::accounts::model::{
 use pipewise::accounts::service::Upserted;
 use pipewise::accounts::tools::{ToolList, tools};
 use pipewise::accounts::{AccountId, AccountService};
-use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, HttpFunction};
+use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, HttpFunction, html_page};
 use pipewise::auth::AuthUser;
 use pipewise::config::{ConfigError, ConfigSource};
 use pipewise::error::{ErrorBody, Result};
@@ -276,7 +276,7 @@ async fn oauth_callback(
         Ok(CallbackOutcome::InvalidState) => (
             StatusCode::BAD_REQUEST,
             private,
-            Html(page(
+            Html(html_page(
                 "This sign-in link cannot be used",
                 "<p>It has expired or was already used. Go back to PipeWise and connect the account again.</p>",
             )),
@@ -286,17 +286,11 @@ async fn oauth_callback(
             StatusCode::SERVICE_UNAVAILABLE,
             private,
             [(header::RETRY_AFTER, "30")],
-            Html(page(
+            Html(html_page(
                 "Please try again",
                 "<p>The sign-in cannot be completed right now. Go back to PipeWise and connect the account again in a minute.</p>",
             )),
         )
             .into_response(),
     }
-}
-
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
-    )
 }

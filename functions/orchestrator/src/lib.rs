@@ -7,7 +7,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
-use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, HttpFunction, IdempotencyHeader};
+use pipewise::api::{
+    ApiJson, ApiPath, ApiQuery, FunctionState, HttpFunction, IdempotencyHeader, html_page,
+};
 use pipewise::auth::AuthUser;
 use pipewise::communications::Outreach;
 use pipewise::communications::model::{
@@ -145,7 +147,7 @@ async fn unsubscribe_page(
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(axum::http::header::RETRY_AFTER, "30")],
-            Html(page(
+            Html(html_page(
                 "Please try again",
                 "<p>This page cannot be shown right now. Please try again in a minute.</p>",
             )),
@@ -194,7 +196,7 @@ async fn unsubscribe(
 
 /// The page with the button that unsubscribes (never the GET itself: link scanners open URLs).
 fn unsubscribe_form() -> String {
-    page(
+    html_page(
         "Unsubscribe",
         "<p>Stop receiving these emails?</p>\
          <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
@@ -204,7 +206,7 @@ fn unsubscribe_form() -> String {
 
 /// After an unsubscribe: the recipient may undo it here.
 fn unsubscribed_page() -> String {
-    page(
+    html_page(
         "Unsubscribed",
         "<p>You will not receive these emails again.</p>\
          <form method=\"post\"><input type=\"hidden\" name=\"action\" value=\"resubscribe\">\
@@ -213,7 +215,7 @@ fn unsubscribed_page() -> String {
 }
 
 fn unsubscribe_form_after_resubscribe() -> String {
-    page(
+    html_page(
         "Subscribed again",
         "<p>You may receive these emails again.</p>\
          <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
@@ -231,16 +233,10 @@ struct OneClickForm {
     list_unsubscribe: String,
 }
 
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
-    )
-}
-
 fn not_found_page() -> (StatusCode, Html<String>) {
     (
         StatusCode::NOT_FOUND,
-        Html(page(
+        Html(html_page(
             "Link not valid",
             "<p>This unsubscribe link is not valid.</p>",
         )),

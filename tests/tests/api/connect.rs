@@ -71,6 +71,16 @@ async fn start(app: &TestApp, user: &str, body: Value) -> TestResponse {
     app.post(SESSIONS, user, &body).await
 }
 
+/// Alice's session for `provider`, returning to the frontend's settings page.
+async fn start_at(app: &TestApp, provider: &str) -> TestResponse {
+    start(
+        app,
+        "alice",
+        json!({"provider": provider, "return_url": RETURN_URL}),
+    )
+    .await
+}
+
 /// The consent page's answer: where the provider sends the browser (the callback, with a code
 /// or an error).
 async fn consent(authorize_url: &str) -> String {
@@ -275,12 +285,7 @@ async fn a_denied_consent_and_a_refused_exchange_store_nothing() {
     let logs = LogCapture::install();
     let (app, fake) = app_with_providers().await;
     fake.deny_next_consent(Provider::Google);
-    let session = start(
-        &app,
-        "alice",
-        json!({"provider": "google", "return_url": RETURN_URL}),
-    )
-    .await;
+    let session = start_at(&app, "google").await;
     let redirect = consent(session.body["authorize_url"].as_str().expect("url")).await;
     let answer = callback_with(&app, &redirect).await;
     assert_eq!(answer.status().as_u16(), 303);
@@ -293,12 +298,7 @@ async fn a_denied_consent_and_a_refused_exchange_store_nothing() {
     assert_eq!(status.body["error"], "access_denied");
 
     // A code that expired before the browser came back: the provider refuses the exchange.
-    let session = start(
-        &app,
-        "alice",
-        json!({"provider": "x", "return_url": RETURN_URL}),
-    )
-    .await;
+    let session = start_at(&app, "x").await;
     let redirect = consent(session.body["authorize_url"].as_str().expect("url")).await;
     fake.expire_codes();
     let answer = callback_with(&app, &redirect).await;
@@ -336,12 +336,7 @@ async fn a_denied_consent_and_a_refused_exchange_store_nothing() {
 #[tokio::test]
 async fn a_state_works_once_and_never_after_it_expires() {
     let (app, _fake) = app_with_providers().await;
-    let session = start(
-        &app,
-        "alice",
-        json!({"provider": "x", "return_url": RETURN_URL}),
-    )
-    .await;
+    let session = start_at(&app, "x").await;
     let redirect = consent(session.body["authorize_url"].as_str().expect("url")).await;
     assert_eq!(callback_with(&app, &redirect).await.status().as_u16(), 303);
     let before = app.get(&format!("{ACCOUNTS}/x-ada"), "alice").await;
@@ -403,18 +398,8 @@ async fn a_state_works_once_and_never_after_it_expires() {
 #[tokio::test]
 async fn a_code_meant_for_another_session_fails_its_pkce_check() {
     let (app, fake) = app_with_providers().await;
-    let first = start(
-        &app,
-        "alice",
-        json!({"provider": "google", "return_url": RETURN_URL}),
-    )
-    .await;
-    let second = start(
-        &app,
-        "alice",
-        json!({"provider": "google", "return_url": RETURN_URL}),
-    )
-    .await;
+    let first = start_at(&app, "google").await;
+    let second = start_at(&app, "google").await;
     // The first session's code, arriving with the second session's state.
     let first_redirect = consent(first.body["authorize_url"].as_str().expect("url")).await;
     let second_authorize = second.body["authorize_url"].as_str().expect("url");
@@ -476,12 +461,7 @@ async fn sessions_are_the_users_own_and_return_only_to_the_frontend() {
     .await;
     unknown_field.assert_status(422);
 
-    let session = start(
-        &app,
-        "alice",
-        json!({"provider": "x", "return_url": RETURN_URL}),
-    )
-    .await;
+    let session = start_at(&app, "x").await;
     let id = session.body["session_id"].as_str().expect("id");
     app.get(&format!("{SESSIONS}/{id}"), "mallory")
         .await

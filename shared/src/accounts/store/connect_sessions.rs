@@ -76,6 +76,10 @@ impl ConnectSessionItem {
     pub fn partition(session_id: &str) -> String {
         format!("connect-session#{session_id}")
     }
+
+    fn key(session_id: &str) -> std::collections::HashMap<String, AttributeValue> {
+        user_key(&Self::partition(session_id), "account_id", SESSION_ITEM)
+    }
 }
 
 impl AccountStore {
@@ -100,15 +104,14 @@ impl AccountStore {
         &self,
         session_id: &str,
     ) -> Result<Option<ConnectSessionItem>, Error> {
-        let key = user_key(
-            &ConnectSessionItem::partition(session_id),
-            "account_id",
-            SESSION_ITEM,
-        );
-        read_item(&self.dynamodb, &self.table, key)
-            .await?
-            .map(decode_item)
-            .transpose()
+        read_item(
+            &self.dynamodb,
+            &self.table,
+            ConnectSessionItem::key(session_id),
+        )
+        .await?
+        .map(decode_item)
+        .transpose()
     }
 
     /// Takes a pending, unexpired session whose state hashes to `state_hash` for its callback;
@@ -123,11 +126,7 @@ impl AccountStore {
             .dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(user_key(
-                &ConnectSessionItem::partition(session_id),
-                "account_id",
-                SESSION_ITEM,
-            )))
+            .set_key(Some(ConnectSessionItem::key(session_id)))
             .update_expression("SET #status = :exchanging")
             .condition_expression(
                 "#status = :pending AND state_hash = :hash AND expires_at_epoch > :now",
@@ -155,11 +154,7 @@ impl AccountStore {
         self.dynamodb
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(user_key(
-                &ConnectSessionItem::partition(session_id),
-                "account_id",
-                SESSION_ITEM,
-            )))
+            .set_key(Some(ConnectSessionItem::key(session_id)))
             .update_expression("SET #status = :status, #field = :value")
             .condition_expression("#status = :exchanging")
             .expression_attribute_names("#status", "status")
