@@ -17,10 +17,12 @@ use pipewise::communications::delivery::{
 };
 use pipewise::communications::feedback::EmailFeedback;
 use pipewise::communications::queue::CommunicationQueue;
+use pipewise::communications::replies::ReplyPoller;
 use pipewise::communications::suppression::SuppressionStore;
 use pipewise::communications::unsubscribe::UnsubscribeTokens;
 use pipewise::communications::{CommunicationsWorker, RunStore};
 use pipewise::config::{ConfigError, ConfigSource, vars};
+use pipewise::targets::store::TargetStore;
 use serde::Deserialize;
 
 pub use aws_lambda_events::sqs::SqsEvent;
@@ -92,6 +94,9 @@ pub enum WorkerEvent {
         /// `Scheduled Event`.
         #[serde(rename = "detail-type")]
         detail_type: String,
+        /// Which schedule: [`POLL_MAILBOXES`] reads mailboxes for replies; any other releases.
+        #[serde(default)]
+        source: String,
     },
     /// Communications to deliver.
     Queue(SqsEvent),
@@ -103,9 +108,15 @@ pub enum WorkerEvent {
 pub enum WorkerResponse {
     /// For a batch.
     Batch(SqsBatchResponse),
-    /// For a schedule tick.
+    /// For a release tick.
     Released(pipewise::communications::worker::TickReport),
+    /// For a mailbox poll.
+    Polled(pipewise::communications::replies::PollReport),
 }
+
+/// The `source` of the schedule that reads the connected mailboxes for replies (template.yaml,
+/// `PollMailboxes`).
+pub const POLL_MAILBOXES: &str = "pipewise.poll-mailboxes";
 
 /// Handles one invocation of `communications-worker`.
 pub async fn handle_worker_event(
@@ -114,7 +125,10 @@ pub async fn handle_worker_event(
 ) -> Result<WorkerResponse, pipewise::Error> {
     match event {
         WorkerEvent::Queue(batch) => Ok(WorkerResponse::Batch(handle_batch(worker, batch).await)),
-        WorkerEvent::Schedule { detail_type } => {
+        WorkerEvent::Schedule { source, .. } if source == POLL_MAILBOXES => {
+            Ok(WorkerResponse::Polled(worker.poll_replies().await?))
+        }
+        WorkerEvent::Schedule { detail_type, .. } => {
             tracing::info!(%detail_type, "release tick");
             Ok(WorkerResponse::Released(worker.tick().await?))
         }
@@ -138,12 +152,20 @@ pub fn worker_with_clock(
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let accounts = AccountService::from_config(source, sdk)?;
     let runs = RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?);
+    let targets_table = source.required(vars::TARGETS_TABLE)?;
+    let replies = ReplyPoller::new(
+        accounts.clone(),
+        runs.clone(),
+        TargetStore::new(dynamodb.clone(), targets_table.clone()),
+        PlatformApis::from_source(source),
+        clock.clone(),
+    );
     let delivery = Delivery::new(
         accounts,
         ses_sending_client(sdk),
         PlatformApis::from_source(source),
         UnsubscribeTokens::from_source(source, sdk),
-        SuppressionStore::new(dynamodb, source.required(vars::TARGETS_TABLE)?),
+        SuppressionStore::new(dynamodb, targets_table),
         DailySendCap::new(runs.clone(), clock.clone()),
     )
     .with_configuration_set(source.optional(vars::SES_CONFIGURATION_SET));
@@ -155,7 +177,8 @@ pub fn worker_with_clock(
             source.required(vars::COMMUNICATIONS_QUEUE_URL)?,
         ),
         clock,
-    ))
+    )
+    .with_replies(replies))
 }
 
 /// Builds the SES feedback handler (once per cold start).

@@ -148,6 +148,16 @@ async fn serve(
             }
         }
     });
+    // The mailbox schedule (every 5 minutes in AWS): every 30 s here, so a reply shows soon.
+    let replies = worker.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            if let Err(error) = replies.poll_replies().await {
+                eprintln!("pipewise-dev: reading mailboxes for replies failed: {error}");
+            }
+        }
+    });
     let feedback = communications_worker::feedback_from_config(&source, &sdk)?;
     let feedback_queue = stack
         .physical

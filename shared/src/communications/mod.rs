@@ -7,6 +7,7 @@ pub mod model;
 pub mod outreach;
 pub mod queue;
 pub mod reason;
+pub mod replies;
 pub mod store;
 pub mod suppression;
 pub mod unsubscribe;

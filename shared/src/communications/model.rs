@@ -207,6 +207,8 @@ pub enum CommunicationStatus {
     /// Sent, and the recipient marked it as spam (SES `Complaint` event); the address is
     /// suppressed.
     Complained,
+    /// Sent, and the recipient answered it (a reply found in the sender's mailbox).
+    Replied,
 }
 
 impl CommunicationStatus {
@@ -222,6 +224,7 @@ impl CommunicationStatus {
             Self::Delivered => "delivered",
             Self::Bounced => "bounced",
             Self::Complained => "complained",
+            Self::Replied => "replied",
         }
     }
 
@@ -236,6 +239,7 @@ impl CommunicationStatus {
                 | Self::Delivered
                 | Self::Bounced
                 | Self::Complained
+                | Self::Replied
         )
     }
 
@@ -243,6 +247,18 @@ impl CommunicationStatus {
     pub fn is_waiting(self) -> bool {
         matches!(self, Self::Queued | Self::Scheduled)
     }
+}
+
+/// What a provider said of a message it accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// The provider's id of the message (SES's `MessageId`, which its feedback names; Gmail's
+    /// message id); `None` for direct messages and Graph, which answers none.
+    pub provider_message_id: Option<String>,
+    /// The mailbox thread it went into (Gmail's `threadId`), which replies join.
+    pub thread_id: Option<String>,
+    /// Our `Message-ID` of a message sent through a mailbox, which replies name.
+    pub internet_message_id: Option<String>,
 }
 
 /// Where a run stands, derived from its counters.
@@ -356,6 +372,9 @@ pub struct RunCounts {
     /// Of the sent ones: reported as spam by the recipient (SES feedback).
     #[serde(default)]
     pub complained: u32,
+    /// Of the sent ones: answered by the recipient (a reply in the sender's mailbox).
+    #[serde(default)]
+    pub replied: u32,
 }
 
 /// A change to a run's stored counters, one named field per counter (the attribute names are
@@ -378,6 +397,8 @@ pub struct RunCountChange {
     pub bounced: i64,
     /// Complained (SES feedback).
     pub complained: i64,
+    /// Replied (found in the sender's mailbox).
+    pub replied: i64,
 }
 
 impl RunCountChange {
@@ -392,6 +413,7 @@ impl RunCountChange {
             ("delivered", self.delivered),
             ("bounced", self.bounced),
             ("complained", self.complained),
+            ("replied", self.replied),
         ]
         .into_iter()
         .filter(|(_, delta)| *delta != 0)
@@ -415,6 +437,9 @@ pub struct CommunicationView {
     /// RFC 3339: when a `scheduled` communication may go out (the next UTC day).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduled_for: Option<String>,
+    /// RFC 3339: when the recipient's reply arrived, once `replied`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replied_at: Option<String>,
     /// RFC 3339 of the last change.
     pub updated_at: String,
 }

@@ -8,7 +8,7 @@
 //! worker died mid-delivery) is resolved as failed with `delivery_outcome_unknown` once stale:
 //! it may have been delivered, so it is never sent again.
 
-use super::delivery::{Delivery, Outcome};
+use super::delivery::{Accepted, Delivery, Outcome};
 use super::model::CommunicationStatus;
 use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
 use super::reason::{DeliveryFailure, FailureReason};
@@ -86,6 +86,7 @@ pub struct CommunicationsWorker {
     queue: CommunicationQueue,
     clock: Clock,
     tick_budget: std::time::Duration,
+    replies: Option<super::replies::ReplyPoller>,
 }
 
 impl CommunicationsWorker {
@@ -103,6 +104,21 @@ impl CommunicationsWorker {
             queue,
             clock,
             tick_budget: TICK_BUDGET,
+            replies: None,
+        }
+    }
+
+    /// The same worker, reading the connected mailboxes for replies on its mailbox schedule.
+    pub fn with_replies(mut self, replies: super::replies::ReplyPoller) -> Self {
+        self.replies = Some(replies);
+        self
+    }
+
+    /// Reads the connected mailboxes for replies (the worker's mailbox schedule).
+    pub async fn poll_replies(&self) -> Result<super::replies::PollReport, Error> {
+        match &self.replies {
+            Some(replies) => replies.poll().await,
+            None => Ok(super::replies::PollReport::default()),
         }
     }
 
@@ -383,12 +399,8 @@ impl CommunicationsWorker {
         settlement: Settlement,
     ) -> Result<(), Redeliver> {
         match settlement {
-            Settlement::Sent {
-                provider_message_id,
-            } => {
-                self.runs
-                    .finish_sent(item, provider_message_id.as_deref())
-                    .await?;
+            Settlement::Sent(accepted) => {
+                self.runs.finish_sent(item, &accepted).await?;
             }
             Settlement::Failed(reason) => {
                 self.runs
@@ -424,11 +436,8 @@ pub const DELIVERY_OUTCOME_UNKNOWN: &str = FailureReason::DeliveryOutcomeUnknown
 /// What becomes of a claimed communication after one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
-    /// `sent`, with the provider's message id when it has one.
-    Sent {
-        /// The provider's id of the message.
-        provider_message_id: Option<String>,
-    },
+    /// `sent`, with what the provider said of the message (its ids, for feedback and replies).
+    Sent(Accepted),
     /// `failed`, with this reason; never retried.
     Failed(DeliveryFailure),
     /// `scheduled` until the sender's next day.
@@ -452,11 +461,7 @@ pub enum Settlement {
 /// rather than left to the dead-letter queue.
 pub fn settlement(outcome: Outcome, last_receive: bool) -> Settlement {
     match outcome {
-        Outcome::Sent {
-            provider_message_id,
-        } => Settlement::Sent {
-            provider_message_id,
-        },
+        Outcome::Sent(accepted) => Settlement::Sent(accepted),
         Outcome::Deferred { until } => Settlement::NextDay { until },
         Outcome::Failed(reason) => Settlement::Failed(reason),
         Outcome::Unknown(_) => Settlement::Failed(FailureReason::DeliveryOutcomeUnknown.into()),

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::mailbox::{INBOUND_HEADERS, InboundMessage, NewMail, headers_of};
 use super::tokens::{OAuthClient, PROVIDER_MISCONFIGURED, RefreshFailure};
 
 /// Google's authorization page when `GOOGLE_AUTHORIZE_URL` is not set.
@@ -73,6 +74,186 @@ pub fn identity_request(
 ) -> reqwest::RequestBuilder {
     http.get(format!("{gmail}/gmail/v1/users/me/profile"))
         .bearer_auth(token)
+}
+
+/// The send call: `POST {gmail}/gmail/v1/users/me/messages/send`, the RFC 5322 message
+/// base64url-encoded in `raw`; a follow-up names the thread of the earlier message.
+pub fn send_request(
+    http: &reqwest::Client,
+    gmail: &str,
+    token: &str,
+    mime: &str,
+    thread_id: Option<&str>,
+) -> reqwest::RequestBuilder {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mime.as_bytes());
+    let mut body = serde_json::json!({ "raw": raw });
+    if let Some(thread) = thread_id {
+        body["threadId"] = Value::String(thread.to_owned());
+    }
+    http.post(format!("{gmail}/gmail/v1/users/me/messages/send"))
+        .bearer_auth(token)
+        .json(&body)
+}
+
+/// The message's and its thread's ids in the send's answer (`{id, threadId, labelIds}`).
+pub fn sent_ids(answer: &Value) -> Option<(&str, &str)> {
+    Some((answer["id"].as_str()?, answer["threadId"].as_str()?))
+}
+
+/// Whether a 403 is Gmail's rate limit rather than a refusal: its error's `reason` is
+/// `rateLimitExceeded` or `userRateLimitExceeded` (Gmail's "Resolve errors" page).
+pub fn is_rate_limit(answer: &Value) -> bool {
+    let reasons = answer["error"]["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|error| error["reason"].as_str());
+    reasons
+        .chain(
+            answer["error"]["details"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|detail| detail["reason"].as_str()),
+        )
+        .any(|reason| {
+            matches!(
+                reason,
+                "rateLimitExceeded" | "userRateLimitExceeded" | "RATE_LIMIT_EXCEEDED"
+            )
+        })
+}
+
+/// What was added to the Inbox since history record `start`:
+/// `GET {gmail}/gmail/v1/users/me/history?startHistoryId&historyTypes=messageAdded&labelId=INBOX`.
+/// Gmail answers 404 for a `start` older than it keeps (about a week): then resync.
+pub fn history_request(
+    http: &reqwest::Client,
+    gmail: &str,
+    token: &str,
+    start: &str,
+    page: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let mut query = vec![
+        ("startHistoryId", start),
+        ("historyTypes", "messageAdded"),
+        ("labelId", "INBOX"),
+    ];
+    if let Some(page) = page {
+        query.push(("pageToken", page));
+    }
+    http.get(format!("{gmail}/gmail/v1/users/me/history"))
+        .bearer_auth(token)
+        .query(&query)
+}
+
+/// A history page: the added messages, the next page, and the mailbox's newest history id.
+pub fn history_page(answer: &Value) -> NewMail {
+    let mut messages = Vec::new();
+    for record in answer["history"].as_array().into_iter().flatten() {
+        for added in record["messagesAdded"].as_array().into_iter().flatten() {
+            let message = &added["message"];
+            if let Some(id) = message["id"].as_str() {
+                messages.push((
+                    id.to_owned(),
+                    message["threadId"].as_str().map(str::to_owned),
+                ));
+            }
+        }
+    }
+    NewMail {
+        messages,
+        next_page: answer["nextPageToken"].as_str().map(str::to_owned),
+        cursor: text_or_number(&answer["historyId"]),
+    }
+}
+
+/// The Inbox's messages of the last `days` days (a resync):
+/// `GET {gmail}/gmail/v1/users/me/messages?q=newer_than:{days}d&labelIds=INBOX`.
+pub fn recent_request(
+    http: &reqwest::Client,
+    gmail: &str,
+    token: &str,
+    days: u32,
+    page: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let newer = format!("newer_than:{days}d");
+    let mut query = vec![("q", newer.as_str()), ("labelIds", "INBOX")];
+    if let Some(page) = page {
+        query.push(("pageToken", page));
+    }
+    http.get(format!("{gmail}/gmail/v1/users/me/messages"))
+        .bearer_auth(token)
+        .query(&query)
+}
+
+/// A page of the messages list: ids and threads, and the next page.
+pub fn recent_page(answer: &Value) -> NewMail {
+    NewMail {
+        messages: answer["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|message| {
+                Some((
+                    message["id"].as_str()?.to_owned(),
+                    message["threadId"].as_str().map(str::to_owned),
+                ))
+            })
+            .collect(),
+        next_page: answer["nextPageToken"].as_str().map(str::to_owned),
+        cursor: None,
+    }
+}
+
+/// One message's headers: `GET {gmail}/gmail/v1/users/me/messages/{id}?format=metadata`.
+pub fn message_request(
+    http: &reqwest::Client,
+    gmail: &str,
+    token: &str,
+    id: &str,
+) -> reqwest::RequestBuilder {
+    let mut query = vec![("format", "metadata")];
+    query.extend(
+        INBOUND_HEADERS
+            .iter()
+            .map(|name| ("metadataHeaders", *name)),
+    );
+    http.get(format!("{gmail}/gmail/v1/users/me/messages/{id}"))
+        .bearer_auth(token)
+        .query(&query)
+}
+
+/// The message in `messages.get`'s answer.
+pub fn message_of(answer: &Value) -> Option<InboundMessage> {
+    let received_at = answer["internalDate"]
+        .as_str()
+        .and_then(|millis| millis.parse::<i64>().ok())
+        .and_then(|millis| time::OffsetDateTime::from_unix_timestamp(millis / 1000).ok())
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    Some(InboundMessage {
+        id: answer["id"].as_str()?.to_owned(),
+        thread_id: answer["threadId"].as_str().map(str::to_owned),
+        headers: headers_of(&answer["payload"]["headers"]),
+        received_at,
+    })
+}
+
+/// The mailbox's newest history id in the profile's answer (where watching starts).
+pub fn history_id_of(profile: &Value) -> Option<String> {
+    text_or_number(&profile["historyId"])
+}
+
+fn text_or_number(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
 }
 
 /// The mailbox address in the profile's answer.

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::mailbox::{InboundMessage, NewMail, headers_of};
 use super::tokens::{OAuthClient, PROVIDER_MISCONFIGURED, RefreshFailure};
 
 /// The identity platform's base when `MICROSOFT_LOGIN_BASE_URL` is not set (`/authorize` and
@@ -69,6 +70,93 @@ pub fn identity_request(
     token: &str,
 ) -> reqwest::RequestBuilder {
     http.get(format!("{graph}/v1.0/me")).bearer_auth(token)
+}
+
+/// The send call: `POST {graph}/v1.0/me/sendMail` with the RFC 5322 message itself, base64 in a
+/// `text/plain` body (Graph's MIME form); Graph answers 202 and no id, and keeps the message in
+/// Sent Items.
+pub fn send_mime_request(
+    http: &reqwest::Client,
+    graph: &str,
+    token: &str,
+    mime: &str,
+) -> reqwest::RequestBuilder {
+    use base64::Engine;
+    http.post(format!("{graph}/v1.0/me/sendMail"))
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, "text/plain")
+        .body(base64::engine::general_purpose::STANDARD.encode(mime.as_bytes()))
+}
+
+/// The first page of a delta query on the Inbox (every message in it, then `@odata.deltaLink`).
+pub fn delta_start(graph: &str) -> String {
+    format!(
+        "{graph}/v1.0/me/mailFolders/inbox/messages/delta?$select=id,conversationId,internetMessageId,from,receivedDateTime"
+    )
+}
+
+/// A page of a delta query: the start, a `@odata.nextLink` or a stored `@odata.deltaLink`.
+pub fn delta_request(http: &reqwest::Client, link: &str, token: &str) -> reqwest::RequestBuilder {
+    http.get(link)
+        .bearer_auth(token)
+        .header("Prefer", "odata.maxpagesize=50")
+}
+
+/// A delta page: the messages (deletions, `@removed`, left out), and the next page or the link
+/// to start from next time.
+pub fn delta_page(answer: &Value) -> NewMail {
+    NewMail {
+        messages: answer["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|message| message.get("@removed").is_none())
+            .filter_map(|message| Some((message["id"].as_str()?.to_owned(), None)))
+            .collect(),
+        next_page: answer["@odata.nextLink"].as_str().map(str::to_owned),
+        cursor: answer["@odata.deltaLink"].as_str().map(str::to_owned),
+    }
+}
+
+/// Whether a delta query's refusal means its state is gone (Graph's 410 Gone, or an error
+/// code `syncStateNotFound` / `resyncRequired`): start over.
+pub fn delta_expired(status: u16, answer: &Value) -> bool {
+    let code = answer["error"]["code"].as_str().unwrap_or_default();
+    status == 410
+        || code.eq_ignore_ascii_case("syncStateNotFound")
+        || code.eq_ignore_ascii_case("resyncRequired")
+        || code.eq_ignore_ascii_case("SyncStateInvalid")
+}
+
+/// One message's headers: `GET {graph}/v1.0/me/messages/{id}?$select=internetMessageHeaders,...`.
+pub fn message_request(
+    http: &reqwest::Client,
+    graph: &str,
+    token: &str,
+    id: &str,
+) -> reqwest::RequestBuilder {
+    http.get(format!("{graph}/v1.0/me/messages/{id}"))
+        .bearer_auth(token)
+        .query(&[(
+            "$select",
+            "id,conversationId,internetMessageHeaders,receivedDateTime,from",
+        )])
+}
+
+/// The message in the answer; `From` from the message's own field when the headers lack it.
+pub fn message_of(answer: &Value) -> Option<InboundMessage> {
+    let mut headers = headers_of(&answer["internetMessageHeaders"]);
+    if let Some(from) = answer["from"]["emailAddress"]["address"].as_str() {
+        headers
+            .entry("from".into())
+            .or_insert_with(|| from.to_owned());
+    }
+    Some(InboundMessage {
+        id: answer["id"].as_str()?.to_owned(),
+        thread_id: None,
+        headers,
+        received_at: answer["receivedDateTime"].as_str().map(str::to_owned),
+    })
 }
 
 /// The user's id and mailbox address in `/me`'s answer: `mail`, or the sign-in name

@@ -7,6 +7,7 @@
 pub mod connect;
 pub mod google;
 pub mod instagram;
+pub mod mailbox;
 pub mod microsoft;
 pub mod oauth;
 pub mod tokens;

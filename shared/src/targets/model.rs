@@ -313,6 +313,10 @@ pub struct TargetView {
     pub notes: Option<String>,
     /// False once deleted.
     pub active: bool,
+    /// When the person last replied to an outreach message (RFC 3339), found in the sender's
+    /// mailbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_replied_at: Option<String>,
     /// When it was created (RFC 3339, UTC).
     pub created_at: String,
     /// When it last changed (RFC 3339, UTC).

@@ -271,12 +271,16 @@ impl TargetStore {
     ) -> Result<TargetView, Error> {
         let id = current.target.id.clone();
         let updated = TargetItem {
-            target: view_of(
-                &id,
-                draft,
-                current.target.created_at.clone(),
-                crate::now_rfc3339(),
-            ),
+            target: TargetView {
+                // What the person did is not the user's to edit.
+                last_replied_at: current.target.last_replied_at.clone(),
+                ..view_of(
+                    &id,
+                    draft,
+                    current.target.created_at.clone(),
+                    crate::now_rfc3339(),
+                )
+            },
             version: current.version + 1,
             ..current.clone()
         };
@@ -468,6 +472,28 @@ impl TargetStore {
     }
 }
 
+impl TargetStore {
+    /// Records that the person answered (their reply arrived at `at`, RFC 3339): the newest
+    /// reply wins, and the version moves so that an edit read before it is refused rather than
+    /// dropping it. `false` when the target is gone (deleted meanwhile).
+    pub async fn record_reply(&self, user: &UserId, id: &str, at: &str) -> Result<bool, Error> {
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, &format!("{ACTIVE_PREFIX}{id}"))))
+            .condition_expression(
+                "attribute_exists(sk) AND (attribute_not_exists(last_replied_at) OR last_replied_at < :at)",
+            )
+            .update_expression("SET last_replied_at = :at, version = version + :one")
+            .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        crate::storage::conditional(result)
+    }
+}
+
 fn view_of(id: &str, draft: TargetDraft, created_at: String, updated_at: String) -> TargetView {
     TargetView {
         id: id.to_owned(),
@@ -477,6 +503,7 @@ fn view_of(id: &str, draft: TargetDraft, created_at: String, updated_at: String)
         instagram_username: draft.instagram_username.map(|h| h.as_str().to_owned()),
         notes: draft.notes,
         active: true,
+        last_replied_at: None,
         created_at,
         updated_at,
     }

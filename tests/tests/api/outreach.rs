@@ -130,7 +130,7 @@ async fn a_run_emails_every_target_once_and_completes() {
     assert_eq!(
         run.body["counts"],
         json!({"total": 5, "pending": 0, "sent": 5, "failed": 0, "cancelled": 0,
-               "scheduled": 0, "delivered": 0, "bounced": 0, "complained": 0})
+               "scheduled": 0, "delivered": 0, "bounced": 0, "complained": 0, "replied": 0})
     );
     assert!(run.body["completed_at"].is_string());
     let communications = run.body["communications"].as_array().unwrap();

@@ -31,6 +31,10 @@ use crate::aws::dependency_error;
 use crate::error::{Error, FieldError};
 use crate::targets::model::Email;
 
+pub mod limits;
+
+pub use limits::{DEFAULT_DAILY_SEND_LIMIT, MAX_DAILY_SEND_LIMIT, daily_send_limit, is_freemail};
+
 /// `status_reason` of an email account whose sender SES has not verified yet.
 pub const PENDING_VERIFICATION: &str = "sender_pending_verification";
 
@@ -38,29 +42,6 @@ pub use super::model::FROM_ADDRESS;
 
 /// The configuration field that caps an email account's sends per UTC day.
 pub const DAILY_SEND_LIMIT: &str = "daily_send_limit";
-/// Sends per UTC day of an email account that sets no `daily_send_limit`: the volume a new
-/// mailbox can send without looking like a spammer to inbox providers.
-pub const DEFAULT_DAILY_SEND_LIMIT: u32 = 50;
-/// Highest `daily_send_limit` (SES's production quotas start around here).
-pub const MAX_DAILY_SEND_LIMIT: u32 = 10_000;
-
-/// An email account's sends per UTC day: its `daily_send_limit` (1-10,000), or
-/// [`DEFAULT_DAILY_SEND_LIMIT`].
-pub fn daily_send_limit(configuration: &Map<String, Value>) -> Result<u32, FieldError> {
-    match configuration.get(DAILY_SEND_LIMIT) {
-        None | Some(Value::Null) => Ok(DEFAULT_DAILY_SEND_LIMIT),
-        Some(value) => value
-            .as_u64()
-            .and_then(|limit| u32::try_from(limit).ok())
-            .filter(|limit| (1..=MAX_DAILY_SEND_LIMIT).contains(limit))
-            .ok_or_else(|| {
-                FieldError::new(
-                    format!("configuration.{DAILY_SEND_LIMIT}"),
-                    "must be a whole number from 1 to 10,000",
-                )
-            }),
-    }
-}
 
 /// The SES sender an account sends from: an email account's `from_address`, normalised.
 /// `Ok(None)` for accounts of other types, email accounts without one, and mailboxes connected
@@ -257,17 +238,6 @@ mod tests {
     #[test]
     fn only_email_accounts_have_a_sender_and_it_must_be_an_address() {
         let with = config(json!({"from_address": " Sales@Example.com "}));
-        assert_eq!(daily_send_limit(&with), Ok(DEFAULT_DAILY_SEND_LIMIT));
-        assert_eq!(
-            daily_send_limit(&config(json!({"daily_send_limit": 3}))),
-            Ok(3)
-        );
-        for bad in [json!(0), json!(10_001), json!(2.5), json!("3"), json!(-1)] {
-            let field = daily_send_limit(&config(json!({"daily_send_limit": bad})))
-                .err()
-                .map(|problem| problem.field);
-            assert_eq!(field.as_deref(), Some("configuration.daily_send_limit"));
-        }
         assert_eq!(
             sender_of(AccountType::Email, None, &with)
                 .ok()

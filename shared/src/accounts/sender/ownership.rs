@@ -6,10 +6,13 @@
 use super::super::model::AccountDraft;
 use super::super::service::{AccountService, parse_configuration};
 use super::super::store::{AccountItem, SenderClaim, SenderWrite, UNVERIFIED_CLAIM_SECONDS};
-use super::{SenderStatus, daily_send_limit, is_pending_sender, mark_pending, sender_of};
+use super::{
+    SenderStatus, daily_send_limit, is_freemail, is_pending_sender, mark_pending, sender_of,
+};
 use crate::clock::epoch_seconds;
 use crate::error::Error;
 use crate::ids::UserId;
+use crate::platforms::Provider;
 use crate::targets::model::Email;
 
 impl AccountService {
@@ -70,13 +73,29 @@ impl AccountService {
             &draft.configuration,
         )
         .map_err(|problem| Error::Validation(vec![problem]))?;
-        if address.is_some() {
-            daily_send_limit(&draft.configuration)
+        let mailbox = Provider::of_account(draft.account_type, draft.provider.as_deref())
+            .filter(|provider| provider.is_mailbox());
+        if address.is_some() || mailbox.is_some() {
+            daily_send_limit(mailbox, &draft.configuration)
                 .map_err(|problem| Error::Validation(vec![problem]))?;
         }
         let Some(address) = address else {
             return Ok(None);
         };
+        // Mail "from" a free-mail address that its provider's servers did not send fails the
+        // provider's DMARC policy: such an address sends through its own mailbox only.
+        if let Some((_, domain)) = address.as_str().rsplit_once('@')
+            && is_freemail(domain)
+        {
+            return Err(Error::Unprocessable {
+                code: "freemail_sender_needs_mailbox",
+                message: "This address's provider rejects mail sent from other servers; connect the mailbox itself (Google or Microsoft) to send from it.".into(),
+                details: vec![crate::error::FieldError::new(
+                    format!("configuration.{}", super::FROM_ADDRESS),
+                    "is a free-mail address: connect its mailbox instead",
+                )],
+            });
+        }
         let account_id = draft.account_id.as_str();
         let now = epoch_seconds();
         let current = self.store.sender_owner(address.as_str()).await?;

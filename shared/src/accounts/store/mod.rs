@@ -8,6 +8,7 @@ mod claims;
 mod connect_sessions;
 mod data_keys;
 mod leases;
+mod mailboxes;
 mod senders;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ pub use claims::{
 };
 pub use connect_sessions::{ConnectSessionItem, ConnectSessionStatus};
 pub use data_keys::{DataKeyItem, DataKeyPage, ItemKey, ScanPosition, WrappedDataKey};
+pub use mailboxes::MailboxCursor;
 
 /// `status_reason` of an account whose OAuth grant is gone: the user must connect it again.
 pub const REAUTH_REQUIRED: &str = "reauth_required";

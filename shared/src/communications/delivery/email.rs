@@ -8,13 +8,90 @@ use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
 use serde_json::{Map, Value};
 
-use super::{Delivery, Outcome};
+use super::{Accepted, Delivery, Outcome};
 use crate::accounts::store::AccountItem;
 use crate::communications::reason::FailureReason;
 use crate::communications::store::CommunicationItem;
 
+/// What every outreach email needs once its checks passed, whichever way it goes out.
+pub(super) struct OutgoingEmail {
+    /// The recipient.
+    pub to: String,
+    /// The one-click unsubscribe URL of this recipient.
+    pub unsubscribe_url: String,
+}
+
 impl Delivery {
+    /// An email: through the sender's own mailbox when the account is one (Gmail, Microsoft
+    /// 365), through SES from a proven sender otherwise.
     pub(super) async fn send_email(
+        &self,
+        item: &CommunicationItem,
+        account: AccountItem,
+        subject: &str,
+        body: &str,
+    ) -> Outcome {
+        match crate::platforms::Provider::of(&account).filter(|provider| provider.is_mailbox()) {
+            Some(provider) => {
+                self.send_through_mailbox(item, account, provider, subject, body)
+                    .await
+            }
+            None => self.send_through_ses(item, &account, subject, body).await,
+        }
+    }
+
+    /// The checks every outreach email passes, in order: a recipient address, not suppressed
+    /// (an unsubscribe after the run was queued still stops it), its unsubscribe link, and
+    /// last, right before sending, one of the sender's `daily_limit` sends today (a
+    /// communication that does not go out takes no slot).
+    pub(super) async fn prepare_email(
+        &self,
+        item: &CommunicationItem,
+        account: &AccountItem,
+        daily_limit: u32,
+    ) -> Result<OutgoingEmail, Outcome> {
+        let Some(to) = item.recipient.email.as_deref() else {
+            return Err(Outcome::Failed(FailureReason::TargetHasNoAddress.into()));
+        };
+        match self.suppressions.is_suppressed(&item.user_id, to).await {
+            Ok(false) => {}
+            Ok(true) => return Err(Outcome::Failed(FailureReason::Suppressed.into())),
+            Err(_) => {
+                return Err(Outcome::Retry(
+                    FailureReason::SuppressionsUnavailable.into(),
+                ));
+            }
+        }
+        let Some(token) = self
+            .unsubscribe
+            .token(&crate::communications::unsubscribe::Unsubscription {
+                user_id: item.user_id.clone(),
+                target_id: item.target_id.clone(),
+                address: to.to_lowercase(),
+            })
+            .await
+        else {
+            // Never send outreach email without its unsubscribe link.
+            return Err(Outcome::Retry(
+                FailureReason::UnsubscribeKeyUnavailable.into(),
+            ));
+        };
+        match self.daily_cap.take(account, daily_limit).await {
+            Ok(None) => {}
+            Ok(Some(until)) => return Err(Outcome::Deferred { until }),
+            Err(_) => {
+                return Err(Outcome::Retry(
+                    FailureReason::SendingLimitsUnavailable.into(),
+                ));
+            }
+        }
+        Ok(OutgoingEmail {
+            to: to.to_owned(),
+            unsubscribe_url: self.unsubscribe.url(&token),
+        })
+    }
+
+    async fn send_through_ses(
         &self,
         item: &CommunicationItem,
         account: &AccountItem,
@@ -42,36 +119,20 @@ impl Delivery {
             Err(_) => return Outcome::Retry(FailureReason::AccountsUnavailable.into()),
         }
         let from = from.as_str();
-        let Some(to) = item.recipient.email.as_deref() else {
-            return Outcome::Failed(FailureReason::TargetHasNoAddress.into());
-        };
-        // An unsubscribe that arrived after the run was queued still stops this email.
-        match self.suppressions.is_suppressed(&item.user_id, to).await {
-            Ok(false) => {}
-            Ok(true) => return Outcome::Failed(FailureReason::Suppressed.into()),
-            Err(_) => return Outcome::Retry(FailureReason::SuppressionsUnavailable.into()),
-        }
-        let Some(token) = self
-            .unsubscribe
-            .token(&crate::communications::unsubscribe::Unsubscription {
-                user_id: item.user_id.clone(),
-                target_id: item.target_id.clone(),
-                address: to.to_lowercase(),
-            })
-            .await
-        else {
-            // Never send outreach email without its unsubscribe link.
-            return Outcome::Retry(FailureReason::UnsubscribeKeyUnavailable.into());
-        };
-        // Last, right before sending: a communication that does not go out takes no slot.
-        let limit = crate::accounts::sender::daily_send_limit(&public)
+        let limit = crate::accounts::sender::daily_send_limit(None, &public)
             .unwrap_or(crate::accounts::sender::DEFAULT_DAILY_SEND_LIMIT);
-        match self.daily_cap.take(account, limit).await {
-            Ok(None) => {}
-            Ok(Some(until)) => return Outcome::Deferred { until },
-            Err(_) => return Outcome::Retry(FailureReason::SendingLimitsUnavailable.into()),
-        }
-        let mime = outreach_mime(from, to, subject, body, &self.unsubscribe.url(&token));
+        let email = match self.prepare_email(item, account, limit).await {
+            Ok(email) => email,
+            Err(outcome) => return outcome,
+        };
+        let mime = outreach_mime(&OutreachEmail {
+            from,
+            to: &email.to,
+            subject,
+            body,
+            unsubscribe_url: &email.unsubscribe_url,
+            message_id: None,
+        });
         let Ok(raw) = RawMessage::builder()
             .data(Blob::new(mime.into_bytes()))
             .build()
@@ -83,15 +144,16 @@ impl Delivery {
             .ses
             .send_email()
             .from_email_address(from)
-            .destination(Destination::builder().to_addresses(to).build())
+            .destination(Destination::builder().to_addresses(&email.to).build())
             .content(content)
             .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await;
         match result {
-            Ok(output) => Outcome::Sent {
+            Ok(output) => Outcome::Sent(Accepted {
                 provider_message_id: output.message_id,
-            },
+                ..Accepted::default()
+            }),
             Err(error) => classify_ses(&error),
         }
     }
@@ -155,18 +217,36 @@ fn classify_ses<E: ProvideErrorMetadata>(
     }
 }
 
+/// One outreach email's parts.
+pub struct OutreachEmail<'a> {
+    /// The sender's address.
+    pub from: &'a str,
+    /// The recipient's address.
+    pub to: &'a str,
+    /// The subject, one line.
+    pub subject: &'a str,
+    /// The text.
+    pub body: &'a str,
+    /// The recipient's one-click unsubscribe URL.
+    pub unsubscribe_url: &'a str,
+    /// Our `Message-ID` (`<id@domain>`), which replies name; SES assigns its own when `None`.
+    pub message_id: Option<&'a str>,
+}
+
 /// An outreach email as MIME: plain text (base64, UTF-8), the subject as an RFC 2047 word, a
 /// visible unsubscribe link at the end of the body, and the one-click unsubscribe headers of
 /// RFC 8058 that Gmail and Yahoo require of bulk senders.
-pub fn outreach_mime(
-    from: &str,
-    to: &str,
-    subject: &str,
-    body: &str,
-    unsubscribe_url: &str,
-) -> String {
+pub fn outreach_mime(email: &OutreachEmail<'_>) -> String {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
+    let OutreachEmail {
+        from,
+        to,
+        subject,
+        body,
+        unsubscribe_url,
+        message_id,
+    } = email;
     let text = format!("{body}\r\n\r\n--\r\nTo stop receiving these emails: {unsubscribe_url}\r\n");
     let encoded = STANDARD.encode(text.as_bytes());
     let mut lines = String::new();
@@ -174,8 +254,11 @@ pub fn outreach_mime(
         lines.push_str(&String::from_utf8_lossy(chunk));
         lines.push_str("\r\n");
     }
+    let message_id = message_id
+        .map(|id| format!("Message-ID: {id}\r\n"))
+        .unwrap_or_default();
     format!(
-        "From: {from}\r\nTo: {to}\r\nSubject: =?UTF-8?B?{subject}?=\r\nMIME-Version: 1.0\r\n\
+        "From: {from}\r\nTo: {to}\r\nSubject: =?UTF-8?B?{subject}?=\r\n{message_id}MIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\
          List-Unsubscribe: <{unsubscribe_url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\n{lines}",
         subject = STANDARD.encode(subject.as_bytes()),

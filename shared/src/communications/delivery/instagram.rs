@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{DirectMessages, Outcome, read_json};
+use super::{Accepted, DirectMessages, Outcome, read_json};
 use crate::accounts::store::AccountItem;
 use crate::communications::reason::FailureReason;
 use crate::communications::store::CommunicationItem;
@@ -72,9 +72,7 @@ impl DirectMessages for InstagramMessages {
             .send()
             .await;
         match read_json(sent, true).await {
-            Ok(_) => Outcome::Sent {
-                provider_message_id: None,
-            },
+            Ok(_) => Outcome::Sent(Accepted::default()),
             Err(outcome) => outcome,
         }
     }

@@ -14,12 +14,8 @@ use crate::accounts::store::AccountItem;
 /// What became of a delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The provider accepted it (with its message id, which its feedback names, when it
-    /// sends feedback).
-    Sent {
-        /// SES's `MessageId`; `None` for direct messages.
-        provider_message_id: Option<String>,
-    },
+    /// The provider accepted it.
+    Sent(Accepted),
     /// Nothing was sent: the sender's daily cap is spent; it may go out from `until` (epoch
     /// seconds, the next UTC day).
     Deferred {
@@ -41,13 +37,15 @@ pub enum Outcome {
     Unknown(DeliveryFailure),
 }
 
+pub use super::model::Accepted;
 pub use crate::platforms::PlatformApis;
 
 mod email;
 mod instagram;
+mod mailbox;
 mod x;
 
-pub use email::{outreach_mime, ses_sending_client};
+pub use email::{OutreachEmail, outreach_mime, ses_sending_client};
 pub use instagram::{INSTAGRAM_WINDOW_CLOSED, INSTAGRAM_WINDOW_SECONDS};
 
 /// How one platform takes a direct message: one implementation per platform file (x.rs,
@@ -104,6 +102,8 @@ pub struct Delivery {
     suppressions: super::suppression::SuppressionStore,
     x: x::XMessages,
     instagram: instagram::InstagramMessages,
+    /// Where the mailboxes' APIs are (Gmail, Graph).
+    apis: PlatformApis,
     daily_cap: DailySendCap,
     /// SES configuration set whose event destination reports delivery, bounces and
     /// complaints (`SES_CONFIGURATION_SET`); without one, SES sends no feedback.
@@ -125,8 +125,9 @@ impl Delivery {
             ses,
             unsubscribe,
             suppressions,
-            x: x::XMessages::new(apis.x),
-            instagram: instagram::InstagramMessages::new(apis.instagram),
+            x: x::XMessages::new(apis.x.clone()),
+            instagram: instagram::InstagramMessages::new(apis.instagram.clone()),
+            apis,
             daily_cap,
             configuration_set: None,
         }
@@ -151,7 +152,7 @@ impl Delivery {
                     message.subject.as_deref().unwrap_or(DEFAULT_SUBJECT),
                     &item.recipient,
                 ));
-                self.send_email(item, &account, &subject, &body).await
+                self.send_email(item, account, &subject, &body).await
             }
             Channel::Twitter | Channel::Instagram => {
                 let Some(client) = self.http_client() else {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
-use super::{DirectMessages, Outcome, read_json};
+use super::{Accepted, DirectMessages, Outcome, read_json};
 use crate::accounts::store::AccountItem;
 use crate::communications::reason::FailureReason;
 use crate::communications::store::CommunicationItem;
@@ -80,9 +80,7 @@ impl DirectMessages for XMessages {
             .send()
             .await;
         match read_json(sent, true).await {
-            Ok(_) => Outcome::Sent {
-                provider_message_id: None,
-            },
+            Ok(_) => Outcome::Sent(Accepted::default()),
             Err(outcome) => outcome,
         }
     }

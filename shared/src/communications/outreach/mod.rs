@@ -189,6 +189,9 @@ impl Outreach {
                     scheduled_day: None,
                     in_flight_day: Some(super::store::in_flight_key(created, index)),
                     provider_message_id: None,
+                    thread_id: None,
+                    internet_message_id: None,
+                    replied_at: None,
                     feedback: Vec::new(),
                     updated_at: now.clone(),
                 }

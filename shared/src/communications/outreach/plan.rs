@@ -155,6 +155,7 @@ mod tests {
             instagram_username: None,
             notes: None,
             active: true,
+            last_replied_at: None,
             created_at: String::new(),
             updated_at: String::new(),
         }

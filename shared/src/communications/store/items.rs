@@ -73,6 +73,9 @@ pub struct RunItem {
     /// Of the sent: complained about (SES feedback).
     #[serde(default)]
     pub complained: u32,
+    /// Of the sent: replied to (found in the sender's mailbox).
+    #[serde(default)]
+    pub replied: u32,
     /// Communications with an index below this are on the queue.
     pub enqueued_through: u32,
     /// Whether cancelling was asked for.
@@ -120,6 +123,7 @@ impl RunItem {
             delivered: 0,
             bounced: 0,
             complained: 0,
+            replied: 0,
             enqueued_through: 0,
             cancel_requested: false,
             skipped: skipped.listed,
@@ -163,6 +167,7 @@ impl RunItem {
                 delivered: self.delivered,
                 bounced: self.bounced,
                 complained: self.complained,
+                replied: self.replied,
             },
             skipped: self.skipped.clone(),
             skipped_total: self.skipped_total.max(self.skipped.len() as u32),
@@ -218,6 +223,16 @@ pub struct CommunicationItem {
     /// The provider's id of the sent message (SES `MessageId`), which its feedback names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
+    /// The mailbox thread it went into (Gmail's `threadId`), which replies join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    /// Our `Message-ID` of a message sent through a mailbox, which replies name in
+    /// `In-Reply-To` / `References`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internet_message_id: Option<String>,
+    /// When the recipient's reply arrived (RFC 3339), once `replied`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replied_at: Option<String>,
     /// Feedback events already counted (`Delivery`, `Bounce`, `Complaint`, `Reject`): a
     /// duplicate notification finds its type here and changes nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -261,6 +276,7 @@ impl CommunicationItem {
                     at.format(&time::format_description::well_known::Rfc3339)
                         .ok()
                 }),
+            replied_at: self.replied_at.clone(),
             updated_at: self.updated_at.clone(),
         }
     }

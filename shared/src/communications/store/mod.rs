@@ -12,6 +12,7 @@
 mod daily_cap;
 mod indexes;
 mod items;
+mod replies;
 mod runs;
 mod transitions;
 
@@ -32,6 +33,7 @@ pub use items::{
     CommunicationItem, IN_FLIGHT_INDEX, IN_FLIGHT_SHARDS, RUNS_PER_MINUTE, RunItem,
     SCHEDULED_INDEX, in_flight_key,
 };
+pub use replies::ReplyKey;
 
 /// Runs and communications in one DynamoDB table.
 #[derive(Clone)]

@@ -4,12 +4,13 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use super::super::model::{CommunicationStatus, RunCountChange};
+use super::super::model::{Accepted, CommunicationStatus, RunCountChange};
 use super::RunStore;
 use super::items::{
     COMMUNICATION_SLOT, CommunicationItem, PROVIDER_MESSAGE_DAYS, PROVIDER_MESSAGE_PREFIX,
     in_flight_key,
 };
+use super::replies::ReplyKey;
 use crate::aws::dependency_error;
 use crate::clock::epoch_seconds;
 use crate::error::Error;
@@ -160,7 +161,8 @@ impl RunStore {
         to: CommunicationStatus,
         reason: Option<&str>,
     ) -> Result<bool, Error> {
-        self.finish_with(item, from, to, reason, None).await
+        self.finish_with(item, from, to, reason, &Accepted::default())
+            .await
     }
 
     /// Ends a communication the provider accepted (`sending` -> `sent`), keeping the provider's
@@ -169,14 +171,14 @@ impl RunStore {
     pub async fn finish_sent(
         &self,
         item: &CommunicationItem,
-        provider_message_id: Option<&str>,
+        accepted: &Accepted,
     ) -> Result<bool, Error> {
         self.finish_with(
             item,
             CommunicationStatus::Sending,
             CommunicationStatus::Sent,
             None,
-            provider_message_id,
+            accepted,
         )
         .await
     }
@@ -187,8 +189,9 @@ impl RunStore {
         from: CommunicationStatus,
         to: CommunicationStatus,
         reason: Option<&str>,
-        provider_message_id: Option<&str>,
+        accepted: &Accepted,
     ) -> Result<bool, Error> {
+        let provider_message_id = accepted.provider_message_id.as_deref();
         let counter = match to {
             CommunicationStatus::Sent => RunCountChange {
                 sent: 1,
@@ -222,6 +225,15 @@ impl RunStore {
         if let Some(message_id) = provider_message_id {
             set.push("provider_message_id = :message_id");
             communication = communication.expression_attribute_values(":message_id", s(message_id));
+        }
+        if let Some(thread_id) = &accepted.thread_id {
+            set.push("thread_id = :thread_id");
+            communication = communication.expression_attribute_values(":thread_id", s(thread_id));
+        }
+        if let Some(internet_id) = &accepted.internet_message_id {
+            set.push("internet_message_id = :internet_id");
+            communication =
+                communication.expression_attribute_values(":internet_id", s(internet_id));
         }
         let mut counters = counter;
         counters.remaining = -1;
@@ -264,6 +276,10 @@ impl RunStore {
                     )
                     .build(),
             );
+        }
+        // What a reply in the sender's mailbox will name: its thread and our Message-ID.
+        for reply_key in ReplyKey::of(item, accepted) {
+            items.push(self.reply_pointer(item, &reply_key)?);
         }
         match transact_write(&self.dynamodb, items).await {
             Ok(()) => {}

@@ -1,0 +1,109 @@
+//! Mailboxes as the reply poller sees them: every connected Google or Microsoft email account,
+//! and for each its cursor (where reading its new mail resumes: Gmail's `historyId`, Graph's
+//! `@odata.deltaLink` or a `@odata.nextLink` left half-way) in an item of the user's partition
+//! (sort key `#mailbox#<account_id>`, which no account id can equal).
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{AccountItem, AccountStore};
+use crate::aws::dependency_error;
+use crate::error::Error;
+use crate::ids::UserId;
+use crate::storage::{decode_item, read_item, text as s};
+
+const CURSOR_PREFIX: &str = "#mailbox#";
+
+/// Where reading a mailbox's new mail resumes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxCursor {
+    /// The provider's cursor; `None`: never read (or its state is gone): resync.
+    pub cursor: Option<String>,
+    /// When the mailbox was last read (epoch seconds; 0: never).
+    pub polled_at: i64,
+}
+
+impl AccountStore {
+    /// Every connected mailbox (email accounts at Google or Microsoft), over the whole table.
+    pub async fn connected_mailboxes(&self) -> Result<Vec<AccountItem>, Error> {
+        let mut mailboxes = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(&self.table)
+                .filter_expression(
+                    "account_type = :email AND connected = :true AND provider IN (:google, :gmail, :microsoft)",
+                )
+                .expression_attribute_values(":email", s("email"))
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .expression_attribute_values(":google", s("google"))
+                .expression_attribute_values(":gmail", s("gmail"))
+                .expression_attribute_values(":microsoft", s("microsoft"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(dependency_error)?;
+            for item in page.items.unwrap_or_default() {
+                mailboxes.push(decode_item(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(mailboxes);
+            }
+        }
+    }
+
+    /// Where reading `account_id`'s mail resumes.
+    pub async fn mailbox_cursor(
+        &self,
+        user: &UserId,
+        account_id: &str,
+    ) -> Result<MailboxCursor, Error> {
+        let item = read_item(
+            &self.dynamodb,
+            &self.table,
+            Self::key(user, &format!("{CURSOR_PREFIX}{account_id}")),
+        )
+        .await?;
+        let Some(item) = item else {
+            return Ok(MailboxCursor::default());
+        };
+        Ok(MailboxCursor {
+            cursor: item
+                .get("cursor")
+                .and_then(|value| value.as_s().ok())
+                .cloned(),
+            polled_at: item
+                .get("polled_at")
+                .and_then(|value| value.as_n().ok())
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0),
+        })
+    }
+
+    /// Stores where reading `account_id`'s mail resumes (one poller per schedule writes it).
+    pub async fn save_mailbox_cursor(
+        &self,
+        user: &UserId,
+        account_id: &str,
+        cursor: &MailboxCursor,
+    ) -> Result<(), Error> {
+        let mut item = Self::key(user, &format!("{CURSOR_PREFIX}{account_id}"));
+        if let Some(value) = &cursor.cursor {
+            item.insert("cursor".into(), s(value));
+        }
+        item.insert(
+            "polled_at".into(),
+            AttributeValue::N(cursor.polled_at.to_string()),
+        );
+        self.dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(dependency_error)?;
+        Ok(())
+    }
+}
