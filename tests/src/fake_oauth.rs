@@ -62,8 +62,9 @@
 //! - a code's lifetime is not documented: 10 minutes here;
 //! - `GET /gmail/v1/users/me/profile`
 //!   (<https://developers.google.com/workspace/gmail/api/reference/rest/v1/users/getProfile>):
-//!   `{emailAddress, messagesTotal, threadsTotal, historyId}`, the token as a Bearer header or
-//!   an `access_token` parameter; refused: 401 `{"error": {"code": 401, "message": ...,
+//!   `{emailAddress, messagesTotal, threadsTotal, historyId}` of the signed-in user's mailbox
+//!   ([`crate::fake_mailbox`]: `historyId` is its current one, "The ID of the mailbox's current
+//!   history record"), the token as a Bearer header or an `access_token` parameter; refused: 401 `{"error": {"code": 401, "message": ...,
 //!   "errors": [...], "status": "UNAUTHENTICATED"}}` (observed:
 //!   <https://github.com/googleapis/google-api-nodejs-client/issues/2665>).
 //!
@@ -518,7 +519,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// The Bearer token of a request ("" without one).
-fn bearer(headers: &HeaderMap) -> &str {
+pub(crate) fn bearer(headers: &HeaderMap) -> &str {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -589,6 +590,31 @@ impl OAuthState {
             .get(&provider)
             .cloned()
             .unwrap_or_else(|| Identity::default_at(provider))
+    }
+
+    /// Who a good access token of `provider` belongs to: one the code flow or a refresh issued,
+    /// unexpired, of a grant not revoked. The mailbox endpoints ([`crate::fake_mailbox`]) answer
+    /// for this identity's mailbox.
+    pub(crate) fn token_identity(&self, provider: Provider, token: &str) -> Option<&Identity> {
+        self.access_grant(provider, token)
+            .ok()
+            .map(|grant| &self.grants[grant].identity)
+    }
+
+    /// Everyone the stand-in knows at any provider: whoever was granted access, and whoever signs
+    /// in next. An inbound message for an address finds its mailbox's provider here.
+    pub(crate) fn known_identities(&self) -> Vec<Identity> {
+        let mut identities: Vec<Identity> = self
+            .grants
+            .iter()
+            .map(|grant| grant.identity.clone())
+            .collect();
+        identities.extend(
+            Provider::ALL
+                .into_iter()
+                .map(|provider| self.signer(provider)),
+        );
+        identities
     }
 
     /// The authorize page: validates the request, then consents (or refuses) at once.
@@ -1542,57 +1568,82 @@ async fn x_me(State(state): State<Shared>, headers: HeaderMap) -> Response {
     }
 }
 
-/// Gmail's `GET /gmail/v1/users/me/profile`.
+/// Gmail's `GET /gmail/v1/users/me/profile`: the mailbox's address, counts and current history id
+/// ([`crate::fake_mailbox`] keeps the mailbox).
 async fn gmail_profile(
     State(state): State<Shared>,
     headers: HeaderMap,
     Query(query): Query<Fields>,
 ) -> Response {
-    let script = state.lock().expect("lock");
+    let mut guard = state.lock().expect("lock");
+    let script = &mut *guard;
     let token = match bearer(&headers) {
         "" => field(&query, "access_token"),
         token => token,
     };
-    let identity = script
+    let Some(Identity::Google(user)) = script
         .oauth
-        .access_grant(Provider::Google, token)
-        .map(|grant| &script.oauth.grants[grant].identity);
-    match identity {
-        Ok(Identity::Google(user)) => (
-            StatusCode::OK,
-            Json(json!({"emailAddress": user.email, "messagesTotal": 42, "threadsTotal": 17,
-                "historyId": "1234567"})),
-        )
-            .into_response(),
-        _ => (
-            StatusCode::UNAUTHORIZED,
-            [(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(
-                    "Bearer realm=\"https://accounts.google.com/\", error=\"invalid_token\"",
-                ),
-            )],
-            Json(json!({"error": {"code": 401,
-                "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
-                "errors": [{"message": "Invalid Credentials", "domain": "global",
-                    "reason": "authError", "location": "Authorization",
-                    "locationType": "header"}],
-                "status": "UNAUTHENTICATED"}})),
-        )
-            .into_response(),
-    }
+        .token_identity(Provider::Google, token)
+        .cloned()
+    else {
+        return gmail_unauthorized();
+    };
+    let (messages, threads, history_id) = script.mailboxes.gmail_profile(&user.email);
+    (
+        StatusCode::OK,
+        Json(
+            json!({"emailAddress": user.email, "messagesTotal": messages,
+            "threadsTotal": threads, "historyId": history_id.to_string()}),
+        ),
+    )
+        .into_response()
+}
+
+/// Gmail's 401 for a token it does not accept (observed shape, see the module's sources).
+pub(crate) fn gmail_unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(
+                "Bearer realm=\"https://accounts.google.com/\", error=\"invalid_token\"",
+            ),
+        )],
+        Json(json!({"error": {"code": 401,
+            "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+            "errors": [{"message": "Invalid Credentials", "domain": "global",
+                "reason": "authError", "location": "Authorization",
+                "locationType": "header"}],
+            "status": "UNAUTHENTICATED"}})),
+    )
+        .into_response()
+}
+
+/// Microsoft Graph's 401 `InvalidAuthenticationToken` for `token` (empty or not accepted).
+pub(crate) fn graph_unauthorized(token: &str) -> Response {
+    let message = if token.is_empty() {
+        "Access token is empty."
+    } else {
+        "Access token validation failure."
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(
+            json!({"error": {"code": "InvalidAuthenticationToken", "message": message,
+            "innerError": {"date": unix_now(), "request-id": request_id,
+                "client-request-id": request_id}}}),
+        ),
+    )
+        .into_response()
 }
 
 /// Microsoft Graph's `GET /v1.0/me`.
 async fn graph_me(State(state): State<Shared>, headers: HeaderMap) -> Response {
     let script = state.lock().expect("lock");
     let token = bearer(&headers);
-    let identity = script
-        .oauth
-        .access_grant(Provider::Microsoft, token)
-        .map(|grant| &script.oauth.grants[grant].identity);
-    match identity {
-        Ok(Identity::Microsoft(user)) => (
+    match script.oauth.token_identity(Provider::Microsoft, token) {
+        Some(Identity::Microsoft(user)) => (
             StatusCode::OK,
             Json(json!({
                 "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
@@ -1603,23 +1654,7 @@ async fn graph_me(State(state): State<Shared>, headers: HeaderMap) -> Response {
             })),
         )
             .into_response(),
-        _ => {
-            let message = if token.is_empty() {
-                "Access token is empty."
-            } else {
-                "Access token validation failure."
-            };
-            let request_id = uuid::Uuid::new_v4().to_string();
-            (
-                StatusCode::UNAUTHORIZED,
-                Json(
-                    json!({"error": {"code": "InvalidAuthenticationToken", "message": message,
-                    "innerError": {"date": unix_now(), "request-id": request_id,
-                        "client-request-id": request_id}}}),
-                ),
-            )
-                .into_response()
-        }
+        _ => graph_unauthorized(token),
     }
 }
 
@@ -1751,13 +1786,13 @@ impl FakeSocial {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     const REDIRECT: &str = "http://127.0.0.1:9/callback?from=test";
 
-    fn client() -> reqwest::Client {
+    pub(crate) fn client() -> reqwest::Client {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -1807,6 +1842,50 @@ mod tests {
         let response = http.post(url).form(form).send().await.expect("token");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// An access token of `provider`'s code flow (Google or Microsoft) for whoever signs in there
+    /// next: what the service holds for a connected mailbox.
+    pub(crate) async fn mailbox_token(fake: &FakeSocial, provider: Provider) -> String {
+        let (authorize, token, scope) = match provider {
+            Provider::Google => (
+                "/o/oauth2/v2/auth",
+                "/token",
+                "openid email https://www.googleapis.com/auth/gmail.send https://www.googleapis.com/auth/gmail.readonly",
+            ),
+            Provider::Microsoft => (
+                "/common/oauth2/v2.0/authorize",
+                "/common/oauth2/v2.0/token",
+                "offline_access User.Read Mail.Send Mail.Read",
+            ),
+            other => panic!("{} has no mailbox", other.name()),
+        };
+        let http = client();
+        let back = consent(
+            &http,
+            &format!("{}{authorize}", fake.base_url),
+            &pkce_query("mail-client", scope, &s256(VERIFIER)),
+        )
+        .await;
+        let code = query_value(&back, "code").expect("a code");
+        let (status, answer) = post_form(
+            &http,
+            &format!("{}{token}", fake.base_url),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+                ("client_id", "mail-client"),
+                ("client_secret", "mail-secret"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        answer["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned()
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //!
 //! The providers' hosted sign-in (authorize pages, the code exchange, identity endpoints) is in
 //! [`crate::fake_oauth`], on the same base URL; X's code exchange shares `POST /2/oauth2/token`
-//! with the refresh below.
+//! with the refresh below. The signed-in users' mailboxes at Gmail and Microsoft Graph (send,
+//! history, delta, inbound replies) are in [`crate::fake_mailbox`], on the same base URL too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -83,6 +84,8 @@ pub(crate) struct Script {
     conversations: Vec<Conversation>,
     /// The providers' sign-in ([`crate::fake_oauth`]).
     pub(crate) oauth: OAuthState,
+    /// The signed-in users' mailboxes at Gmail and Microsoft Graph ([`crate::fake_mailbox`]).
+    pub(crate) mailboxes: crate::fake_mailbox::MailboxState,
 }
 
 pub(crate) type Shared = Arc<Mutex<Script>>;
@@ -115,6 +118,7 @@ impl FakeSocial {
             .route("/{ig_user_id}/conversations", get(instagram_conversations))
             .route("/{ig_user_id}/messages", post(instagram_send))
             .merge(crate::fake_oauth::routes())
+            .merge(crate::fake_mailbox::routes())
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("address"));

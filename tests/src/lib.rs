@@ -18,6 +18,8 @@ use serde_json::Value;
 
 pub mod black_hole;
 pub mod cognito;
+pub mod connect_flow;
+pub mod fake_mailbox;
 pub mod fake_oauth;
 pub mod fake_social;
 pub mod fault_proxy;

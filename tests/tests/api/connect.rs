@@ -7,131 +7,20 @@
 //! redirect to the callback, and reads where the callback sends it.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use pipewise_tests::TestApp;
+use pipewise_tests::connect_flow::{
+    self, CALLBACK, RETURN_URL, SESSIONS, app_with_providers, browser, callback_with, connect,
+    consent, location, param, start, start_at,
+};
 use pipewise_tests::fake_oauth::{Provider, XUser};
-use pipewise_tests::fake_social::FakeSocial;
 use pipewise_tests::log_capture::LogCapture;
-use pipewise_tests::{TestApp, TestResponse, plaintext_audit};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const ACCOUNTS: &str = "/api/user/integrations/accounts";
-const SESSIONS: &str = "/api/user/integrations/connect-sessions";
-const CALLBACK: &str = "/api/user/integrations/oauth/callback";
-const RETURN_URL: &str = "http://localhost:3000/settings/integrations";
-
-async fn app_with_providers() -> (TestApp, FakeSocial) {
-    let fake = FakeSocial::start().await;
-    let variables = fake.oauth_environment();
-    let app = TestApp::spawn_with(|environment| {
-        for (name, value) in variables {
-            environment.insert(name.to_owned(), value);
-        }
-    })
-    .await;
-    // The template's OAuth clients secret: every provider's client is `set-me` / `set-me`.
-    for provider in Provider::ALL {
-        fake.oauth_client(provider, "set-me", "set-me");
-    }
-    (app, fake)
-}
-
-/// A client that shows redirects instead of following them, as the test reads each hop.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|value| value.to_str().ok())
-        .expect("a Location")
-        .to_owned()
-}
-
-fn query_of(url: &str) -> Vec<(String, String)> {
-    url::Url::parse(url)
-        .expect("absolute URL")
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-fn param(url: &str, name: &str) -> Option<String> {
-    query_of(url)
-        .into_iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value)
-}
-
-async fn start(app: &TestApp, user: &str, body: Value) -> TestResponse {
-    app.post(SESSIONS, user, &body).await
-}
-
-/// Alice's session for `provider`, returning to the frontend's settings page.
-async fn start_at(app: &TestApp, provider: &str) -> TestResponse {
-    start(
-        app,
-        "alice",
-        json!({"provider": provider, "return_url": RETURN_URL}),
-    )
-    .await
-}
-
-/// The consent page's answer: where the provider sends the browser (the callback, with a code
-/// or an error).
-async fn consent(authorize_url: &str) -> String {
-    let response = browser()
-        .get(authorize_url)
-        .send()
-        .await
-        .expect("the consent page");
-    assert_eq!(response.status().as_u16(), 302, "the provider redirects");
-    location(&response)
-}
-
-/// The callback at the app, with the query the provider put on the redirect (the configured
-/// public base URL is not this test server's, so only path and query are kept).
-async fn callback_with(app: &TestApp, redirect: &str) -> reqwest::Response {
-    let url = url::Url::parse(redirect).expect("redirect URL");
-    assert_eq!(
-        url.path(),
-        CALLBACK,
-        "the provider sends the browser to the callback"
-    );
-    let query = url.query().unwrap_or_default();
-    let response = browser()
-        .get(format!("{}{CALLBACK}?{query}", app.address))
-        .send()
-        .await
-        .expect("the callback");
-    if let Some(location) = response.headers().get(reqwest::header::LOCATION) {
-        plaintext_audit::record_response(CALLBACK, location.to_str().unwrap_or_default());
-    }
-    response
-}
-
-/// The whole browser round trip for a new session; the callback's answer.
-async fn connect(app: &TestApp, user: &str, body: Value) -> reqwest::Response {
-    let session = start(app, user, body).await;
-    session.assert_status(201);
-    let redirect = consent(session.body["authorize_url"].as_str().expect("url")).await;
-    callback_with(app, &redirect).await
-}
 
 async fn revealed(app: &TestApp, account_id: &str) -> Value {
-    let secrets = app.reveal_secrets("alice", account_id).await;
-    secrets.assert_status(200);
-    let configuration = secrets.body["configuration"].clone();
-    for name in ["access_token", "refresh_token"] {
-        if let Some(token) = configuration[name].as_str() {
-            plaintext_audit::record_secret(token);
-        }
-    }
-    configuration
+    connect_flow::revealed(app, "alice", account_id).await
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod identity;
 mod key_rotation;
 mod least_privilege;
 mod logging;
+mod mailboxes;
 mod migration;
 mod outreach;
 mod routes;
