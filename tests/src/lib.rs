@@ -263,7 +263,11 @@ impl TestApp {
         tokio::spawn(async move { axum::serve(listener, router).await });
         Self {
             address,
-            client: reqwest::Client::new(),
+            // Redirects are answers to read (the OAuth callback's 303), never followed.
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
             sdk,
             stack,
             environment,

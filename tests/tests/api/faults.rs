@@ -77,6 +77,12 @@ async fn send(app: &TestApp, user: &str, call: &Call) -> TestResponse {
     app.send(request).await
 }
 
+const SESSIONS: &str = "/api/user/integrations/connect-sessions";
+
+fn connect_session() -> Value {
+    json!({"provider": "x", "return_url": "http://localhost:3000/settings"})
+}
+
 fn social_account(id: &str) -> Value {
     json!({"account_id": id, "account_type": "social", "provider": "twitter",
            "configuration": {"handle": "pipewise", "access_token": format!("canary-fault-{id}")}})
@@ -292,6 +298,38 @@ async fn scenario(route: &str, app: &TestApp, user: &str) -> Call {
         "POST /api/user/orchestrator/runs/{run_id}/cancel" => {
             let run_id = started_run(app, user).await;
             Call::new(Method::POST, format!("{RUNS}/{run_id}/cancel"))
+        }
+        "POST /api/user/integrations/accounts/{account_id}/test" => {
+            mailing_setup(app, user).await;
+            Call::new(Method::POST, format!("{ACCOUNTS}/mail/test")).json(json!({}))
+        }
+        "POST /api/user/integrations/connect-sessions" => {
+            Call::new(Method::POST, SESSIONS).json(connect_session())
+        }
+        "GET /api/user/integrations/connect-sessions/{session_id}" => {
+            let started = app.post(SESSIONS, user, &connect_session()).await;
+            started.assert_status(201);
+            let id = started.body["session_id"].as_str().unwrap();
+            Call::new(Method::GET, format!("{SESSIONS}/{id}"))
+        }
+        "GET /api/user/integrations/oauth/callback" => {
+            // The user refused at the provider: the whole callback runs, and no provider (which
+            // this stack cannot reach) is asked anything.
+            let started = app.post(SESSIONS, user, &connect_session()).await;
+            started.assert_status(201);
+            let authorize = url::Url::parse(started.body["authorize_url"].as_str().unwrap())
+                .expect("authorize URL");
+            let state = authorize
+                .query_pairs()
+                .find(|(name, _)| name == "state")
+                .map(|(_, value)| value.into_owned())
+                .expect("a state");
+            let mut call = Call::new(
+                Method::GET,
+                format!("/api/user/integrations/oauth/callback?error=access_denied&state={state}"),
+            );
+            call.public = true;
+            call
         }
         other => panic!("no fault scenario for {other}: add one to tests/tests/api/faults.rs"),
     }

@@ -342,9 +342,16 @@ impl AccountService {
             Ok(account_id) => Ok(account_id.as_str()),
             Err(code) => Err(code.as_str()),
         };
-        self.store
+        // Bookkeeping for popups that poll: the outcome itself is settled (the account is
+        // written, or nothing is), so a failure here still sends the browser on; the session
+        // then reads `pending` until it expires.
+        if let Err(error) = self
+            .store
             .finish_connect_session(session_id, finished)
-            .await?;
+            .await
+        {
+            tracing::error!(error = %crate::error::ErrorChain(&error), "a connect session's outcome could not be recorded");
+        }
         let owner = &session.owner_user_id;
         let url = match &outcome {
             Ok(account_id) => {
