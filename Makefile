@@ -102,8 +102,8 @@ rotate-keys:
 package: $(TOOLS)
 	rustup target add aarch64-unknown-linux-gnu >/dev/null
 	PATH="$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 \
-	  -p accounts -p targets -p orchestrator -p communications-worker -p token-keeper
-	@for fn in accounts targets orchestrator communications-worker token-keeper; do \
+	  -p accounts -p targets -p orchestrator -p communications-worker -p token-keeper -p mcp
+	@for fn in accounts targets orchestrator communications-worker token-keeper mcp; do \
 	  dir=$(CARGO_TARGET_DIR)/lambda-arm64/$$fn; rm -f $$dir/bootstrap.zip; \
 	  (cd $$dir && $(VENV)/bin/python -c 'import zipfile; z = zipfile.ZipFile("bootstrap.zip", "w", zipfile.ZIP_DEFLATED); z.write("bootstrap"); z.close()'); \
 	  printf '%-24s bootstrap %8s bytes   zipped %8s bytes\n' $$fn $$(stat -c %s $$dir/bootstrap) $$(stat -c %s $$dir/bootstrap.zip); \
@@ -142,7 +142,7 @@ bench: $(TOOLS) $(PEER_PYTHON) $(REPORT_PYTHON)
 	# Two builds: the functions with their own features (as sam build makes them), then the
 	# harness, whose test-crate dependencies would otherwise add features to the functions.
 	cargo build --release -p hello-lambda -p accounts -p targets -p orchestrator \
-	  -p communications-worker -p token-keeper
+	  -p communications-worker -p token-keeper -p mcp
 	cargo build --release -p pipewise-bench
 	rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
 	tools/with-emulator $(BENCH_PORT) sh -c '\

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use accounts::Accounts;
 use aws_config::SdkConfig;
+use mcp::Mcp;
 use orchestrator::Orchestrator;
 use pipewise::api::{HttpConfig, HttpFunction, serve_routes};
 use pipewise::config::{ConfigError, ConfigSource};
@@ -55,6 +56,7 @@ pub const HTTP_FUNCTIONS: &[LocalFunction] = &[
     LocalFunction::of::<Accounts>("AccountsFunction"),
     LocalFunction::of::<Targets>("TargetsFunction"),
     LocalFunction::of::<Orchestrator>("OrchestratorFunction"),
+    LocalFunction::of::<Mcp>("McpFunction"),
 ];
 
 /// The environment the functions see locally: the stack's resolved template variables plus the

@@ -29,6 +29,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Header carrying the request id, on requests (optional) and every response.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Header an MCP client sends after `initialize` (browser clients need it allowed by CORS).
+pub const MCP_PROTOCOL_VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
+
 /// Header carrying an idempotency key on `POST`s that support it.
 pub const IDEMPOTENCY_KEY_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
 
@@ -103,6 +106,7 @@ fn cors_layer(http: &HttpConfig) -> CorsLayer {
             header::CONTENT_TYPE,
             IDEMPOTENCY_KEY_HEADER,
             REQUEST_ID_HEADER,
+            MCP_PROTOCOL_VERSION_HEADER,
         ])
         .expose_headers([REQUEST_ID_HEADER, header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(600))

@@ -277,11 +277,14 @@ impl fmt::Display for ErrorChain<'_> {
     }
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
+impl Error {
+    /// Logs the error as the answer to a request (server errors with their causes, refusals by
+    /// code alone) and gives what the caller may see of it: code, public message, request id,
+    /// field problems; never a cause's text.
+    pub fn report(&self) -> ErrorDetail {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), code = self.code(), error = %ErrorChain(&self), "request failed");
+            tracing::error!(status = status.as_u16(), code = self.code(), error = %ErrorChain(self), "request failed");
         } else {
             tracing::info!(
                 status = status.as_u16(),
@@ -289,17 +292,24 @@ impl IntoResponse for Error {
                 "request rejected"
             );
         }
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.public_message(),
-                request_id: current_request_id(),
-                details: self.details(),
-                existing_id: match &self {
-                    Self::Conflict { existing_id, .. } => existing_id.clone(),
-                    _ => None,
-                },
+        ErrorDetail {
+            code: self.code().to_owned(),
+            message: self.public_message(),
+            request_id: current_request_id(),
+            details: self.details(),
+            existing_id: match self {
+                Self::Conflict { existing_id, .. } => existing_id.clone(),
+                _ => None,
             },
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            error: self.report(),
         };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();

@@ -49,6 +49,6 @@ mod tests {
             None
         );
         assert_eq!(Provider::X.channel(), Channel::Twitter);
-        assert_eq!(Provider::Instagram.tools()[0].0, "send_instagram_dm");
+        assert_eq!(Provider::Instagram.tools()[0].0, "send_instagram_reply");
     }
 }

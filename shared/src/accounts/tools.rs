@@ -19,6 +19,8 @@ pub struct Tool {
     pub account_type: AccountType,
     /// The account's provider, when known.
     pub provider: Option<String>,
+    /// The user's name for the account, to tell two of one kind apart.
+    pub label: Option<String>,
 }
 
 /// Answer of `GET /api/user/integrations/tools`.
@@ -67,6 +69,7 @@ pub fn tools(accounts: &[AccountView]) -> ToolList {
                     account_id: account.account_id.clone(),
                     account_type: account.account_type,
                     provider: account.provider.clone(),
+                    label: account.label.clone(),
                 })
         })
         .collect();

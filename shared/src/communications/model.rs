@@ -66,6 +66,10 @@ pub struct InitiateRequest {
     pub channels: Option<Vec<Channel>>,
     /// The message.
     pub message: MessageTemplate,
+    /// The accounts that send, at most one per channel (default: on each channel, the user's
+    /// first connected account by id).
+    #[serde(default)]
+    pub account_ids: Option<Vec<String>>,
 }
 
 impl MessageTemplate {

@@ -22,7 +22,7 @@ pub const REFRESH_MARGIN_SECONDS: i64 = 7 * 24 * 3600;
 
 /// What an agent can do through an Instagram account.
 pub const TOOLS: &[(&str, &str)] = &[(
-    "send_instagram_dm",
+    "send_instagram_reply",
     "Reply on Instagram to a person who messaged the business in the last 24 hours (Instagram allows no cold messages; others fail with instagram_window_closed).",
 )];
 

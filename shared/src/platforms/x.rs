@@ -18,7 +18,7 @@ pub const SCOPES: &str = "tweet.read users.read dm.read dm.write offline.access"
 pub const REFRESH_MARGIN_SECONDS: i64 = 5 * 60;
 
 /// What an agent can do through an X account.
-pub const TOOLS: &[(&str, &str)] = &[("send_twitter_dm", "Send a direct message on X (Twitter).")];
+pub const TOOLS: &[(&str, &str)] = &[("send_x_dm", "Send a direct message on X (Twitter).")];
 
 /// The refresh request: `POST {base}/2/oauth2/token`, `grant_type=refresh_token`; a
 /// confidential client authenticates with HTTP Basic (X's documented scheme). X's refresh

@@ -39,7 +39,7 @@ const THE_SAMPLE_IS_WRONG: [&str; 9] = [
 /// What each sample API event must be answered with, played in the test's order (an account is
 /// created before it is read, targets named by a sample do not exist). Keyed by event file; the
 /// test checks that it covers exactly the API events in `events/`.
-const EXPECTED_STATUS: [(&str, u16); 25] = [
+const EXPECTED_STATUS: [(&str, u16); 28] = [
     ("health", 200),
     ("accounts-upsert", 201),
     ("accounts-list", 200),
@@ -65,6 +65,9 @@ const EXPECTED_STATUS: [(&str, u16); 25] = [
     ("unsubscribe", 404),
     ("suppressions-list", 200),
     ("suppressions-lift", 404),
+    ("mcp-tools-list", 200),
+    ("mcp-stream", 405),
+    ("mcp-resource-metadata", 200),
 ];
 
 fn events_dir() -> PathBuf {

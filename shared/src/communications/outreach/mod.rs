@@ -19,11 +19,11 @@ use super::suppression::SuppressionStore;
 use super::unsubscribe::UnsubscribeTokens;
 use crate::accounts::AccountStore;
 use crate::error::{Error, FieldError};
-use crate::ids::{RunId, UserId};
+use crate::ids::{AccountId, RunId, UserId};
 use crate::json_input::from_json_value;
 use crate::targets::{TargetId, TargetStore};
 
-pub use plan::{Plan, PlannedCommunication, channel_of, plan};
+pub use plan::{Plan, PlannedCommunication, channel_of, choose_senders, plan};
 
 /// Initiates, reads and cancels outreach runs.
 #[derive(Clone)]
@@ -95,11 +95,17 @@ impl Outreach {
     ) -> Result<InitiateResponse, Error> {
         let hash = body_hash(&body);
         let request: InitiateRequest = from_json_value(body)?;
-        let (target_ids, channels) = validate(&request)?;
+        let Validated {
+            target_ids,
+            channels,
+            senders,
+        } = validate(&request)?;
         let Some(key) = idempotency_key.map(IdempotencyKey::as_str) else {
             let run_id = RunId::new();
             return self
-                .start_run(user, &run_id, false, &request, target_ids, channels)
+                .start_run(
+                    user, &run_id, false, &request, target_ids, channels, senders,
+                )
                 .await;
         };
         let (run_id, resumed) = match self.idempotency.claim(user, key, &hash).await? {
@@ -107,7 +113,9 @@ impl Outreach {
             Claim::Proceed { run_id, resumed } => (run_id, resumed),
         };
         let result = self
-            .start_run(user, &run_id, resumed, &request, target_ids, channels)
+            .start_run(
+                user, &run_id, resumed, &request, target_ids, channels, senders,
+            )
             .await;
         match &result {
             Ok(response) => self.idempotency.complete(user, key, response).await?,
@@ -123,6 +131,7 @@ impl Outreach {
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn start_run(
         &self,
         user: &UserId,
@@ -131,6 +140,7 @@ impl Outreach {
         request: &InitiateRequest,
         target_ids: Option<Vec<(usize, TargetId)>>,
         channels: Option<Vec<Channel>>,
+        senders: Option<Vec<(usize, AccountId)>>,
     ) -> Result<InitiateResponse, Error> {
         if resumed && let Some(run) = self.runs.run(user, run_id).await? {
             self.enqueue_pending(user, &run).await?;
@@ -161,7 +171,7 @@ impl Outreach {
                 .delete_unstarted_communications(user, run_id)
                 .await?;
         }
-        let plan = self.plan(user, target_ids, channels).await?;
+        let plan = self.plan(user, target_ids, channels, senders).await?;
         let now = crate::now_rfc3339();
         let created = crate::clock::epoch_seconds();
         let items: Vec<CommunicationItem> = plan
@@ -255,6 +265,7 @@ impl Outreach {
         user: &UserId,
         target_ids: Option<Vec<(usize, TargetId)>>,
         channels: Option<Vec<Channel>>,
+        senders: Option<Vec<(usize, AccountId)>>,
     ) -> Result<Plan, Error> {
         let targets = match &target_ids {
             Some(requested) => {
@@ -288,13 +299,21 @@ impl Outreach {
             .filter_map(|target| target.email.clone())
             .collect();
         let suppressed = self.suppressions.of_addresses(user, &addresses).await?;
-        let accounts = self.accounts.list(user).await?;
+        let mut accounts = self.accounts.list(user).await?;
+        if let Some(senders) = senders {
+            accounts = choose_senders(accounts, &senders)?;
+        }
         plan(targets, &accounts, &suppressed, channels)
     }
 }
 
-/// Target ids, each with its position in the request (duplicates dropped), and channels.
-type Validated = (Option<Vec<(usize, TargetId)>>, Option<Vec<Channel>>);
+/// What a request asks for, checked: target ids and sender account ids, each with its position
+/// in the request (duplicates dropped), and channels.
+struct Validated {
+    target_ids: Option<Vec<(usize, TargetId)>>,
+    channels: Option<Vec<Channel>>,
+    senders: Option<Vec<(usize, AccountId)>>,
+}
 
 fn validate(request: &InitiateRequest) -> Result<Validated, Error> {
     let mut problems = request.message.validate();
@@ -338,8 +357,34 @@ fn validate(request: &InitiateRequest) -> Result<Validated, Error> {
         }
         unique
     });
+    let senders = request.account_ids.as_ref().map(|ids| {
+        if ids.is_empty() {
+            problems.push(FieldError::new(
+                "account_ids",
+                "must not be empty (leave it out for the default accounts)",
+            ));
+        }
+        let mut seen = HashSet::new();
+        ids.iter()
+            .enumerate()
+            .filter_map(|(i, id)| match AccountId::parse(id) {
+                Ok(id) => seen.insert(id.clone()).then_some((i, id)),
+                Err(_) => {
+                    problems.push(FieldError::new(
+                        format!("account_ids[{i}]"),
+                        "is not an account id",
+                    ));
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
     if problems.is_empty() {
-        Ok((target_ids, channels))
+        Ok(Validated {
+            target_ids,
+            channels,
+            senders,
+        })
     } else {
         Err(Error::Validation(problems))
     }

@@ -39,6 +39,53 @@ pub struct Plan {
     pub skipped: Vec<Skipped>,
 }
 
+/// The accounts a request chose to send from (`account_ids`, with their positions): each must
+/// be one of the user's connected accounts that sends on a channel, one per channel. Only those
+/// send; a channel none of them covers has no sender. No I/O.
+pub fn choose_senders(
+    accounts: Vec<AccountItem>,
+    chosen: &[(usize, crate::ids::AccountId)],
+) -> Result<Vec<AccountItem>, Error> {
+    let mut problems = Vec::new();
+    let mut senders: Vec<AccountItem> = Vec::new();
+    for (position, id) in chosen {
+        let field = format!("account_ids[{position}]");
+        let Some(account) = accounts.iter().find(|account| &account.account_id == id) else {
+            problems.push(FieldError::new(field, "is not an account of yours"));
+            continue;
+        };
+        let Some(channel) = channel_of(account) else {
+            problems.push(FieldError::new(field, "does not send outreach"));
+            continue;
+        };
+        if !account.connected {
+            problems.push(FieldError::new(
+                field,
+                "is not connected (it needs reconnecting or verifying)",
+            ));
+        } else if senders
+            .iter()
+            .any(|sender| channel_of(sender) == Some(channel))
+        {
+            problems.push(FieldError::new(
+                field,
+                "is a second account for the same channel",
+            ));
+        } else {
+            senders.push(account.clone());
+        }
+    }
+    if problems.is_empty() {
+        Ok(senders)
+    } else {
+        Err(Error::Unprocessable {
+            code: "account_not_usable",
+            message: "Some chosen accounts cannot send this run.".into(),
+            details: problems,
+        })
+    }
+}
+
 /// Decides a run from what was read: one communication per (target, channel) the target has
 /// an address on and the user a connected account for (the first by account id sends), unless
 /// the address is suppressed; every other pair asked for is skipped with its reason. No I/O.
