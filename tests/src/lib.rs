@@ -25,6 +25,7 @@ pub mod fake_social;
 pub mod fault_proxy;
 pub mod jwks_server;
 pub mod log_capture;
+pub mod mcp_client;
 pub mod plaintext_audit;
 
 pub use pipewise_local::dev_auth::{DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET};

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::accounts::model::{AccountType, AccountView};
 use crate::channel::Channel;
+use crate::communications::model::CommunicationStatus;
 
 /// Arguments of `list_targets`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -89,6 +90,8 @@ pub struct SendMessageArguments {
 /// follows it).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SendResult {
+    /// The communication (`get_run` lists it under this id).
+    pub communication_id: String,
     /// The run that holds it.
     pub run_id: String,
     /// The person.
@@ -97,8 +100,9 @@ pub struct SendResult {
     pub channel: Channel,
     /// The account that sends it.
     pub account_id: String,
-    /// `queued`: accepted; the worker sends it within seconds.
-    pub status: String,
+    /// Its status now: `queued` until the worker sends it (within seconds), then `sent` or
+    /// `failed` with a reason.
+    pub status: CommunicationStatus,
 }
 
 /// One account as an agent sees it: no configuration, so nothing secret, masked or not.

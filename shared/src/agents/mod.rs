@@ -229,12 +229,20 @@ impl Agents {
             .outreach
             .initiate_communications(user, Some(&key), body)
             .await?;
+        let run_id = RunId::parse(&response.run_id)
+            .ok_or_else(|| Error::internal("initiate answered a run id that is not one"))?;
+        let run = self.outreach.run(user, &run_id).await?;
+        let communication = run
+            .communications
+            .and_then(|communications| communications.into_iter().next())
+            .ok_or_else(|| Error::internal("a one-communication run without its communication"))?;
         result(SendResult {
+            communication_id: communication.communication_id,
             run_id: response.run_id,
             target_id,
             channel,
             account_id,
-            status: "queued".into(),
+            status: communication.status,
         })
     }
 }

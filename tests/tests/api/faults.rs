@@ -6,7 +6,9 @@
 //!
 //! For each case: the answer is the clean answer or a 503 with `Retry-After` and the API's error
 //! shape (never a 500, never the SDK's text); a failed request leaves the user's stored state as
-//! it was (only initiate may leave a run to be finished, by the retry with its idempotency key);
+//! it was (only initiate, and an MCP send tool that is one, may leave a run to be finished, by the
+//! retry with its idempotency key); an MCP tool's answer is read as the HTTP answer of the same
+//! outcome (its refusal's code, `service_unavailable` as a 503);
 //! the same request once the fault is gone answers as the clean run did, and the user's stored
 //! state is then the clean run's.
 
@@ -14,8 +16,9 @@ use std::collections::BTreeMap;
 
 use pipewise_local::template::Template;
 use pipewise_tests::fault_proxy::{Fault, FaultProxy, Persistence, cases_for, occurrences};
+use pipewise_tests::mcp_client::{MCP_PATH, PROTOCOL_VERSION};
 use pipewise_tests::{TestApp, TestResponse};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const ACCOUNTS: &str = "/api/user/integrations/accounts";
@@ -34,6 +37,10 @@ struct Call {
     scope: Option<&'static str>,
     idempotency_key: Option<String>,
     public: bool,
+    /// A JSON-RPC message to the MCP endpoint: its answer is read as the tool's outcome.
+    mcp: bool,
+    /// What the clean run answers when that is not a success (the MCP endpoint's GET: 405).
+    clean_status: Option<u16>,
 }
 
 impl Call {
@@ -46,7 +53,17 @@ impl Call {
             scope: None,
             idempotency_key: None,
             public: false,
+            mcp: false,
+            clean_status: None,
         }
+    }
+
+    /// A `tools/call` of the MCP endpoint.
+    fn mcp_tool(name: &str, arguments: Value) -> Self {
+        let mut call = Self::new(Method::POST, MCP_PATH).json(json!({"jsonrpc": "2.0", "id": 1,
+            "method": "tools/call", "params": {"name": name, "arguments": arguments}}));
+        call.mcp = true;
+        call
     }
 
     fn json(mut self, body: Value) -> Self {
@@ -74,7 +91,36 @@ async fn send(app: &TestApp, user: &str, call: &Call) -> TestResponse {
             .header("content-type", "application/x-www-form-urlencoded")
             .body("List-Unsubscribe=One-Click");
     }
+    if call.mcp {
+        request = request
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", PROTOCOL_VERSION);
+        return tool_outcome(app.send(request).await);
+    }
     app.send(request).await
+}
+
+/// An MCP answer as the HTTP answer of the same outcome, so the matrix judges both alike: a
+/// tool's refusal or a JSON-RPC error carries the API's code, and a dependency's failure is
+/// `service_unavailable` (503) there; the transport's own statuses stay.
+fn tool_outcome(mut answer: TestResponse) -> TestResponse {
+    if answer.status != 200 {
+        return answer;
+    }
+    let code = if answer.body["result"]["isError"] == true {
+        answer.body["result"]["structuredContent"]["error"]["code"].clone()
+    } else if answer.body["error"].is_object() {
+        answer.body["error"]["data"]["code"].clone()
+    } else {
+        return answer;
+    };
+    answer.status = match code.as_str() {
+        Some("service_unavailable") => StatusCode::SERVICE_UNAVAILABLE,
+        Some("idempotency_key_in_progress" | "idempotency_key_reused") => StatusCode::CONFLICT,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    answer.body = json!({"error": {"code": code}});
+    answer
 }
 
 const SESSIONS: &str = "/api/user/integrations/connect-sessions";
@@ -331,6 +377,33 @@ async fn scenario(route: &str, app: &TestApp, user: &str) -> Call {
             call.public = true;
             call
         }
+        "POST /api/user/mcp" => {
+            mailing_setup(app, user).await;
+            let targets = app.get(TARGETS, user).await;
+            let target_id = targets.body["targets"][0]["id"].clone();
+            let key = format!("{user}-mcp");
+            let mut call = Call::mcp_tool(
+                "send_email",
+                json!({"account_id": "mail", "target_id": target_id, "body": "Hi {{first_name}}",
+                    "idempotency_key": key}),
+            );
+            // Where a lapsed lock is looked for (the header itself means nothing to MCP).
+            call.idempotency_key = Some(key);
+            call
+        }
+        "GET /api/user/mcp" => {
+            let mut call = Call::new(Method::GET, MCP_PATH);
+            call.clean_status = Some(405);
+            call
+        }
+        "GET /.well-known/oauth-protected-resource/api/user/mcp" => {
+            let mut call = Call::new(
+                Method::GET,
+                "/.well-known/oauth-protected-resource/api/user/mcp",
+            );
+            call.public = true;
+            call
+        }
         other => panic!("no fault scenario for {other}: add one to tests/tests/api/faults.rs"),
     }
 }
@@ -440,7 +513,7 @@ async fn run_shard(shard: usize, shards: usize) -> Tally {
         let clean = send(&proxied, &user, &call).await;
         let operations = proxy.take_calls();
         assert!(
-            clean.status.as_u16() < 400,
+            clean.status.as_u16() < 400 || Some(clean.status.as_u16()) == call.clean_status,
             "{key}: the clean run answered {}: {}",
             clean.status,
             clean.text
@@ -480,8 +553,9 @@ async fn run_shard(shard: usize, shards: usize) -> Tally {
                 } else {
                     tally.answered_503 += 1;
                     assert_eq!(faulted.status, 503, "{case}: {}", faulted.text);
+                    // A tool's result has no headers: its code says to retry.
                     assert!(
-                        faulted.headers.contains_key("retry-after"),
+                        call.mcp || faulted.headers.contains_key("retry-after"),
                         "{case}: no Retry-After"
                     );
                     assert!(
@@ -492,7 +566,11 @@ async fn run_shard(shard: usize, shards: usize) -> Tally {
                     if !call.public {
                         assert_eq!(faulted.error_code(), "service_unavailable", "{case}");
                     }
-                    if key != "POST /api/user/orchestrator/initiate-communications" {
+                    // Initiate (and a send tool, which is one) may leave a run for the retry
+                    // with its idempotency key to finish.
+                    if key != "POST /api/user/orchestrator/initiate-communications"
+                        && key != "POST /api/user/mcp"
+                    {
                         assert_eq!(
                             stored_state(&direct, &user).await,
                             before,
@@ -512,7 +590,10 @@ async fn run_shard(shard: usize, shards: usize) -> Tally {
                 if retried.status == 409 && retried.error_code() == "idempotency_key_in_progress" {
                     // The failed request could not even release its key (every write
                     // failed): the retry is told when the lock lapses.
-                    assert!(retried.headers.contains_key("retry-after"), "{case}");
+                    assert!(
+                        call.mcp || retried.headers.contains_key("retry-after"),
+                        "{case}"
+                    );
                     let key = call.idempotency_key.as_deref().unwrap();
                     lapse_idempotency_lock(&direct, &user, key).await;
                     retried = send(&proxied, &user, &call).await;

@@ -15,6 +15,7 @@ mod key_rotation;
 mod least_privilege;
 mod logging;
 mod mailboxes;
+mod mcp;
 mod migration;
 mod outreach;
 mod routes;
