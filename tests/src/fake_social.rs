@@ -102,6 +102,19 @@ pub struct FakeSocial {
 pub const BUSINESS_IG_ID: &str = "17841400000000000";
 
 impl FakeSocial {
+    /// A test app whose X and Instagram calls go to a new fake.
+    pub async fn with_app() -> (crate::TestApp, Self) {
+        use pipewise::config::vars;
+        let fake = Self::start().await;
+        let base = fake.base_url.clone();
+        let app = crate::TestApp::spawn_with(|environment| {
+            environment.insert(vars::X_API_BASE_URL.into(), base.clone());
+            environment.insert(vars::INSTAGRAM_API_BASE_URL.into(), base);
+        })
+        .await;
+        (app, fake)
+    }
+
     /// Starts the fake on a random local port.
     pub async fn start() -> Self {
         Self::start_on("127.0.0.1:0").await

@@ -30,9 +30,31 @@ pub struct ToolHints {
     pub open_world: bool,
 }
 
+/// Reads only.
 const READ: ToolHints = ToolHints {
     read_only: true,
     destructive: false,
+    idempotent: true,
+    open_world: false,
+};
+/// Adds something each time it is called.
+const CREATE: ToolHints = ToolHints {
+    read_only: false,
+    destructive: false,
+    idempotent: false,
+    open_world: false,
+};
+/// Reaches a platform or a person; repeating it (same key) changes nothing more.
+const REACH_OUT: ToolHints = ToolHints {
+    read_only: false,
+    destructive: false,
+    idempotent: true,
+    open_world: true,
+};
+/// Ends something; repeating it changes nothing more.
+const END: ToolHints = ToolHints {
+    read_only: false,
+    destructive: true,
     idempotent: true,
     open_world: false,
 };
@@ -87,12 +109,7 @@ fn fixed_tools() -> Vec<ToolSpec> {
             description: "Adds a person to reach: a name and at least one of email, X handle or Instagram username. An email already on an active target is refused (`target_exists`).".into(),
             input_schema: json_schema::<CreateTargetRequest>(),
             output_schema: json_schema::<TargetView>(),
-            hints: ToolHints {
-                read_only: false,
-                destructive: false,
-                idempotent: false,
-                open_world: false,
-            },
+            hints: CREATE,
         },
         ToolSpec {
             name: "list_accounts",
@@ -108,12 +125,7 @@ fn fixed_tools() -> Vec<ToolSpec> {
             description: "Asks the account's provider whether it still works and who it is (refreshing its token when due); the result is stored on the account.".into(),
             input_schema: json_schema::<AccountArguments>(),
             output_schema: json_schema::<ConnectionTest>(),
-            hints: ToolHints {
-                read_only: false,
-                destructive: false,
-                idempotent: true,
-                open_world: true,
-            },
+            hints: REACH_OUT,
         },
         ToolSpec {
             name: "start_outreach",
@@ -126,12 +138,7 @@ fn fixed_tools() -> Vec<ToolSpec> {
                 true,
             ),
             output_schema: json_schema::<InitiateResponse>(),
-            hints: ToolHints {
-                read_only: false,
-                destructive: false,
-                idempotent: true,
-                open_world: true,
-            },
+            hints: REACH_OUT,
         },
         ToolSpec {
             name: "get_run",
@@ -147,12 +154,7 @@ fn fixed_tools() -> Vec<ToolSpec> {
             description: "Cancels the run's communications that are not sent yet; sent ones stay sent.".into(),
             input_schema: json_schema::<RunArguments>(),
             output_schema: json_schema::<RunView>(),
-            hints: ToolHints {
-                read_only: false,
-                destructive: true,
-                idempotent: true,
-                open_world: false,
-            },
+            hints: END,
         },
     ]
 }
@@ -218,12 +220,7 @@ fn send_tool(name: &'static str, channel: Channel, what: &str, backing: &[&Tool]
         ),
         input_schema,
         output_schema: json_schema::<SendResult>(),
-        hints: ToolHints {
-            read_only: false,
-            destructive: false,
-            idempotent: true,
-            open_world: true,
-        },
+        hints: REACH_OUT,
     }
 }
 

@@ -3,7 +3,7 @@
 //! out, Instagram messages only inside the window the person opened. Against the platform
 //! stand-in (tests/src/fake_social.rs), which behaves as the platforms document.
 
-use pipewise::config::{ConfigSource, vars};
+use pipewise::config::ConfigSource;
 use pipewise_tests::TestApp;
 use pipewise_tests::fake_social::{BUSINESS_IG_ID, FakeSocial};
 use serde_json::{Value, json};
@@ -14,14 +14,7 @@ const RUNS: &str = "/api/user/orchestrator/runs";
 const EXPIRED: &str = "2020-01-01T00:00:00Z";
 
 async fn app_with_fake() -> (TestApp, FakeSocial) {
-    let fake = FakeSocial::start().await;
-    let base = fake.base_url.clone();
-    let app = TestApp::spawn_with(|environment| {
-        environment.insert(vars::X_API_BASE_URL.into(), base.clone());
-        environment.insert(vars::INSTAGRAM_API_BASE_URL.into(), base);
-    })
-    .await;
-    (app, fake)
+    FakeSocial::with_app().await
 }
 
 /// Alice's X account whose access token has expired.

@@ -382,13 +382,7 @@ async fn without_a_token_the_answer_points_at_where_to_sign_in() {
 
 #[tokio::test]
 async fn a_dm_tool_goes_away_when_its_account_needs_reconnecting() {
-    let fake = FakeSocial::start().await;
-    let base = fake.base_url.clone();
-    let app = TestApp::spawn_with(|environment| {
-        environment.insert(vars::X_API_BASE_URL.into(), base.clone());
-        environment.insert(vars::INSTAGRAM_API_BASE_URL.into(), base);
-    })
-    .await;
+    let (app, fake) = FakeSocial::with_app().await;
     // An expired token whose grant X has revoked: the first send finds out.
     fake.x_tokens("x-access-0", "x-refresh-0");
     app.post(
