@@ -15,6 +15,7 @@ use pipewise::communications::Outreach;
 use pipewise::communications::model::{
     InitiateRequest, InitiateResponse, RunList, RunListQuery, RunView,
 };
+use pipewise::communications::outreach::preview::PreviewResponse;
 use pipewise::communications::suppression::SuppressionList;
 use pipewise::config::{ConfigError, ConfigSource};
 use pipewise::error::{ErrorBody, Result};
@@ -39,6 +40,7 @@ impl HttpFunction for Orchestrator {
     fn routes() -> OpenApiRouter<OrchestratorState> {
         OpenApiRouter::new()
             .routes(routes!(initiate_communications))
+            .routes(routes!(preview))
             .routes(routes!(list_runs))
             .routes(routes!(get_run))
             .routes(routes!(cancel_run))
@@ -73,6 +75,26 @@ async fn initiate_communications(
         .initiate_communications(&user.user_id, key.as_ref(), body)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+/// What initiate would send for this body: each message rendered per (target, channel, step)
+/// for the first 20 targets, with its send time; the same refusals as initiate; nothing stored,
+/// nothing queued.
+#[utoipa::path(post, path = "/api/user/orchestrator/preview", tag = "outreach",
+    request_body = InitiateRequest,
+    responses(
+        (status = 200, body = PreviewResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, description = "as initiate: invalid fields, unknown targets, nothing deliverable, `template_value_missing`, over 1,000 communications", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn preview(
+    State(state): State<OrchestratorState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<PreviewResponse>> {
+    Ok(Json(state.service.preview(&user.user_id, body).await?))
 }
 
 /// The user's recent runs, newest first.

@@ -104,6 +104,9 @@ pub async fn read_old_tables(
                     twitter_username: row.get(4),
                     instagram_username: row.get(5),
                     notes: row.get(6),
+                    // The old tables have neither.
+                    timezone: None,
+                    custom_fields: None,
                 },
                 active: row.get(7),
                 created_at_millis: u64::try_from(millis).unwrap_or_default(),

@@ -10,6 +10,7 @@ pub mod reason;
 pub mod replies;
 pub mod store;
 pub mod suppression;
+pub mod template;
 pub mod unsubscribe;
 pub mod worker;
 

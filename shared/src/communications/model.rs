@@ -15,14 +15,8 @@ pub const MAX_BODY_CHARS: usize = 10_000;
 pub const MAX_SUBJECT_CHARS: usize = 200;
 /// Subject of an email whose request gave none.
 pub const DEFAULT_SUBJECT: &str = "Hello {{name}}";
-/// Placeholders a message may use; each is a field of the target.
-pub const PLACEHOLDERS: [&str; 5] = [
-    "name",
-    "first_name",
-    "email",
-    "twitter_username",
-    "instagram_username",
-];
+/// Placeholders every message may use (besides the target's custom fields).
+pub use super::template::BUILT_IN_FIELDS as PLACEHOLDERS;
 
 pub use crate::channel::Channel;
 
@@ -95,61 +89,15 @@ impl MessageTemplate {
             ("message.subject", self.subject.as_deref()),
             ("message.body", Some(self.body.as_str())),
         ] {
-            for name in placeholders(text.unwrap_or_default()) {
-                if !PLACEHOLDERS.contains(&name) {
-                    problems.push(FieldError::new(
-                        field,
-                        format!(
-                            "uses an unknown placeholder; known: {}",
-                            PLACEHOLDERS.join(", ")
-                        ),
-                    ));
-                    break;
-                }
+            for problem in super::template::problems(text.unwrap_or_default()) {
+                problems.push(FieldError::new(field, problem));
             }
         }
         problems
     }
 }
 
-fn placeholders(text: &str) -> Vec<&str> {
-    let mut names = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else { break };
-        names.push(after[..end].trim());
-        rest = &after[end + 2..];
-    }
-    names
-}
-
-/// Replaces each `{{placeholder}}` with the target's field (empty when it has none). Values are
-/// inserted as plain text, once: a value that itself looks like `{{...}}` is not expanded again.
-pub fn render(template: &str, target: &RecipientSnapshot) -> String {
-    let mut output = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        output.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            output.push_str(&rest[start..]);
-            return output;
-        };
-        let value = match after[..end].trim() {
-            "name" => target.name.as_str(),
-            "first_name" => target.name.split_whitespace().next().unwrap_or_default(),
-            "email" => target.email.as_deref().unwrap_or_default(),
-            "twitter_username" => target.twitter_username.as_deref().unwrap_or_default(),
-            "instagram_username" => target.instagram_username.as_deref().unwrap_or_default(),
-            _ => &rest[start..start + 2 + end + 2],
-        };
-        output.push_str(value);
-        rest = &after[end + 2..];
-    }
-    output.push_str(rest);
-    output
-}
+pub use super::template::render;
 
 /// A one-line header value: line breaks and other control characters become spaces, so a
 /// rendered subject can never start another header.
@@ -175,6 +123,9 @@ pub struct RecipientSnapshot {
     /// Instagram username.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instagram_username: Option<String>,
+    /// The target's custom fields.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub custom_fields: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&TargetView> for RecipientSnapshot {
@@ -184,6 +135,7 @@ impl From<&TargetView> for RecipientSnapshot {
             email: target.email.clone(),
             twitter_username: target.twitter_username.clone(),
             instagram_username: target.instagram_username.clone(),
+            custom_fields: target.custom_fields.clone(),
         }
     }
 }
@@ -494,37 +446,6 @@ pub struct RunListQuery {
 mod tests {
     use super::*;
 
-    fn ada() -> RecipientSnapshot {
-        RecipientSnapshot {
-            name: "Ada Lovelace".into(),
-            email: Some("ada@example.com".into()),
-            twitter_username: None,
-            instagram_username: None,
-        }
-    }
-
-    #[test]
-    fn rendering_fills_placeholders_once_and_leaves_text_alone() {
-        assert_eq!(
-            render("Hi {{name}} ({{ first_name }}) <{{email}}>", &ada()),
-            "Hi Ada Lovelace (Ada) <ada@example.com>"
-        );
-        assert_eq!(render("{{twitter_username}}|", &ada()), "|");
-        assert_eq!(
-            render("<b>{{name}}</b> {{", &ada()),
-            "<b>Ada Lovelace</b> {{"
-        );
-        let tricky = RecipientSnapshot {
-            name: "{{email}}".into(),
-            ..ada()
-        };
-        assert_eq!(
-            render("{{name}}", &tricky),
-            "{{email}}",
-            "values are not expanded again"
-        );
-    }
-
     #[test]
     fn subjects_stay_on_one_line() {
         assert_eq!(
@@ -536,7 +457,7 @@ mod tests {
     #[test]
     fn unknown_placeholders_and_empty_bodies_are_refused() {
         let message = MessageTemplate {
-            subject: Some("{{nmae}}".into()),
+            subject: Some("{{Name!}}".into()),
             body: " ".into(),
         };
         let fields: Vec<String> = message.validate().into_iter().map(|p| p.field).collect();

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod model;
+pub mod personal;
 pub mod service;
 pub mod store;
 

@@ -1,5 +1,7 @@
 //! Targets: parse-don't-validate newtypes, request and response shapes.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -129,6 +131,10 @@ pub struct TargetDraft {
     pub instagram_username: Option<InstagramHandle>,
     /// Up to 2,000 characters.
     pub notes: Option<String>,
+    /// IANA time zone name, canonical.
+    pub timezone: Option<String>,
+    /// Values templates fill in, by field name.
+    pub custom_fields: BTreeMap<String, String>,
 }
 
 /// Body of `POST /api/user/communication-targets` (and each item of a batch).
@@ -155,6 +161,15 @@ pub struct CreateTargetRequest {
     #[serde(default)]
     #[schema(max_length = 2000)]
     pub notes: Option<String>,
+    /// The person's time zone, an IANA name (`Europe/Paris`): sends wait for the run's window in
+    /// this zone.
+    #[serde(default)]
+    #[schema(example = "Europe/Paris")]
+    pub timezone: Option<String>,
+    /// Values for templates' `{{field}}` placeholders: up to 50, names `[a-z][a-z0-9_]{0,39}`,
+    /// values one line of at most 500 characters.
+    #[serde(default)]
+    pub custom_fields: Option<BTreeMap<String, String>>,
 }
 
 /// Body of `PATCH /api/user/communication-targets/{target_id}`: absent fields stay, `null`
@@ -182,11 +197,21 @@ pub struct UpdateTargetRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub notes: Option<Option<String>>,
+    /// New time zone, or `null`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub timezone: Option<Option<String>>,
+    /// The custom fields, replaced whole; `null` removes them all.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub custom_fields: Option<Option<BTreeMap<String, String>>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from an absent one (`None`).
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(deserializer).map(Some)
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 fn field(prefix: &str, name: &str) -> String {
@@ -244,6 +269,14 @@ impl CreateTargetRequest {
         {
             check("notes", Err("must be at most 2,000 characters"));
         }
+        let timezone = non_empty(self.timezone).map(|zone| super::personal::time_zone(&zone));
+        if let Some(None) = &timezone {
+            check("timezone", Err("is not an IANA time zone name"));
+        }
+        let custom_fields = self.custom_fields.unwrap_or_default();
+        for (suffix, problem) in super::personal::custom_field_problems(&custom_fields) {
+            check(&format!("custom_fields{suffix}"), Err(problem));
+        }
         if email.is_none() && twitter.is_none() && instagram.is_none() {
             check(
                 "email",
@@ -259,6 +292,8 @@ impl CreateTargetRequest {
             twitter_username: twitter.and_then(Result::ok),
             instagram_username: instagram.and_then(Result::ok),
             notes,
+            timezone: timezone.flatten(),
+            custom_fields,
         })
     }
 }
@@ -281,6 +316,11 @@ impl UpdateTargetRequest {
             twitter_username: pick(self.twitter_username, &current.twitter_username),
             instagram_username: pick(self.instagram_username, &current.instagram_username),
             notes: pick(self.notes, &current.notes),
+            timezone: pick(self.timezone, &current.timezone),
+            custom_fields: match self.custom_fields {
+                Some(fields) => fields,
+                None => Some(current.custom_fields.clone()),
+            },
         };
         match merged.parse("") {
             Ok(draft) => Ok(draft),
@@ -311,6 +351,12 @@ pub struct TargetView {
     pub instagram_username: Option<String>,
     /// Notes.
     pub notes: Option<String>,
+    /// The person's time zone (IANA), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Values templates fill in, when set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_fields: BTreeMap<String, String>,
     /// False once deleted.
     pub active: bool,
     /// When the person last replied to an outreach message (RFC 3339), found in the sender's

@@ -502,6 +502,8 @@ fn view_of(id: &str, draft: TargetDraft, created_at: String, updated_at: String)
         twitter_username: draft.twitter_username.map(|h| h.as_str().to_owned()),
         instagram_username: draft.instagram_username.map(|h| h.as_str().to_owned()),
         notes: draft.notes,
+        timezone: draft.timezone,
+        custom_fields: draft.custom_fields,
         active: true,
         last_replied_at: None,
         created_at,

@@ -333,6 +333,11 @@ async fn scenario(route: &str, app: &TestApp, user: &str) -> Call {
             call.idempotency_key = Some(format!("{user}-run"));
             call
         }
+        "POST /api/user/orchestrator/preview" => {
+            mailing_setup(app, user).await;
+            Call::new(Method::POST, "/api/user/orchestrator/preview")
+                .json(json!({"message": {"subject": "Hi", "body": "Hi {{first_name}}"}}))
+        }
         "GET /api/user/orchestrator/runs" => {
             started_run(app, user).await;
             Call::new(Method::GET, RUNS)

@@ -18,6 +18,7 @@ mod mailboxes;
 mod mcp;
 mod migration;
 mod outreach;
+mod personalisation;
 mod routes;
 mod security;
 mod sweeper;

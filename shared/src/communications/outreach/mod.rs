@@ -4,18 +4,20 @@
 
 mod opt_outs;
 pub mod plan;
+pub mod preview;
 mod runs;
 
 use std::collections::HashSet;
 
 use super::idempotency::{Claim, IdempotencyKey, IdempotencyStore, body_hash};
 use super::model::{
-    Channel, CommunicationStatus, InitiateRequest, InitiateResponse, MAX_COMMUNICATIONS_PER_RUN,
-    RecipientSnapshot, SkippedSummary,
+    Channel, CommunicationStatus, DEFAULT_SUBJECT, InitiateRequest, InitiateResponse,
+    MAX_COMMUNICATIONS_PER_RUN, MessageTemplate, RecipientSnapshot, SkippedSummary,
 };
 use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
 use super::store::{CommunicationItem, RunItem, RunStore};
 use super::suppression::SuppressionStore;
+use super::template;
 use super::unsubscribe::UnsubscribeTokens;
 use crate::accounts::AccountStore;
 use crate::error::{Error, FieldError};
@@ -172,6 +174,7 @@ impl Outreach {
                 .await?;
         }
         let plan = self.plan(user, target_ids, channels, senders).await?;
+        check_template_values(&request.message, &plan)?;
         let now = crate::now_rfc3339();
         let created = crate::clock::epoch_seconds();
         let items: Vec<CommunicationItem> = plan
@@ -305,6 +308,41 @@ impl Outreach {
         }
         plan(targets, &accounts, &suppressed, channels)
     }
+}
+
+/// Most targets a `template_value_missing` answer names.
+const MAX_TARGETS_NAMED: usize = 100;
+
+/// Every placeholder of what each planned communication will send has a value or a fallback,
+/// else 422 `template_value_missing` naming the targets (the first 100), before anything is
+/// stored: a message never goes out with a hole in it.
+fn check_template_values(message: &MessageTemplate, plan: &Plan) -> Result<(), Error> {
+    let subject = message.subject.as_deref().unwrap_or(DEFAULT_SUBJECT);
+    let mut lacking: Vec<&str> = Vec::new();
+    for planned in &plan.communications {
+        let recipient = RecipientSnapshot::from(&planned.target);
+        let lacks = template::lacks_value(&message.body, &recipient)
+            || (planned.channel == Channel::Email && template::lacks_value(subject, &recipient));
+        if lacks && !lacking.contains(&planned.target.id.as_str()) {
+            lacking.push(&planned.target.id);
+        }
+    }
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Unprocessable {
+        code: "template_value_missing",
+        message: format!(
+            "{} targets have no value for a placeholder that has no fallback; give them the field or the placeholder a fallback ({{{{field | default: \"...\"}}}}). The first {} are listed.",
+            lacking.len(),
+            lacking.len().min(MAX_TARGETS_NAMED)
+        ),
+        details: lacking
+            .iter()
+            .take(MAX_TARGETS_NAMED)
+            .map(|id| FieldError::new(*id, "has no value for a placeholder without a fallback"))
+            .collect(),
+    })
 }
 
 /// What a request asks for, checked: target ids and sender account ids, each with its position

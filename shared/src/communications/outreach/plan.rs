@@ -201,6 +201,8 @@ mod tests {
             twitter_username: twitter.map(str::to_owned),
             instagram_username: None,
             notes: None,
+            timezone: None,
+            custom_fields: Default::default(),
             active: true,
             last_replied_at: None,
             created_at: String::new(),

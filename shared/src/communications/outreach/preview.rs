@@ -1,0 +1,123 @@
+//! Preview: what initiate would send, rendered per (target, channel), for the first 20 targets,
+//! from the same validation, plan and template checks as initiate; nothing stored or queued.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::super::model::{
+    Channel, DEFAULT_SUBJECT, InitiateRequest, RecipientSnapshot, SkippedSummary, single_line,
+};
+use super::super::template::render;
+use super::{Outreach, Validated, check_template_values, validate};
+use crate::error::Error;
+use crate::ids::UserId;
+use crate::json_input::from_json_value;
+
+/// Most targets one preview renders.
+pub const MAX_PREVIEW_TARGETS: usize = 20;
+
+/// One message as the target would receive it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PreviewMessage {
+    /// The target.
+    pub target_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// The step of the sequence (1: the first message).
+    pub step: u32,
+    /// The account that would send it.
+    pub account_id: String,
+    /// Where it would go (the email address or handle).
+    pub to: String,
+    /// The rendered subject (email only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The rendered text (an email also carries the unsubscribe link below it).
+    pub body: String,
+    /// When it would be sent (RFC 3339): as soon as it is queued; a sender at its daily cap
+    /// moves it to the next day.
+    pub send_at: String,
+}
+
+/// Answer of `POST /api/user/orchestrator/preview`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PreviewResponse {
+    /// The messages of the first 20 targets, in plan order.
+    pub messages: Vec<PreviewMessage>,
+    /// How many targets the run would reach.
+    pub targets_total: usize,
+    /// How many communications the run would hold.
+    pub communications_total: usize,
+    /// Pairs left out: the first 100.
+    pub skipped: Vec<super::super::model::Skipped>,
+    /// Pairs left out in all.
+    pub skipped_total: u32,
+}
+
+impl Outreach {
+    /// Renders what `initiate_communications` would send for this body, with its refusals
+    /// (422 for the same reasons), storing and queuing nothing.
+    pub async fn preview(
+        &self,
+        user: &UserId,
+        body: serde_json::Value,
+    ) -> Result<PreviewResponse, Error> {
+        let request: InitiateRequest = from_json_value(body)?;
+        let Validated {
+            target_ids,
+            channels,
+            senders,
+        } = validate(&request)?;
+        let plan = self.plan(user, target_ids, channels, senders).await?;
+        check_template_values(&request.message, &plan)?;
+        let send_at = crate::now_rfc3339();
+        let mut targets: Vec<&str> = Vec::new();
+        let mut messages = Vec::new();
+        for planned in &plan.communications {
+            let id = planned.target.id.as_str();
+            let position = targets
+                .iter()
+                .position(|target| *target == id)
+                .unwrap_or_else(|| {
+                    targets.push(id);
+                    targets.len() - 1
+                });
+            if position >= MAX_PREVIEW_TARGETS {
+                continue;
+            }
+            let recipient = RecipientSnapshot::from(&planned.target);
+            let subject = (planned.channel == Channel::Email).then(|| {
+                single_line(&render(
+                    request
+                        .message
+                        .subject
+                        .as_deref()
+                        .unwrap_or(DEFAULT_SUBJECT),
+                    &recipient,
+                ))
+            });
+            messages.push(PreviewMessage {
+                target_id: planned.target.id.clone(),
+                channel: planned.channel,
+                step: 1,
+                account_id: planned.account_id.clone(),
+                to: planned
+                    .channel
+                    .address(&planned.target)
+                    .unwrap_or_default()
+                    .to_owned(),
+                subject,
+                body: render(&request.message.body, &recipient),
+                send_at: send_at.clone(),
+            });
+        }
+        let skipped = SkippedSummary::of(plan.skipped);
+        Ok(PreviewResponse {
+            messages,
+            targets_total: targets.len(),
+            communications_total: plan.communications.len(),
+            skipped: skipped.listed,
+            skipped_total: skipped.total,
+        })
+    }
+}
