@@ -86,6 +86,9 @@ pub enum Error {
     /// 415: a body that is not declared as JSON.
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// 415: the body is not of the one media type the route reads (named).
+    #[error("unsupported media type, expected {0}")]
+    MediaTypeExpected(&'static str),
     /// 400: a body that is not well-formed JSON.
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
@@ -165,7 +168,9 @@ impl Error {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } | Self::Busy { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::MediaTypeExpected(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::MalformedJson(_) | Self::BadHeader { .. } => StatusCode::BAD_REQUEST,
             Self::Validation(_) | Self::LimitExceeded { .. } | Self::Unprocessable { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -190,7 +195,7 @@ impl Error {
             | Self::Unprocessable { code, .. }
             | Self::QuotaExceeded { code, .. } => code,
             Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedMediaType | Self::MediaTypeExpected(_) => "unsupported_media_type",
             Self::MalformedJson(_) => "malformed_json",
             Self::BadHeader { .. } => "bad_request",
             Self::Validation(_) => "validation_failed",
@@ -213,6 +218,9 @@ impl Error {
             | Self::Unprocessable { message, .. }
             | Self::QuotaExceeded { message, .. } => message.clone(),
             Self::PayloadTooLarge(message) => message.clone(),
+            Self::MediaTypeExpected(media_type) => {
+                format!("The body must be {media_type}.")
+            }
             Self::UnsupportedMediaType => {
                 "The body must be JSON (Content-Type: application/json).".into()
             }

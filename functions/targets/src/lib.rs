@@ -6,16 +6,17 @@ use aws_config::SdkConfig;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, HttpFunction};
+use pipewise::api::{ApiCsv, ApiJson, ApiPath, ApiQuery, FunctionState, HttpFunction};
 use pipewise::auth::AuthUser;
 use pipewise::config::{ConfigError, ConfigSource};
 use pipewise::error::{ErrorBody, Result};
+use pipewise::targets::import::ImportResponse;
 use pipewise::targets::model::{
     BatchCreateRequest, BatchCreateResponse, CreateTargetRequest, DEFAULT_PAGE_SIZE,
     TargetListQuery, TargetPage, TargetView, UpdateTargetRequest,
 };
 use pipewise::targets::{TargetId, TargetService};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 /// What the targets handlers share: the verifier and the targets service.
@@ -36,6 +37,12 @@ impl HttpFunction for Targets {
         OpenApiRouter::new()
             .routes(routes!(list_targets, create_target))
             .routes(routes!(create_targets_batch))
+            // The import reads up to 5 MB of CSV; every other route keeps the API's 64 KB.
+            .routes(
+                routes!(import_targets).layer(axum::extract::DefaultBodyLimit::max(
+                    pipewise::api::MAX_CSV_BYTES,
+                )),
+            )
             .routes(routes!(update_target, delete_target))
     }
 }
@@ -82,6 +89,40 @@ async fn create_target(
 ) -> Result<(StatusCode, Json<TargetView>)> {
     let target = state.service.create(&user.user_id, request).await?;
     Ok((StatusCode::CREATED, Json(target)))
+}
+
+/// Imports targets from a CSV file: a header row (`name`, `email`, `twitter_username`,
+/// `instagram_username`, `notes`, `timezone`; any other column is a custom field), up to 10,000
+/// rows and 5 MB, `,` or `;` between fields; a result per row, duplicates (in the file or
+/// stored) never stored twice.
+#[utoipa::path(post, path = "/api/user/communication-targets/import", tag = "targets",
+    request_body(content = String, content_type = "text/csv",
+        description = "CSV with a header row", example = "name,email,company\nAda Lovelace,ada@example.com,Analytical Engines\n"),
+    responses(
+        (status = 200, body = ImportResponse,
+            description = "a result per row; `unavailable` rows (a dependency failed part-way) are to be sent again"),
+        (status = 401, body = ErrorBody),
+        (status = 413, description = "over 5 MB or 10,000 rows; nothing imported", body = ErrorBody),
+        (status = 415, description = "not `text/csv`", body = ErrorBody),
+        (status = 422, description = "`csv_unreadable` (not UTF-8) or `csv_header_invalid`; nothing imported", body = ErrorBody),
+        (status = 503, description = "a dependency failed before anything was stored", body = ErrorBody),
+    ))]
+async fn import_targets(
+    State(state): State<TargetsState>,
+    user: AuthUser,
+    ApiCsv(body): ApiCsv,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let response = state.service.import_csv(&user.user_id, &body).await?;
+    let retry = response.unavailable > 0;
+    let mut answer = Json(response).into_response();
+    if retry {
+        answer.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(pipewise::error::RETRY_AFTER_SECONDS),
+        );
+    }
+    Ok(answer)
 }
 
 /// Adds up to 100 targets, with a result per item.

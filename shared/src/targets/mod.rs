@@ -1,6 +1,7 @@
 //! Communication targets: the people a user wants to reach.
 
 pub mod batch;
+pub mod import;
 pub mod model;
 pub mod personal;
 pub mod service;

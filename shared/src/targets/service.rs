@@ -62,6 +62,15 @@ impl TargetService {
         create_targets(&self.store, user, request).await
     }
 
+    /// Imports a CSV file: a result per row, valid new targets stored in bulk.
+    pub async fn import_csv(
+        &self,
+        user: &UserId,
+        bytes: &[u8],
+    ) -> Result<super::import::ImportResponse, Error> {
+        super::import::import_csv(&self.store, user, bytes).await
+    }
+
     /// Applies a change to an active target (404 when there is none).
     pub async fn update(
         &self,

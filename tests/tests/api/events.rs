@@ -39,7 +39,7 @@ const THE_SAMPLE_IS_WRONG: [&str; 9] = [
 /// What each sample API event must be answered with, played in the test's order (an account is
 /// created before it is read, targets named by a sample do not exist). Keyed by event file; the
 /// test checks that it covers exactly the API events in `events/`.
-const EXPECTED_STATUS: [(&str, u16); 29] = [
+const EXPECTED_STATUS: [(&str, u16); 30] = [
     ("health", 200),
     ("accounts-upsert", 201),
     ("accounts-list", 200),
@@ -54,6 +54,7 @@ const EXPECTED_STATUS: [(&str, u16); 29] = [
     ("oauth-callback", 400),
     ("targets-create", 201),
     ("targets-batch", 200),
+    ("targets-import", 200),
     ("targets-list", 200),
     ("targets-update", 404),
     ("targets-delete", 404),

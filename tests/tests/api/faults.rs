@@ -34,6 +34,8 @@ struct Call {
     body: Option<Value>,
     /// The one-click form body of an unsubscribe POST.
     form: bool,
+    /// A CSV body (the targets import).
+    csv: Option<&'static str>,
     scope: Option<&'static str>,
     idempotency_key: Option<String>,
     public: bool,
@@ -50,6 +52,7 @@ impl Call {
             path: path.into(),
             body: None,
             form: false,
+            csv: None,
             scope: None,
             idempotency_key: None,
             public: false,
@@ -90,6 +93,9 @@ async fn send(app: &TestApp, user: &str, call: &Call) -> TestResponse {
         request = request
             .header("content-type", "application/x-www-form-urlencoded")
             .body("List-Unsubscribe=One-Click");
+    }
+    if let Some(csv) = call.csv {
+        request = request.header("content-type", "text/csv").body(csv);
     }
     if call.mcp {
         request = request
@@ -249,6 +255,13 @@ async fn scenario(route: &str, app: &TestApp, user: &str) -> Call {
                 {"name": "Ada", "email": "ada@example.com"},
                 {"name": "Grace", "email": "grace@example.com"},
             ]}))
+        }
+        "POST /api/user/communication-targets/import" => {
+            let mut call = Call::new(Method::POST, format!("{TARGETS}/import"));
+            call.csv = Some(
+                "name,email,company\nAda,ada@example.com,Engines\nGrace,grace@example.com,\nAnon,,\n",
+            );
+            call
         }
         "PATCH /api/user/communication-targets/{target_id}" => {
             let created = app

@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod faults;
 mod identity;
+mod import;
 mod key_rotation;
 mod least_privilege;
 mod logging;

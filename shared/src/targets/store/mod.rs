@@ -32,6 +32,10 @@ use crate::storage::{
     transact_write, user_key,
 };
 
+mod bulk;
+
+pub use bulk::{Inserted, transaction_chunks};
+
 const ACTIVE_PREFIX: &str = "T#";
 const DELETED_PREFIX: &str = "D#";
 const EMAIL_PREFIX: &str = "E#";
