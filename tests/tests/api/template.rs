@@ -157,6 +157,7 @@ fn the_gateway_and_the_functions_accept_the_same_tokens() {
             ("JwtJwks", ""),
             ("ExternalSecretsScope", "integrations:secrets:read"),
             ("LogLevel", "info"),
+            ("AlarmEmail", ""),
         ] {
             bindings.bind_ref(name, Resolved::Text(value.to_owned()));
         }
@@ -398,4 +399,65 @@ async fn a_stack_whose_creates_were_retried_still_comes_up() {
         stack.physical["OutreachConfigurationSet"],
         format!("{name}-outreach")
     );
+}
+
+/// The operator hears of what breaks: a message in any dead-letter queue, any function's errors
+/// or throttles, SES's bounce or complaint rate at the level where AWS reviews an account; every
+/// alarm notifies the alarm topic.
+#[test]
+fn every_dead_letter_queue_and_function_has_an_alarm_that_notifies_the_operator() {
+    let template = Template::project().unwrap();
+    let alarms = template.resources_of_type("AWS::CloudWatch::Alarm");
+    let text = |value: &Value| serde_yaml::to_string(value).unwrap();
+    let watching = |metric: &str, target: &str| {
+        alarms
+            .iter()
+            .filter(|(_, alarm)| {
+                alarm["Properties"]["MetricName"] == metric
+                    && text(&alarm["Properties"]["Dimensions"]).contains(&format!("{target}\n"))
+                    || text(&alarm["Properties"]["Dimensions"])
+                        .contains(&format!("{target}.QueueName"))
+                        && alarm["Properties"]["MetricName"] == metric
+            })
+            .count()
+    };
+    let dead_letter_queues: Vec<String> = template
+        .resources_of_type("AWS::SQS::Queue")
+        .iter()
+        .filter_map(|(_, queue)| queue["Properties"]["RedrivePolicy"].get("deadLetterTargetArn"))
+        .map(|arn| {
+            text(arn)
+                .split_whitespace()
+                .last()
+                .unwrap()
+                .trim_end_matches(".Arn")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(dead_letter_queues.len(), 2, "{dead_letter_queues:?}");
+    for queue in &dead_letter_queues {
+        assert_eq!(
+            watching("ApproximateNumberOfMessagesVisible", queue),
+            1,
+            "{queue} has no depth alarm"
+        );
+    }
+    for (function, _) in template.resources_of_type("AWS::Serverless::Function") {
+        assert_eq!(watching("Errors", &function), 1, "{function}: errors");
+        assert_eq!(watching("Throttles", &function), 1, "{function}: throttles");
+    }
+    let threshold = |metric: &str| {
+        alarms
+            .iter()
+            .find(|(_, alarm)| alarm["Properties"]["MetricName"] == metric)
+            .and_then(|(_, alarm)| alarm["Properties"]["Threshold"].as_f64())
+    };
+    assert_eq!(threshold("Reputation.BounceRate"), Some(0.05));
+    assert_eq!(threshold("Reputation.ComplaintRate"), Some(0.001));
+    for (name, alarm) in &alarms {
+        assert!(
+            text(&alarm["Properties"]["AlarmActions"]).contains("AlarmTopic"),
+            "{name} notifies nobody"
+        );
+    }
 }
