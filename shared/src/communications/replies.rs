@@ -20,7 +20,7 @@ use crate::accounts::AccountService;
 use crate::accounts::store::{AccountItem, MailboxCursor};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorChain};
-use crate::platforms::mailbox::{InboundMessage, NewMail};
+use crate::platforms::mailbox::{InboundMessage, MailboxFeed, NewMail};
 use crate::platforms::{PlatformApis, Provider, google, microsoft};
 use crate::targets::store::TargetStore;
 
@@ -154,13 +154,17 @@ impl ReplyPoller {
         cursor: MailboxCursor,
         report: &mut PollReport,
     ) -> Result<(), MailboxFailure> {
-        let Some(provider) = Provider::of(&account).filter(|p| p.is_mailbox()) else {
+        let Some((provider, feed)) =
+            Provider::of(&account).and_then(|p| p.mailbox_feed().map(|feed| (p, feed)))
+        else {
             return Ok(());
         };
         let mut reader = MailboxReader::open(self, account, provider).await?;
-        let next = match provider {
-            Provider::Microsoft => self.read_graph(&mut reader, cursor.cursor, report).await?,
-            _ => self.read_gmail(&mut reader, cursor.cursor, report).await?,
+        let next = match feed {
+            MailboxFeed::GraphDelta => self.read_graph(&mut reader, cursor.cursor, report).await?,
+            MailboxFeed::GmailHistory => {
+                self.read_gmail(&mut reader, cursor.cursor, report).await?
+            }
         };
         self.accounts
             .store()

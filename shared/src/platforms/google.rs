@@ -76,6 +76,23 @@ pub fn identity_request(
         .bearer_auth(token)
 }
 
+/// Gmail's limit for a consumer account (gmail.com, googlemail.com): 500 messages a day.
+pub const CONSUMER_DAILY_LIMIT: u32 = 500;
+/// Google Workspace's limit: 2,000 messages a day.
+pub const WORKSPACE_DAILY_LIMIT: u32 = 2_000;
+
+/// The sends a day Google allows a mailbox: a consumer account's (told by its address's domain,
+/// or when the address is unknown) or a Workspace account's.
+pub fn daily_limit(address: Option<&str>) -> u32 {
+    let domain = address
+        .and_then(|address| address.rsplit_once('@'))
+        .map(|(_, domain)| domain.to_ascii_lowercase());
+    match domain.as_deref() {
+        Some("gmail.com" | "googlemail.com") | None => CONSUMER_DAILY_LIMIT,
+        Some(_) => WORKSPACE_DAILY_LIMIT,
+    }
+}
+
 /// The send call: `POST {gmail}/gmail/v1/users/me/messages/send`, the RFC 5322 message
 /// base64url-encoded in `raw`; a follow-up names the thread of the earlier message.
 pub fn send_request(

@@ -66,6 +66,15 @@ pub fn headers_of(list: &Value) -> HashMap<String, String> {
     headers
 }
 
+/// How a mailbox platform tells what is new: the reply poller reads each in its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxFeed {
+    /// Gmail: `users.history.list` from a stored `historyId`.
+    GmailHistory,
+    /// Microsoft Graph: a delta query on the Inbox.
+    GraphDelta,
+}
+
 /// One page of "what is new" in a mailbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewMail {

@@ -72,6 +72,9 @@ pub fn identity_request(
     http.get(format!("{graph}/v1.0/me")).bearer_auth(token)
 }
 
+/// Microsoft 365's limit: 10,000 recipients a day.
+pub const DAILY_LIMIT: u32 = 10_000;
+
 /// The send call: `POST {graph}/v1.0/me/sendMail` with the RFC 5322 message itself, base64 in a
 /// `text/plain` body (Graph's MIME form); Graph answers 202 and no id, and keeps the message in
 /// Sent Items.

@@ -70,6 +70,65 @@ impl Provider {
         }
     }
 
+    /// The sends a day the platform allows one of its mailboxes (`address` tells a Gmail
+    /// consumer account from a Workspace one); `None` for a platform that is no mailbox.
+    pub fn mailbox_daily_limit(self, address: Option<&str>) -> Option<u32> {
+        match self {
+            Self::Google => Some(google::daily_limit(address)),
+            Self::Microsoft => Some(microsoft::DAILY_LIMIT),
+            Self::X | Self::Instagram => None,
+        }
+    }
+
+    /// A mailbox's send call for a whole RFC 5322 message (Gmail `messages.send`, Graph
+    /// `sendMail`); `None` for a platform that is no mailbox.
+    pub fn mailbox_send_request(
+        self,
+        http: &reqwest::Client,
+        apis: &PlatformApis,
+        token: &str,
+        mime: &str,
+    ) -> Option<reqwest::RequestBuilder> {
+        match self {
+            Self::Google => Some(google::send_request(http, &apis.gmail, token, mime, None)),
+            Self::Microsoft => Some(microsoft::send_mime_request(
+                http,
+                &apis.microsoft_graph,
+                token,
+                mime,
+            )),
+            Self::X | Self::Instagram => None,
+        }
+    }
+
+    /// The sent message's and its thread's ids in a mailbox's answer to the send (Gmail names
+    /// both; Graph answers 202 with neither).
+    pub fn sent_ids(self, answer: &serde_json::Value) -> Option<(&str, &str)> {
+        match self {
+            Self::Google => google::sent_ids(answer),
+            Self::X | Self::Instagram | Self::Microsoft => None,
+        }
+    }
+
+    /// Whether a 403 of the platform means "slow down" rather than "not allowed" (Gmail's
+    /// `rateLimitExceeded`).
+    pub fn is_rate_limit_refusal(self, answer: &serde_json::Value) -> bool {
+        match self {
+            Self::Google => google::is_rate_limit(answer),
+            Self::X | Self::Instagram | Self::Microsoft => false,
+        }
+    }
+
+    /// How the platform tells what is new in a mailbox: Gmail's history or Graph's delta query;
+    /// `None` for a platform that is no mailbox.
+    pub fn mailbox_feed(self) -> Option<mailbox::MailboxFeed> {
+        match self {
+            Self::Google => Some(mailbox::MailboxFeed::GmailHistory),
+            Self::Microsoft => Some(mailbox::MailboxFeed::GraphDelta),
+            Self::X | Self::Instagram => None,
+        }
+    }
+
     /// Its name in logs and stored fields (`x`, `instagram`, `google`, `microsoft`).
     pub fn name(self) -> &'static str {
         match self {

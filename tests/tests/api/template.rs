@@ -413,11 +413,10 @@ fn every_dead_letter_queue_and_function_has_an_alarm_that_notifies_the_operator(
         alarms
             .iter()
             .filter(|(_, alarm)| {
+                let dimensions = text(&alarm["Properties"]["Dimensions"]);
                 alarm["Properties"]["MetricName"] == metric
-                    && text(&alarm["Properties"]["Dimensions"]).contains(&format!("{target}\n"))
-                    || text(&alarm["Properties"]["Dimensions"])
-                        .contains(&format!("{target}.QueueName"))
-                        && alarm["Properties"]["MetricName"] == metric
+                    && (dimensions.contains(&format!("{target}\n"))
+                        || dimensions.contains(&format!("{target}.QueueName")))
             })
             .count()
     };

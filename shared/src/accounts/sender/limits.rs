@@ -14,12 +14,6 @@ use crate::platforms::Provider;
 pub const DEFAULT_DAILY_SEND_LIMIT: u32 = 50;
 /// Highest `daily_send_limit` of an SES sender (SES's production quotas start around here).
 pub const MAX_DAILY_SEND_LIMIT: u32 = 10_000;
-/// Gmail's limit for a consumer account (gmail.com, googlemail.com): 500 messages a day.
-pub const GMAIL_CONSUMER_DAILY_LIMIT: u32 = 500;
-/// Google Workspace's limit: 2,000 messages a day.
-pub const GOOGLE_WORKSPACE_DAILY_LIMIT: u32 = 2_000;
-/// Microsoft 365's limit: 10,000 recipients a day.
-pub const MICROSOFT_DAILY_LIMIT: u32 = 10_000;
 
 /// Domains of free-mail providers that publish a DMARC policy (`p=reject` or `p=quarantine`):
 /// mail "from" them that their own servers did not send fails DMARC and bounces or lands in
@@ -61,19 +55,9 @@ pub fn is_freemail(domain: &str) -> bool {
 /// The most a sender may send per UTC day: its provider's limit for a mailbox (Gmail tells a
 /// consumer account from a Workspace one by its domain), SES's ceiling otherwise.
 pub fn daily_send_ceiling(mailbox: Option<Provider>, address: Option<&str>) -> u32 {
-    match mailbox {
-        Some(Provider::Google) => {
-            let domain = address
-                .and_then(|address| address.rsplit_once('@'))
-                .map(|(_, domain)| domain.to_ascii_lowercase());
-            match domain.as_deref() {
-                Some("gmail.com" | "googlemail.com") | None => GMAIL_CONSUMER_DAILY_LIMIT,
-                Some(_) => GOOGLE_WORKSPACE_DAILY_LIMIT,
-            }
-        }
-        Some(Provider::Microsoft) => MICROSOFT_DAILY_LIMIT,
-        _ => MAX_DAILY_SEND_LIMIT,
-    }
+    mailbox
+        .and_then(|provider| provider.mailbox_daily_limit(address))
+        .unwrap_or(MAX_DAILY_SEND_LIMIT)
 }
 
 /// An email account's sends per UTC day: its `daily_send_limit` (1 up to the ceiling of

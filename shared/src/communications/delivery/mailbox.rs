@@ -11,7 +11,7 @@ use super::{Accepted, Delivery, Outcome, outreach_mime, token_outcome};
 use crate::accounts::store::AccountItem;
 use crate::communications::reason::{DeliveryFailure, FailureReason};
 use crate::communications::store::CommunicationItem;
-use crate::platforms::{Provider, google, microsoft};
+use crate::platforms::Provider;
 
 /// How long to wait on a 429 without a `Retry-After`.
 const DEFAULT_WAIT_SECONDS: u64 = 60;
@@ -69,15 +69,13 @@ impl Delivery {
                 .get("access_token")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let request = match provider {
-                Provider::Microsoft => {
-                    microsoft::send_mime_request(&http, &self.apis.microsoft_graph, token, &mime)
-                }
-                _ => google::send_request(&http, &self.apis.gmail, token, &mime, None),
+            let Some(request) = provider.mailbox_send_request(&http, &self.apis, token, &mime)
+            else {
+                return Outcome::Failed(FailureReason::NotPermitted.into());
             };
             let outcome = match read_mailbox_answer(provider, request.send().await).await {
                 Ok(answer) => {
-                    let (message, thread) = match google::sent_ids(&answer) {
+                    let (message, thread) = match provider.sent_ids(&answer) {
                         Some((message, thread)) => (Some(message), Some(thread)),
                         None => (None, None),
                     };
@@ -136,7 +134,7 @@ async fn read_mailbox_answer(
     Err(match status {
         401 => Outcome::Failed(FailureReason::TokenRevoked.into()),
         429 => rate_limited(),
-        403 if provider == Provider::Google && google::is_rate_limit(&answer) => rate_limited(),
+        403 if provider.is_rate_limit_refusal(&answer) => rate_limited(),
         403 => Outcome::Failed(FailureReason::NotPermitted.into()),
         400 => Outcome::Failed(FailureReason::MessageRejected.into()),
         500..=599 => Outcome::Unknown(DeliveryFailure::PlatformStatus(status)),

@@ -37,6 +37,7 @@ pub struct Outreach {
     pub(super) targets: TargetStore,
     pub(super) accounts: AccountStore,
     pub(super) queue: CommunicationQueue,
+    pub(super) clock: crate::clock::Clock,
 }
 
 impl Outreach {
@@ -58,7 +59,14 @@ impl Outreach {
             targets,
             accounts,
             queue,
+            clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// The same service telling time by `clock` (tests move it).
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The service from the orchestrator's settings and one SDK configuration (once per cold
@@ -176,7 +184,7 @@ impl Outreach {
         let plan = self.plan(user, target_ids, channels, senders).await?;
         check_template_values(&request.message, &plan)?;
         let now = crate::now_rfc3339();
-        let created = crate::clock::epoch_seconds();
+        let created = self.clock.epoch_seconds();
         let items: Vec<CommunicationItem> = plan
             .communications
             .iter()

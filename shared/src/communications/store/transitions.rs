@@ -37,7 +37,7 @@ impl RunStore {
                     "SET #status = :sending, sending_since = :since, updated_at = :at, claim_token = :token ADD attempts :one",
                 )
                 .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
-                .expression_attribute_values(":since", n(epoch_seconds()))
+                .expression_attribute_values(":since", n(now))
                 .expression_attribute_values(":at", s(crate::now_rfc3339()))
                 .expression_attribute_values(":token", s(&token))
                 .expression_attribute_values(":one", n(1))
@@ -68,7 +68,7 @@ impl RunStore {
             .set_key(Some(Self::key(&item.user_id, &item.sk)))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
-            .expression_attribute_values(":since", n(epoch_seconds()))
+            .expression_attribute_values(":since", n(now))
             .expression_attribute_values(":at", s(crate::now_rfc3339()))
             .expression_attribute_values(":one", n(1));
         // A scheduled one leaves the run's `scheduled` count and the release index together,
