@@ -20,6 +20,7 @@ pub mod error;
 pub mod https;
 pub mod ids;
 pub mod json_input;
+pub mod metrics;
 pub mod paging;
 pub mod plain_text;
 pub mod platforms;

@@ -167,11 +167,17 @@ impl AccountService {
                     .store_refreshed(item, configuration, &tokens, expires_at, lease_id)
                     .await?;
                 tracing::info!(user_id = %stored.0.user_id, account_id = %stored.0.account_id, "account tokens refreshed");
+                crate::metrics::record(crate::metrics::BusinessMetric::TokenRefreshed {
+                    provider: provider.name(),
+                });
                 Ok(stored)
             }
             Err(RefreshFailure::ReauthRequired) => {
                 self.store.mark_reauth_required(&item, lease_id).await?;
                 tracing::warn!(user_id = %item.user_id, account_id = %item.account_id, "account needs to be connected again");
+                crate::metrics::record(crate::metrics::BusinessMetric::ReauthRequired {
+                    provider: provider.name(),
+                });
                 Err(TokenFailure::Refresh(RefreshFailure::ReauthRequired))
             }
             // Nothing to refresh with: the stored token is all there is; let the platform judge.

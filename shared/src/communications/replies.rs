@@ -399,6 +399,7 @@ impl ReplyPoller {
             .unwrap_or_else(crate::now_rfc3339);
         if self.runs.mark_replied(&item, &replied_at).await? {
             report.replies += 1;
+            crate::metrics::record(crate::metrics::BusinessMetric::Replied);
             self.targets
                 .record_reply(&item.user_id, &item.target_id, &replied_at)
                 .await?;

@@ -400,17 +400,29 @@ impl CommunicationsWorker {
     ) -> Result<(), Redeliver> {
         match settlement {
             Settlement::Sent(accepted) => {
-                self.runs.finish_sent(item, &accepted).await?;
+                if self.runs.finish_sent(item, &accepted).await? {
+                    crate::metrics::record(crate::metrics::BusinessMetric::Sent {
+                        channel: item.channel.as_str(),
+                    });
+                }
             }
             Settlement::Failed(reason) => {
-                self.runs
+                let reason = reason.to_string();
+                if self
+                    .runs
                     .finish(
                         item,
                         CommunicationStatus::Sending,
                         CommunicationStatus::Failed,
-                        Some(&reason.to_string()),
+                        Some(&reason),
                     )
-                    .await?;
+                    .await?
+                {
+                    crate::metrics::record(crate::metrics::BusinessMetric::Failed {
+                        channel: item.channel.as_str(),
+                        reason: &reason,
+                    });
+                }
             }
             Settlement::NextDay { until } => {
                 self.runs.schedule(item, until).await?;

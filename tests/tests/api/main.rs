@@ -17,6 +17,7 @@ mod least_privilege;
 mod logging;
 mod mailboxes;
 mod mcp;
+mod metrics;
 mod migration;
 mod outreach;
 mod personalisation;
