@@ -109,36 +109,7 @@ pub fn single_line(text: &str) -> String {
         .to_owned()
 }
 
-/// The target's fields at the time the run was created, kept with each communication.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecipientSnapshot {
-    /// The person's name.
-    pub name: String,
-    /// Email.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// X handle.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub twitter_username: Option<String>,
-    /// Instagram username.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instagram_username: Option<String>,
-    /// The target's custom fields.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub custom_fields: std::collections::BTreeMap<String, String>,
-}
-
-impl From<&TargetView> for RecipientSnapshot {
-    fn from(target: &TargetView) -> Self {
-        Self {
-            name: target.name.clone(),
-            email: target.email.clone(),
-            twitter_username: target.twitter_username.clone(),
-            instagram_username: target.instagram_username.clone(),
-            custom_fields: target.custom_fields.clone(),
-        }
-    }
-}
+pub use super::template::RecipientSnapshot;
 
 /// Where a communication stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -3,7 +3,9 @@
 //! optional fallback, `{{company | default: "your team"}}`. Values are inserted as plain text,
 //! once: a value that itself looks like `{{...}}` is never expanded again.
 
-use super::model::RecipientSnapshot;
+use serde::{Deserialize, Serialize};
+
+use crate::targets::model::TargetView;
 use crate::targets::personal::{MAX_CUSTOM_FIELD_CHARS, is_field_name};
 
 /// The target fields every template may use, besides the target's custom fields.
@@ -14,6 +16,37 @@ pub const BUILT_IN_FIELDS: [&str; 5] = [
     "twitter_username",
     "instagram_username",
 ];
+
+/// The target's fields at the time the run was created, kept with each communication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientSnapshot {
+    /// The person's name.
+    pub name: String,
+    /// Email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// X handle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twitter_username: Option<String>,
+    /// Instagram username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instagram_username: Option<String>,
+    /// The target's custom fields.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub custom_fields: std::collections::BTreeMap<String, String>,
+}
+
+impl From<&TargetView> for RecipientSnapshot {
+    fn from(target: &TargetView) -> Self {
+        Self {
+            name: target.name.clone(),
+            email: target.email.clone(),
+            twitter_username: target.twitter_username.clone(),
+            instagram_username: target.instagram_username.clone(),
+            custom_fields: target.custom_fields.clone(),
+        }
+    }
+}
 
 /// One `{{...}}` of a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
