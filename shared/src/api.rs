@@ -197,22 +197,33 @@ where
         if !has_json_content_type(request.headers()) {
             return Err(Error::UnsupportedMediaType);
         }
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection {
-                    BytesRejection::FailedToBufferBody(_)
-                        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
-                    {
-                        Error::PayloadTooLarge(format!(
-                            "The body is larger than {} KB.",
-                            MAX_BODY_BYTES / 1024
-                        ))
-                    }
-                    _ => Error::MalformedJson("the body could not be read".into()),
-                })?;
+        let bytes = read_body(request, state, || {
+            Error::PayloadTooLarge(format!(
+                "The body is larger than {} KB.",
+                MAX_BODY_BYTES / 1024
+            ))
+        })
+        .await?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// The whole body, within the route's limit: `too_large` past it, 400 when it cannot be read.
+async fn read_body<S: Send + Sync>(
+    request: Request,
+    state: &S,
+    too_large: impl FnOnce() -> Error,
+) -> Result<Bytes, Error> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(_)
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                too_large()
+            }
+            _ => Error::MalformedJson("the body could not be read".into()),
+        })
 }
 
 /// The media type of the body, lower-case, without parameters (`application/json`).
@@ -254,24 +265,13 @@ where
         if media_type(request.headers()).as_deref() != Some("text/csv") {
             return Err(Error::MediaTypeExpected("CSV (Content-Type: text/csv)"));
         }
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection {
-                    BytesRejection::FailedToBufferBody(_)
-                        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
-                    {
-                        Error::PayloadTooLarge(format!(
-                            "A CSV body is at most {} MB.",
-                            MAX_CSV_BYTES / (1024 * 1024)
-                        ))
-                    }
-                    _ => Error::Unprocessable {
-                        code: "csv_unreadable",
-                        message: "The body could not be read.".into(),
-                        details: Vec::new(),
-                    },
-                })?;
+        let bytes = read_body(request, state, || {
+            Error::PayloadTooLarge(format!(
+                "A CSV body is at most {} MB.",
+                MAX_CSV_BYTES / (1024 * 1024)
+            ))
+        })
+        .await?;
         Ok(Self(bytes))
     }
 }

@@ -112,17 +112,23 @@ async fn import_targets(
     user: AuthUser,
     ApiCsv(body): ApiCsv,
 ) -> Result<axum::response::Response> {
-    use axum::response::IntoResponse;
     let response = state.service.import_csv(&user.user_id, &body).await?;
     let retry = response.unavailable > 0;
-    let mut answer = Json(response).into_response();
+    Ok(per_item_answer(response, retry))
+}
+
+/// A 200 with a result per item; with `Retry-After` when some items are `unavailable` (a
+/// dependency failed part-way), so the caller resends exactly those.
+fn per_item_answer(body: impl serde::Serialize, retry: bool) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut answer = Json(body).into_response();
     if retry {
         answer.headers_mut().insert(
             axum::http::header::RETRY_AFTER,
             axum::http::HeaderValue::from(pipewise::error::RETRY_AFTER_SECONDS),
         );
     }
-    Ok(answer)
+    answer
 }
 
 /// Adds up to 100 targets, with a result per item.
@@ -141,17 +147,9 @@ async fn create_targets_batch(
     user: AuthUser,
     ApiJson(request): ApiJson<BatchCreateRequest>,
 ) -> Result<axum::response::Response> {
-    use axum::response::IntoResponse;
     let response = state.service.create_batch(&user.user_id, request).await?;
     let retry = response.counts.unavailable > 0;
-    let mut answer = Json(response).into_response();
-    if retry {
-        answer.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(pipewise::error::RETRY_AFTER_SECONDS),
-        );
-    }
-    Ok(answer)
+    Ok(per_item_answer(response, retry))
 }
 
 /// Changes some fields of an active target (`null` clears an optional one).
