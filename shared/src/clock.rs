@@ -75,6 +75,17 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// An epoch second as RFC 3339 (UTC); the epoch itself for one out of range.
+pub fn rfc3339(epoch_seconds: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(epoch_seconds)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
 /// The UTC day of an instant, `YYYY-MM-DD`.
 pub fn utc_day(epoch_seconds: i64) -> String {
     let date = OffsetDateTime::from_unix_timestamp(epoch_seconds)

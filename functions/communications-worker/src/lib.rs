@@ -20,6 +20,7 @@ use pipewise::communications::queue::CommunicationQueue;
 use pipewise::communications::replies::ReplyPoller;
 use pipewise::communications::suppression::SuppressionStore;
 use pipewise::communications::unsubscribe::UnsubscribeTokens;
+use pipewise::communications::worker::FollowUpStops;
 use pipewise::communications::{CommunicationsWorker, RunStore};
 use pipewise::config::{ConfigError, ConfigSource, vars};
 use pipewise::targets::store::TargetStore;
@@ -165,7 +166,7 @@ pub fn worker_with_clock(
         ses_sending_client(sdk),
         PlatformApis::from_source(source),
         UnsubscribeTokens::from_source(source, sdk),
-        SuppressionStore::new(dynamodb, targets_table),
+        SuppressionStore::new(dynamodb.clone(), targets_table.clone()),
         DailySendCap::new(runs.clone(), clock.clone()),
     )
     .with_configuration_set(source.optional(vars::SES_CONFIGURATION_SET));
@@ -178,7 +179,11 @@ pub fn worker_with_clock(
         ),
         clock,
     )
-    .with_replies(replies))
+    .with_replies(replies)
+    .with_follow_up_stops(FollowUpStops::new(
+        TargetStore::new(dynamodb.clone(), targets_table.clone()),
+        SuppressionStore::new(dynamodb, targets_table),
+    )))
 }
 
 /// Builds the SES feedback handler (once per cold start).

@@ -8,6 +8,7 @@ pub mod outreach;
 pub mod queue;
 pub mod reason;
 pub mod replies;
+pub mod sequence;
 pub mod store;
 pub mod suppression;
 pub mod template;

@@ -45,6 +45,19 @@ pub struct MessageTemplate {
     pub body: String,
 }
 
+/// One step of `steps` in the initiate body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepRequest {
+    /// What this step sends; an email follow-up without a subject is `Re: <first subject>`.
+    pub message: MessageTemplate,
+    /// How long after the previous step was sent (ISO 8601, `PT1M` to `P30D`, a day being 24
+    /// hours); on every step but the first.
+    #[serde(default)]
+    #[schema(example = "P3D")]
+    pub wait: Option<String>,
+}
+
 /// Body of `POST /api/user/orchestrator/initiate-communications`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,8 +71,14 @@ pub struct InitiateRequest {
     /// account for).
     #[serde(default)]
     pub channels: Option<Vec<Channel>>,
-    /// The message.
-    pub message: MessageTemplate,
+    /// The message of a one-step run (give this or `steps`).
+    #[serde(default)]
+    pub message: Option<MessageTemplate>,
+    /// A sequence: the first message and up to four follow-ups, each `wait` after the one
+    /// before was sent, stopped for a person who replies, unsubscribes, bounces or complains
+    /// (give this or `message`).
+    #[serde(default)]
+    pub steps: Option<Vec<StepRequest>>,
     /// The accounts that send, at most one per channel (default: on each channel, the user's
     /// first connected account by id).
     #[serde(default)]
@@ -67,13 +86,19 @@ pub struct InitiateRequest {
 }
 
 impl MessageTemplate {
-    /// Checks lengths and that every placeholder is known.
+    /// Checks lengths and that every placeholder is well formed.
     pub fn validate(&self) -> Vec<FieldError> {
+        self.validate_at("message")
+    }
+
+    /// [`MessageTemplate::validate`] with the fields named under `prefix` (`steps[1].message`).
+    pub fn validate_at(&self, prefix: &str) -> Vec<FieldError> {
         let mut problems = Vec::new();
+        let (subject_field, body_field) = (format!("{prefix}.subject"), format!("{prefix}.body"));
         let body_chars = self.body.trim().chars().count();
         if body_chars == 0 || self.body.chars().count() > MAX_BODY_CHARS {
             problems.push(FieldError::new(
-                "message.body",
+                body_field.clone(),
                 "must be 1-10,000 characters",
             ));
         }
@@ -81,16 +106,16 @@ impl MessageTemplate {
             && subject.chars().count() > MAX_SUBJECT_CHARS
         {
             problems.push(FieldError::new(
-                "message.subject",
+                subject_field.clone(),
                 "must be at most 200 characters",
             ));
         }
         for (field, text) in [
-            ("message.subject", self.subject.as_deref()),
-            ("message.body", Some(self.body.as_str())),
+            (&subject_field, self.subject.as_deref()),
+            (&body_field, Some(self.body.as_str())),
         ] {
             for problem in super::template::problems(text.unwrap_or_default()) {
-                problems.push(FieldError::new(field, problem));
+                problems.push(FieldError::new(field.clone(), problem));
             }
         }
         problems
@@ -308,6 +333,8 @@ pub struct RunCounts {
 /// fixed in [`RunCountChange::terms`]); zero fields are left out of the update.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunCountChange {
+    /// Communications in the run (a follow-up joins when the step before it is sent).
+    pub total: i64,
     /// Communications not finished yet.
     pub remaining: i64,
     /// Sent.
@@ -332,6 +359,7 @@ impl RunCountChange {
     /// The stored attribute and delta of each counter that changes, in a fixed order.
     pub fn terms(&self) -> Vec<(&'static str, i64)> {
         [
+            ("total", self.total),
             ("remaining", self.remaining),
             ("sent", self.sent),
             ("failed", self.failed),
@@ -348,11 +376,52 @@ impl RunCountChange {
     }
 }
 
+/// How one step's communications stand.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct StepCounts {
+    /// The step (1: the first message).
+    pub step: u32,
+    /// Its communications so far (a follow-up exists once the step before it was sent).
+    pub total: u32,
+    /// How many are in each status (`sent`, `scheduled`, `replied`, `cancelled`, …).
+    pub by_status: std::collections::BTreeMap<String, u32>,
+    /// Of the cancelled, how many for each reason (`replied`, `unsubscribed`, `bounced`,
+    /// `complained`, `cancelled_by_user`, `target_deleted`).
+    pub cancelled_by_reason: std::collections::BTreeMap<String, u32>,
+}
+
+impl StepCounts {
+    /// Each step's counts, from a run's communications.
+    pub fn of(communications: &[CommunicationView]) -> Vec<Self> {
+        let mut steps: std::collections::BTreeMap<u32, Self> = std::collections::BTreeMap::new();
+        for communication in communications {
+            let counts = steps.entry(communication.step).or_insert_with(|| Self {
+                step: communication.step,
+                ..Self::default()
+            });
+            counts.total += 1;
+            *counts
+                .by_status
+                .entry(communication.status.as_str().to_owned())
+                .or_insert(0) += 1;
+            if communication.status == CommunicationStatus::Cancelled {
+                *counts
+                    .cancelled_by_reason
+                    .entry(communication.reason.clone().unwrap_or_default())
+                    .or_insert(0) += 1;
+            }
+        }
+        steps.into_values().collect()
+    }
+}
+
 /// One communication of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct CommunicationView {
     /// Id of the communication.
     pub communication_id: String,
+    /// Its step in the run's sequence (1: the first message).
+    pub step: u32,
     /// The target.
     pub target_id: String,
     /// The channel it travels on.
@@ -395,6 +464,10 @@ pub struct RunView {
     /// Each communication (only in `GET .../runs/{run_id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub communications: Option<Vec<CommunicationView>>,
+    /// Per step of the sequence, how its communications stand (only in `GET .../runs/{run_id}`,
+    /// from the communications listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepCounts>,
 }
 
 /// Answer of `GET /api/user/orchestrator/runs`.

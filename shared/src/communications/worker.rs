@@ -12,7 +12,7 @@ use super::delivery::{Accepted, Delivery, Outcome};
 use super::model::CommunicationStatus;
 use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
 use super::reason::{DeliveryFailure, FailureReason};
-use super::store::{CommunicationItem, RunStore};
+use super::store::{CommunicationItem, RunItem, RunStore};
 use crate::clock::{Clock, DAY_SECONDS, utc_day};
 use crate::error::{Error, ErrorChain};
 
@@ -87,7 +87,65 @@ pub struct CommunicationsWorker {
     clock: Clock,
     tick_budget: std::time::Duration,
     replies: Option<super::replies::ReplyPoller>,
+    stops: Option<FollowUpStops>,
 }
+
+/// What stops a follow-up before it goes out: the person replied (any channel, any run) since
+/// the sequence started, or their address is suppressed (unsubscribed, bounced, complained).
+#[derive(Clone)]
+pub struct FollowUpStops {
+    targets: crate::targets::TargetStore,
+    suppressions: super::suppression::SuppressionStore,
+}
+
+impl FollowUpStops {
+    /// The checks over the targets and their suppression list.
+    pub fn new(
+        targets: crate::targets::TargetStore,
+        suppressions: super::suppression::SuppressionStore,
+    ) -> Self {
+        Self {
+            targets,
+            suppressions,
+        }
+    }
+
+    /// Why `item` (a follow-up of `run`) must not go out, if it must not.
+    async fn reason(
+        &self,
+        item: &CommunicationItem,
+        run: &RunItem,
+    ) -> Result<Option<String>, Error> {
+        let target = match crate::targets::TargetId::parse(&item.target_id) {
+            Some(id) => self.targets.get(&item.user_id, id).await?,
+            None => None,
+        };
+        let Some(target) = target else {
+            return Ok(Some(STOP_TARGET_DELETED.into()));
+        };
+        // RFC 3339 in UTC with the same precision sorts as time does.
+        if target
+            .target
+            .last_replied_at
+            .as_deref()
+            .is_some_and(|replied| replied >= run.created_at.as_str())
+        {
+            return Ok(Some(STOP_REPLIED.into()));
+        }
+        if item.channel == super::model::Channel::Email
+            && let Some(address) = item.recipient.email.as_deref()
+            && let Some(suppression) = self.suppressions.of_address(&item.user_id, address).await?
+        {
+            return Ok(Some(suppression.reason.as_str().to_owned()));
+        }
+        Ok(None)
+    }
+}
+
+/// A follow-up's reason when its person replied after the sequence started.
+pub const STOP_REPLIED: &str = "replied";
+/// A follow-up's reason when its target was deleted.
+pub const STOP_TARGET_DELETED: &str = "target_deleted";
 
 impl CommunicationsWorker {
     /// A worker over the runs store, a delivery, its own queue (for communications that wait
@@ -105,7 +163,14 @@ impl CommunicationsWorker {
             clock,
             tick_budget: TICK_BUDGET,
             replies: None,
+            stops: None,
         }
+    }
+
+    /// The same worker, checking each follow-up against these stops right before it goes out.
+    pub fn with_follow_up_stops(mut self, stops: FollowUpStops) -> Self {
+        self.stops = Some(stops);
+        self
     }
 
     /// The same worker, reading the connected mailboxes for replies on its mailbox schedule.
@@ -352,6 +417,23 @@ impl CommunicationsWorker {
             self.runs.cancel_by_user(&item).await?;
             return Ok(());
         }
+        // A follow-up: checked again right before it goes out, whatever was true when it was
+        // scheduled.
+        if item.step > 1
+            && let Some(stops) = &self.stops
+            && let Some(reason) = stops.reason(&item, &run).await?
+        {
+            self.runs
+                .finish(
+                    &item,
+                    item.status,
+                    CommunicationStatus::Cancelled,
+                    Some(&reason),
+                )
+                .await?;
+            tracing::info!(run_id = %item.run_id, index = item.index, %reason, "follow-up stopped");
+            return Ok(());
+        }
         if !self.runs.claim(&item, now).await? {
             // Another delivery of this message claimed it, or it was cancelled meanwhile.
             return Ok(());
@@ -359,9 +441,12 @@ impl CommunicationsWorker {
         if run.started_at.is_none() {
             self.runs.mark_started(&item.user_id, &item.run_id).await?;
         }
-        let outcome = self.delivery.deliver(&item, &run.message).await;
+        let step_message = run
+            .message_of_step(item.step)
+            .unwrap_or_else(|| run.message.clone());
+        let outcome = self.delivery.deliver(&item, &step_message).await;
         tracing::info!(run_id = %item.run_id, index = item.index, channel = item.channel.as_str(), outcome = ?outcome, "delivery attempt");
-        self.settle(message, &item, settlement(outcome, last_receive))
+        self.settle(message, &item, &run, settlement(outcome, last_receive))
             .await
     }
 
@@ -396,11 +481,23 @@ impl CommunicationsWorker {
         &self,
         message: &CommunicationMessage,
         item: &CommunicationItem,
+        run: &RunItem,
         settlement: Settlement,
     ) -> Result<(), Redeliver> {
         match settlement {
             Settlement::Sent(accepted) => {
-                if self.runs.finish_sent(item, &accepted).await? {
+                let next = run.follow_up_after(item.step).map(|follow_up| {
+                    let at = self
+                        .clock
+                        .epoch_seconds()
+                        .saturating_add(follow_up.wait_seconds);
+                    item.follow_up(&accepted, at)
+                });
+                if self
+                    .runs
+                    .finish_sent(item, &accepted, next.as_ref())
+                    .await?
+                {
                     crate::metrics::record(crate::metrics::BusinessMetric::Sent {
                         channel: item.channel.as_str(),
                     });

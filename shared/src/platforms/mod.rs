@@ -80,17 +80,25 @@ impl Provider {
         }
     }
 
-    /// A mailbox's send call for a whole RFC 5322 message (Gmail `messages.send`, Graph
-    /// `sendMail`); `None` for a platform that is no mailbox.
+    /// A mailbox's send call for a whole RFC 5322 message (Gmail `messages.send`, into
+    /// `thread_id` for a follow-up; Graph `sendMail`, which threads by the message's
+    /// `In-Reply-To`); `None` for a platform that is no mailbox.
     pub fn mailbox_send_request(
         self,
         http: &reqwest::Client,
         apis: &PlatformApis,
         token: &str,
         mime: &str,
+        thread_id: Option<&str>,
     ) -> Option<reqwest::RequestBuilder> {
         match self {
-            Self::Google => Some(google::send_request(http, &apis.gmail, token, mime, None)),
+            Self::Google => Some(google::send_request(
+                http,
+                &apis.gmail,
+                token,
+                mime,
+                thread_id,
+            )),
             Self::Microsoft => Some(microsoft::send_mime_request(
                 http,
                 &apis.microsoft_graph,

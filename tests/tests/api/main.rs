@@ -23,6 +23,7 @@ mod outreach;
 mod personalisation;
 mod routes;
 mod security;
+mod sequences;
 mod sweeper;
 mod tamper;
 mod targets;

@@ -132,6 +132,7 @@ impl Delivery {
             body,
             unsubscribe_url: &email.unsubscribe_url,
             message_id: None,
+            references: &item.references,
         });
         let Ok(raw) = RawMessage::builder()
             .data(Blob::new(mime.into_bytes()))
@@ -231,6 +232,9 @@ pub struct OutreachEmail<'a> {
     pub unsubscribe_url: &'a str,
     /// Our `Message-ID` (`<id@domain>`), which replies name; SES assigns its own when `None`.
     pub message_id: Option<&'a str>,
+    /// A follow-up's earlier `Message-ID`s, oldest first: `In-Reply-To` names the last,
+    /// `References` all (RFC 5322 §3.6.4), so mail clients thread it under them.
+    pub references: &'a [String],
 }
 
 /// An outreach email as MIME: plain text (base64, UTF-8), the subject as an RFC 2047 word, a
@@ -246,6 +250,7 @@ pub fn outreach_mime(email: &OutreachEmail<'_>) -> String {
         body,
         unsubscribe_url,
         message_id,
+        references,
     } = email;
     let text = format!("{body}\r\n\r\n--\r\nTo stop receiving these emails: {unsubscribe_url}\r\n");
     let encoded = STANDARD.encode(text.as_bytes());
@@ -254,9 +259,16 @@ pub fn outreach_mime(email: &OutreachEmail<'_>) -> String {
         lines.push_str(&String::from_utf8_lossy(chunk));
         lines.push_str("\r\n");
     }
-    let message_id = message_id
+    let mut message_id = message_id
         .map(|id| format!("Message-ID: {id}\r\n"))
         .unwrap_or_default();
+    // Our own ids only (`<pw.…@…>`, written here): nothing from outside reaches a header.
+    if let Some(last) = references.last() {
+        message_id.push_str(&format!(
+            "In-Reply-To: {last}\r\nReferences: {}\r\n",
+            references.join(" ")
+        ));
+    }
     format!(
         "From: {from}\r\nTo: {to}\r\nSubject: =?UTF-8?B?{subject}?=\r\n{message_id}MIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\

@@ -63,14 +63,20 @@ impl Delivery {
             body,
             unsubscribe_url: &email.unsubscribe_url,
             message_id: Some(&message_id),
+            references: &item.references,
         });
         for attempt in 0..2 {
             let token = configuration
                 .get("access_token")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let Some(request) = provider.mailbox_send_request(&http, &self.apis, token, &mime)
-            else {
+            let Some(request) = provider.mailbox_send_request(
+                &http,
+                &self.apis,
+                token,
+                &mime,
+                item.thread_id.as_deref(),
+            ) else {
                 return Outcome::Failed(FailureReason::NotPermitted.into());
             };
             let outcome = match read_mailbox_answer(provider, request.send().await).await {

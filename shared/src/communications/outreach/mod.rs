@@ -15,6 +15,7 @@ use super::model::{
     MAX_COMMUNICATIONS_PER_RUN, MessageTemplate, RecipientSnapshot, SkippedSummary,
 };
 use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
+use super::sequence::{FollowUp, message_of_step, sequence_of};
 use super::store::{CommunicationItem, RunItem, RunStore};
 use super::suppression::SuppressionStore;
 use super::template;
@@ -109,12 +110,13 @@ impl Outreach {
             target_ids,
             channels,
             senders,
+            sequence,
         } = validate(&request)?;
         let Some(key) = idempotency_key.map(IdempotencyKey::as_str) else {
             let run_id = RunId::new();
             return self
                 .start_run(
-                    user, &run_id, false, &request, target_ids, channels, senders,
+                    user, &run_id, false, &sequence, target_ids, channels, senders,
                 )
                 .await;
         };
@@ -124,7 +126,7 @@ impl Outreach {
         };
         let result = self
             .start_run(
-                user, &run_id, resumed, &request, target_ids, channels, senders,
+                user, &run_id, resumed, &sequence, target_ids, channels, senders,
             )
             .await;
         match &result {
@@ -147,7 +149,7 @@ impl Outreach {
         user: &UserId,
         run_id: &RunId,
         resumed: bool,
-        request: &InitiateRequest,
+        sequence: &Sequence,
         target_ids: Option<Vec<(usize, TargetId)>>,
         channels: Option<Vec<Channel>>,
         senders: Option<Vec<(usize, AccountId)>>,
@@ -182,7 +184,7 @@ impl Outreach {
                 .await?;
         }
         let plan = self.plan(user, target_ids, channels, senders).await?;
-        check_template_values(&request.message, &plan)?;
+        check_template_values(sequence, &plan)?;
         let now = crate::now_rfc3339();
         let created = self.clock.epoch_seconds();
         let items: Vec<CommunicationItem> = plan
@@ -198,6 +200,8 @@ impl Outreach {
                     sk: CommunicationItem::sort_key(run_id, index),
                     run_id: *run_id,
                     index,
+                    step: 1,
+                    references: Vec::new(),
                     target_id: target.id.clone(),
                     channel: *channel,
                     account_id: account_id.clone(),
@@ -222,13 +226,8 @@ impl Outreach {
         self.runs.put_new_communications(&items).await?;
         let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
         let skipped = SkippedSummary::of(plan.skipped);
-        let run = RunItem::new(
-            user,
-            run_id,
-            total,
-            skipped.clone(),
-            request.message.clone(),
-        );
+        let mut run = RunItem::new(user, run_id, total, skipped.clone(), sequence.first.clone());
+        run.follow_ups = sequence.follow_ups.clone();
         if !self.runs.create_run(&run).await? {
             return Err(Error::internal("a new run id already existed"));
         }
@@ -324,13 +323,16 @@ const MAX_TARGETS_NAMED: usize = 100;
 /// Every placeholder of what each planned communication will send has a value or a fallback,
 /// else 422 `template_value_missing` naming the targets (the first 100), before anything is
 /// stored: a message never goes out with a hole in it.
-fn check_template_values(message: &MessageTemplate, plan: &Plan) -> Result<(), Error> {
-    let subject = message.subject.as_deref().unwrap_or(DEFAULT_SUBJECT);
+fn check_template_values(sequence: &Sequence, plan: &Plan) -> Result<(), Error> {
+    let messages = sequence.messages();
     let mut lacking: Vec<&str> = Vec::new();
     for planned in &plan.communications {
         let recipient = RecipientSnapshot::from(&planned.target);
-        let lacks = template::lacks_value(&message.body, &recipient)
-            || (planned.channel == Channel::Email && template::lacks_value(subject, &recipient));
+        let lacks = messages.iter().any(|message| {
+            let subject = message.subject.as_deref().unwrap_or(DEFAULT_SUBJECT);
+            template::lacks_value(&message.body, &recipient)
+                || (planned.channel == Channel::Email && template::lacks_value(subject, &recipient))
+        });
         if lacks && !lacking.contains(&planned.target.id.as_str()) {
             lacking.push(&planned.target.id);
         }
@@ -359,10 +361,33 @@ struct Validated {
     target_ids: Option<Vec<(usize, TargetId)>>,
     channels: Option<Vec<Channel>>,
     senders: Option<Vec<(usize, AccountId)>>,
+    sequence: Sequence,
+}
+
+/// What a run sends: its first message and its follow-ups.
+pub(super) struct Sequence {
+    first: MessageTemplate,
+    follow_ups: Vec<FollowUp>,
+}
+
+impl Sequence {
+    /// Each step's message, as it will be sent (a follow-up's email subject filled in).
+    fn messages(&self) -> Vec<MessageTemplate> {
+        (1..=u32::try_from(self.follow_ups.len() + 1).unwrap_or(1))
+            .filter_map(|step| message_of_step(&self.first, &self.follow_ups, step))
+            .collect()
+    }
 }
 
 fn validate(request: &InitiateRequest) -> Result<Validated, Error> {
-    let mut problems = request.message.validate();
+    let mut problems = Vec::new();
+    let sequence = match sequence_of(request.message.as_ref(), request.steps.as_deref()) {
+        Ok((first, follow_ups)) => Some(Sequence { first, follow_ups }),
+        Err(found) => {
+            problems.extend(found);
+            None
+        }
+    };
     let target_ids = request.target_ids.as_ref().map(|ids| {
         if ids.is_empty() {
             problems.push(FieldError::new(
@@ -425,13 +450,13 @@ fn validate(request: &InitiateRequest) -> Result<Validated, Error> {
             })
             .collect::<Vec<_>>()
     });
-    if problems.is_empty() {
-        Ok(Validated {
+    match sequence {
+        Some(sequence) if problems.is_empty() => Ok(Validated {
             target_ids,
             channels,
             senders,
-        })
-    } else {
-        Err(Error::Validation(problems))
+            sequence,
+        }),
+        _ => Err(Error::Validation(problems)),
     }
 }

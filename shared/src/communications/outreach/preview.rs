@@ -34,8 +34,9 @@ pub struct PreviewMessage {
     pub subject: Option<String>,
     /// The rendered text (an email also carries the unsubscribe link below it).
     pub body: String,
-    /// When it would be sent (RFC 3339): as soon as it is queued; a sender at its daily cap
-    /// moves it to the next day.
+    /// When it would be sent (RFC 3339): the first step as soon as it is queued, each follow-up
+    /// its waits later (if the steps before go out at once; a sender at its daily cap moves a
+    /// send to the next day).
     pub send_at: String,
 }
 
@@ -67,10 +68,18 @@ impl Outreach {
             target_ids,
             channels,
             senders,
+            sequence,
         } = validate(&request)?;
         let plan = self.plan(user, target_ids, channels, senders).await?;
-        check_template_values(&request.message, &plan)?;
-        let send_at = crate::now_rfc3339();
+        check_template_values(&sequence, &plan)?;
+        // Each step's send time if every earlier one goes out at once: now, then each wait on.
+        let now = self.clock.epoch_seconds();
+        let mut send_at = vec![now];
+        for follow_up in &sequence.follow_ups {
+            let last = send_at.last().copied().unwrap_or(now);
+            send_at.push(last.saturating_add(follow_up.wait_seconds));
+        }
+        let messages_by_step = sequence.messages();
         let mut targets: Vec<&str> = Vec::new();
         let mut messages = Vec::new();
         for planned in &plan.communications {
@@ -86,30 +95,28 @@ impl Outreach {
                 continue;
             }
             let recipient = RecipientSnapshot::from(&planned.target);
-            let subject = (planned.channel == Channel::Email).then(|| {
-                single_line(&render(
-                    request
-                        .message
-                        .subject
-                        .as_deref()
-                        .unwrap_or(DEFAULT_SUBJECT),
-                    &recipient,
-                ))
-            });
-            messages.push(PreviewMessage {
-                target_id: planned.target.id.clone(),
-                channel: planned.channel,
-                step: 1,
-                account_id: planned.account_id.clone(),
-                to: planned
-                    .channel
-                    .address(&planned.target)
-                    .unwrap_or_default()
-                    .to_owned(),
-                subject,
-                body: render(&request.message.body, &recipient),
-                send_at: send_at.clone(),
-            });
+            for (step, (message, at)) in messages_by_step.iter().zip(&send_at).enumerate() {
+                let subject = (planned.channel == Channel::Email).then(|| {
+                    single_line(&render(
+                        message.subject.as_deref().unwrap_or(DEFAULT_SUBJECT),
+                        &recipient,
+                    ))
+                });
+                messages.push(PreviewMessage {
+                    target_id: planned.target.id.clone(),
+                    channel: planned.channel,
+                    step: u32::try_from(step + 1).unwrap_or(u32::MAX),
+                    account_id: planned.account_id.clone(),
+                    to: planned
+                        .channel
+                        .address(&planned.target)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    subject,
+                    body: render(&message.body, &recipient),
+                    send_at: crate::clock::rfc3339(*at),
+                });
+            }
         }
         let skipped = SkippedSummary::of(plan.skipped);
         Ok(PreviewResponse {

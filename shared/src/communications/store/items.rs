@@ -7,6 +7,7 @@ use super::super::model::{
     Channel, CommunicationStatus, CommunicationView, MessageTemplate, RecipientSnapshot, RunCounts,
     RunStatus, RunView, Skipped, SkippedSummary,
 };
+use super::super::sequence::{FollowUp, STEP_INDEX_STRIDE, message_of_step};
 use crate::ids::{RunId, UserId};
 
 pub(super) const RUN_PREFIX: &str = "R#";
@@ -89,8 +90,11 @@ pub struct RunItem {
     /// Pairs left out, by reason.
     #[serde(default)]
     pub skipped_counts: std::collections::BTreeMap<String, u32>,
-    /// The message.
+    /// The message (the first step's).
     pub message: MessageTemplate,
+    /// The follow-ups, in order (steps 2 and on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_ups: Vec<FollowUp>,
     /// When it was created (RFC 3339, UTC).
     pub created_at: String,
     /// RFC 3339 of the first delivery attempt.
@@ -130,10 +134,23 @@ impl RunItem {
             skipped_total: skipped.total,
             skipped_counts: skipped.by_reason,
             message,
+            follow_ups: Vec::new(),
             created_at: crate::now_rfc3339(),
             started_at: None,
             completed_at: None,
         }
+    }
+
+    /// The message step `step` sends (a follow-up's email subject filled in); `None` past the
+    /// last step.
+    pub fn message_of_step(&self, step: u32) -> Option<MessageTemplate> {
+        message_of_step(&self.message, &self.follow_ups, step)
+    }
+
+    /// The follow-up after step `step`, if the sequence has one.
+    pub fn follow_up_after(&self, step: u32) -> Option<&FollowUp> {
+        self.follow_ups
+            .get(usize::try_from(step).ok()?.checked_sub(1)?)
     }
 
     /// The run's status, derived from its counters.
@@ -174,6 +191,11 @@ impl RunItem {
             skipped_counts: self.skipped_counts.clone(),
             created_at: self.created_at.clone(),
             completed_at: self.completed_at.clone(),
+            steps: communications
+                .as_deref()
+                .filter(|_| !self.follow_ups.is_empty())
+                .map(super::super::model::StepCounts::of)
+                .unwrap_or_default(),
             communications,
         }
     }
@@ -188,8 +210,16 @@ pub struct CommunicationItem {
     pub sk: String,
     /// The run.
     pub run_id: RunId,
-    /// Position in the run (enqueue order).
+    /// Position in the run (enqueue order); a follow-up's is its first step's plus
+    /// [`STEP_INDEX_STRIDE`] per step.
     pub index: u32,
+    /// Its step in the sequence (1: the first message).
+    #[serde(default = "first_step", skip_serializing_if = "is_first_step")]
+    pub step: u32,
+    /// A follow-up's earlier messages' `Message-ID`s, oldest first (known for mailbox sends):
+    /// its `In-Reply-To` is the last, its `References` all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
     /// The target.
     pub target_id: String,
     /// The channel it travels on.
@@ -241,7 +271,51 @@ pub struct CommunicationItem {
     pub updated_at: String,
 }
 
+fn first_step() -> u32 {
+    1
+}
+
+fn is_first_step(step: &u32) -> bool {
+    *step == 1
+}
+
 impl CommunicationItem {
+    /// The next step's communication, `scheduled` for `at` (epoch seconds): the same person,
+    /// channel and account, in the thread of this one as `accepted` reported it.
+    pub fn follow_up(&self, accepted: &super::super::model::Accepted, at: i64) -> Self {
+        let index = self.index.saturating_add(STEP_INDEX_STRIDE);
+        let mut references = self.references.clone();
+        references.extend(accepted.internet_message_id.clone());
+        Self {
+            user_id: self.user_id.clone(),
+            sk: Self::sort_key(&self.run_id, index),
+            run_id: self.run_id,
+            index,
+            step: self.step.saturating_add(1),
+            references,
+            target_id: self.target_id.clone(),
+            channel: self.channel,
+            account_id: self.account_id.clone(),
+            recipient: self.recipient.clone(),
+            status: CommunicationStatus::Scheduled,
+            reason: None,
+            attempts: 0,
+            sending_since: None,
+            scheduled_for: Some(at),
+            scheduled_day: Some(crate::clock::utc_day(at)),
+            in_flight_day: None,
+            provider_message_id: None,
+            thread_id: accepted
+                .thread_id
+                .clone()
+                .or_else(|| self.thread_id.clone()),
+            internet_message_id: None,
+            replied_at: None,
+            feedback: Vec::new(),
+            updated_at: crate::now_rfc3339(),
+        }
+    }
+
     /// The sort key of a run's communication.
     pub fn sort_key(run_id: &RunId, index: u32) -> String {
         format!("{COMMUNICATION_PREFIX}{run_id}#{index:04}")
@@ -264,6 +338,7 @@ impl CommunicationItem {
     pub fn view(&self) -> CommunicationView {
         CommunicationView {
             communication_id: self.communication_id(),
+            step: self.step,
             target_id: self.target_id.clone(),
             channel: self.channel,
             status: self.status,

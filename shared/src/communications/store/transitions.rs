@@ -15,7 +15,7 @@ use crate::aws::dependency_error;
 use crate::clock::epoch_seconds;
 use crate::error::Error;
 use crate::storage::{
-    TransactionFailure, conditional, number as n, text as s, transact_write, user_key,
+    TransactionFailure, conditional, encode_item, number as n, text as s, transact_write, user_key,
 };
 
 /// Reason of a communication its run's cancel ended before it went out.
@@ -161,7 +161,7 @@ impl RunStore {
         to: CommunicationStatus,
         reason: Option<&str>,
     ) -> Result<bool, Error> {
-        self.finish_with(item, from, to, reason, &Accepted::default())
+        self.finish_with(item, from, to, reason, &Accepted::default(), None)
             .await
     }
 
@@ -172,6 +172,7 @@ impl RunStore {
         &self,
         item: &CommunicationItem,
         accepted: &Accepted,
+        follow_up: Option<&CommunicationItem>,
     ) -> Result<bool, Error> {
         self.finish_with(
             item,
@@ -179,6 +180,7 @@ impl RunStore {
             CommunicationStatus::Sent,
             None,
             accepted,
+            follow_up,
         )
         .await
     }
@@ -190,6 +192,7 @@ impl RunStore {
         to: CommunicationStatus,
         reason: Option<&str>,
         accepted: &Accepted,
+        follow_up: Option<&CommunicationItem>,
     ) -> Result<bool, Error> {
         let provider_message_id = accepted.provider_message_id.as_deref();
         let counter = match to {
@@ -241,6 +244,13 @@ impl RunStore {
             remove.extend(["scheduled_day", "scheduled_for"]);
             counters.scheduled = -1;
         }
+        // The next step joins the run, scheduled, in the same transaction as this one is sent:
+        // a sequence never loses a step nor makes one twice.
+        if follow_up.is_some() {
+            counters.total += 1;
+            counters.remaining += 1;
+            counters.scheduled += 1;
+        }
         communication = communication.update_expression(format!(
             "SET {} REMOVE {}",
             set.join(", "),
@@ -271,6 +281,20 @@ impl RunStore {
                         Put::builder()
                             .table_name(&self.table)
                             .set_item(Some(pointer))
+                            .build()
+                            .map_err(Error::internal)?,
+                    )
+                    .build(),
+            );
+        }
+        if let Some(next) = follow_up {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(encode_item(next)?))
+                            .condition_expression("attribute_not_exists(sk)")
                             .build()
                             .map_err(Error::internal)?,
                     )

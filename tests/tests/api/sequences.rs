@@ -1,0 +1,262 @@
+//! Sequences (issue 24, items 1, 2 and 8): follow-ups go out their wait after the step before,
+//! in the same thread, and stop for a person who replied or unsubscribed, checked right before
+//! they go; the run shows each step. The worker's clock is moved instead of waiting.
+
+use pipewise::clock::Clock;
+use pipewise::communications::CommunicationsWorker;
+use pipewise_tests::connect_flow::{app_with_providers, connected};
+use pipewise_tests::fake_oauth::Provider;
+use pipewise_tests::{RawEmail, TestApp, unique_domain};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const TARGETS: &str = "/api/user/communication-targets";
+const INITIATE: &str = "/api/user/orchestrator/initiate-communications";
+const RUNS: &str = "/api/user/orchestrator/runs";
+const THREE_DAYS: i64 = 3 * 86_400;
+
+fn two_steps() -> Value {
+    json!({"steps": [
+        {"message": {"subject": "Hello {{first_name}}", "body": "First, {{name}}."}},
+        {"message": {"body": "Following up, {{first_name}}."}, "wait": "P3D"},
+    ]})
+}
+
+async fn add(app: &TestApp, name: &str, email: &str) -> String {
+    let created = app
+        .post(TARGETS, "alice", &json!({"name": name, "email": email}))
+        .await;
+    created.assert_status(201);
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn start(app: &TestApp, body: &Value) -> String {
+    let started = app.post(INITIATE, "alice", body).await;
+    started.assert_status(202);
+    started.body["run_id"].as_str().unwrap().to_owned()
+}
+
+async fn run(app: &TestApp, run_id: &str) -> Value {
+    let view = app.get(&format!("{RUNS}/{run_id}"), "alice").await;
+    view.assert_status(200);
+    view.body
+}
+
+/// Three days and a minute on, the release tick and the queue.
+async fn after_the_wait(app: &TestApp, clock: &Clock, worker: &CommunicationsWorker) -> usize {
+    clock.advance(THREE_DAYS + 60);
+    worker.tick().await.expect("tick");
+    app.drain_queue_with(worker).await
+}
+
+#[tokio::test]
+async fn a_follow_up_goes_out_after_its_wait_as_a_reply_and_each_step_is_counted() {
+    let app = TestApp::spawn().await;
+    let clock = Clock::adjustable();
+    let worker = app.worker_with_clock(clock.clone());
+    let domain = unique_domain();
+    let sender = app
+        .verified_email_account("alice", "mail", &domain, None)
+        .await;
+    add(&app, "Ada Lovelace", &format!("ada@{domain}")).await;
+    let run_id = start(&app, &two_steps()).await;
+    app.drain_queue_with(&worker).await;
+
+    let view = run(&app, &run_id).await;
+    let communications = view["communications"].as_array().unwrap();
+    assert_eq!(communications.len(), 2, "{view}");
+    assert_eq!(
+        (&communications[0]["step"], &communications[0]["status"]),
+        (&json!(1), &json!("sent"))
+    );
+    assert_eq!(
+        (&communications[1]["step"], &communications[1]["status"]),
+        (&json!(2), &json!("scheduled"))
+    );
+    let due = time::OffsetDateTime::parse(
+        communications[1]["scheduled_for"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+    .unix_timestamp();
+    assert!(
+        (due - clock.epoch_seconds() - THREE_DAYS).abs() < 60,
+        "three days on"
+    );
+    assert_eq!(view["status"], "running", "the follow-up is still to come");
+    assert_eq!(view["counts"]["total"], 2);
+    assert_eq!(view["counts"]["pending"], 1);
+    assert_eq!(view["steps"][1]["by_status"], json!({"scheduled": 1}));
+
+    // Not before its time.
+    assert_eq!(worker.tick().await.unwrap().released, 0);
+    assert_eq!(after_the_wait(&app, &clock, &worker).await, 1);
+    let emails = app.sent_emails(&sender).await;
+    assert_eq!(emails.len(), 2);
+    let follow_up = emails
+        .iter()
+        .find(|(_, subject, _)| subject.starts_with("Re:"))
+        .expect("the follow-up");
+    assert_eq!(follow_up.1, "Re: Hello Ada", "it answers the first message");
+    assert!(
+        follow_up.2.starts_with("Following up, Ada."),
+        "{}",
+        follow_up.2
+    );
+
+    let view = run(&app, &run_id).await;
+    assert_eq!(view["status"], "completed");
+    assert_eq!(view["counts"]["sent"], 2);
+    assert_eq!(view["steps"][0]["by_status"], json!({"sent": 1}));
+    assert_eq!(view["steps"][1]["by_status"], json!({"sent": 1}));
+}
+
+#[tokio::test]
+async fn a_reply_or_an_unsubscribe_cancels_the_follow_up_already_scheduled() {
+    let app = TestApp::spawn().await;
+    let clock = Clock::adjustable();
+    let worker = app.worker_with_clock(clock.clone());
+    let domain = unique_domain();
+    let sender = app
+        .verified_email_account("alice", "mail", &domain, None)
+        .await;
+    let ada = add(&app, "Ada Lovelace", &format!("ada@{domain}")).await;
+    add(&app, "Grace Hopper", &format!("grace@{domain}")).await;
+    add(&app, "Mary Somerville", &format!("mary@{domain}")).await;
+    let run_id = start(&app, &two_steps()).await;
+    app.drain_queue_with(&worker).await;
+    assert_eq!(app.sent_emails(&sender).await.len(), 3);
+
+    // Ada answers (in any run: what the reply poller records on the target).
+    let targets = pipewise::targets::TargetStore::new(app.dynamodb(), app.resource("TargetsTable"));
+    let alice = pipewise::ids::UserId::from_verified_sub("alice".into());
+    assert!(
+        targets
+            .record_reply(&alice, &ada, &pipewise::now_rfc3339())
+            .await
+            .unwrap()
+    );
+    // Grace unsubscribes with her first email's one-click link.
+    let raw = app.sent_raw_emails(&sender).await;
+    let to_grace = raw
+        .iter()
+        .map(|raw| RawEmail::parse(raw))
+        .find(|email| {
+            email
+                .header("To")
+                .is_some_and(|to| to.starts_with("grace@"))
+        })
+        .unwrap();
+    let link = to_grace.header("List-Unsubscribe").unwrap();
+    let path = link
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim_start_matches("http://127.0.0.1:8001")
+        .to_owned();
+    app.send(
+        app.request(Method::POST, &path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click"),
+    )
+    .await
+    .assert_status(200);
+
+    after_the_wait(&app, &clock, &worker).await;
+    let emails = app.sent_emails(&sender).await;
+    assert_eq!(emails.len(), 4, "only Mary is followed up");
+    assert!(
+        emails
+            .iter()
+            .any(|(to, subject, _)| to.starts_with("mary@") && subject.starts_with("Re:"))
+    );
+    let view = run(&app, &run_id).await;
+    assert_eq!(
+        view["steps"][1]["cancelled_by_reason"],
+        json!({"replied": 1, "unsubscribed": 1}),
+        "{view}"
+    );
+    assert_eq!(
+        view["steps"][1]["by_status"],
+        json!({"cancelled": 2, "sent": 1})
+    );
+    assert_eq!(view["status"], "completed");
+}
+
+#[tokio::test]
+async fn a_mailbox_follow_up_joins_the_first_messages_thread() {
+    let (app, fake) = app_with_providers().await;
+    let clock = Clock::adjustable();
+    let worker = app.worker_with_clock(clock.clone());
+    connected(&app, "alice", Provider::Google).await;
+    add(&app, "Grace Hopper", "grace@client.example").await;
+    start(&app, &two_steps()).await;
+    app.drain_queue_with(&worker).await;
+    after_the_wait(&app, &clock, &worker).await;
+    let sent = fake.sent_mail();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let (first, second) = (&sent[0], &sent[1]);
+    assert_eq!(second.subject, "Re: Hello Grace");
+    assert_eq!(
+        second.in_reply_to.as_deref(),
+        Some(first.message_id.as_str())
+    );
+    assert_eq!(
+        second.references.as_deref(),
+        Some(first.message_id.as_str())
+    );
+    assert_eq!(second.thread_id, first.thread_id, "the same Gmail thread");
+}
+
+#[tokio::test]
+async fn steps_are_checked_before_anything_is_stored() {
+    let app = TestApp::spawn().await;
+    let domain = unique_domain();
+    app.verified_email_account("alice", "mail", &domain, None)
+        .await;
+    add(&app, "Ada", &format!("ada@{domain}")).await;
+    let first = json!({"message": {"body": "Hi"}});
+    let refusals = [
+        (
+            json!({"message": {"body": "Hi"}, "steps": [first]}),
+            "steps",
+        ),
+        (
+            json!({"steps": [first, {"message": {"body": "Again"}, "wait": "P31D"}]}),
+            "steps[1].wait",
+        ),
+        (
+            json!({"steps": [first, {"message": {"body": "Again"}, "wait": "PT30S"}]}),
+            "steps[1].wait",
+        ),
+        (
+            json!({"steps": [first, {"message": {"body": "Again"}}]}),
+            "steps[1].wait",
+        ),
+        (
+            json!({"steps": [{"message": {"body": "Hi"}, "wait": "P1D"}]}),
+            "steps[0].wait",
+        ),
+        (json!({"steps": vec![first.clone(); 6]}), "steps"),
+        (
+            json!({"steps": [first, {"message": {"body": "{{role}}"}, "wait": "P1D"}]}),
+            "",
+        ),
+    ];
+    for (body, field) in refusals {
+        let refused = app.post(INITIATE, "alice", &body).await;
+        refused.assert_status(422);
+        if field.is_empty() {
+            assert_eq!(
+                refused.error_code(),
+                "template_value_missing",
+                "a follow-up's hole too"
+            );
+        } else {
+            assert_eq!(
+                refused.body["error"]["details"][0]["field"], field,
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(app.get(RUNS, "alice").await.body["runs"], json!([]));
+}
