@@ -13,6 +13,7 @@ pub mod store;
 pub mod suppression;
 pub mod template;
 pub mod unsubscribe;
+pub mod window;
 pub mod worker;
 
 pub use outreach::Outreach;

@@ -58,6 +58,26 @@ pub struct StepRequest {
     pub wait: Option<String>,
 }
 
+/// A run's send window: nothing goes out outside it; a send that falls outside waits,
+/// `scheduled`, for the next opening. A target's own `timezone` overrides the run's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// IANA time zone (default `UTC`).
+    #[serde(default)]
+    #[schema(example = "Europe/Paris")]
+    pub timezone: Option<String>,
+    /// Days it opens (default every day), of `mon`, `tue`, `wed`, `thu`, `fri`, `sat`, `sun`.
+    #[serde(default)]
+    pub days: Option<Vec<String>>,
+    /// Opening time, `HH:MM`.
+    #[schema(example = "09:00")]
+    pub start: String,
+    /// Closing time, `HH:MM`, after `start`.
+    #[schema(example = "17:00")]
+    pub end: String,
+}
+
 /// Body of `POST /api/user/orchestrator/initiate-communications`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +99,9 @@ pub struct InitiateRequest {
     /// (give this or `message`).
     #[serde(default)]
     pub steps: Option<Vec<StepRequest>>,
+    /// When messages may go out (default: any time).
+    #[serde(default)]
+    pub schedule: Option<ScheduleRequest>,
     /// The accounts that send, at most one per channel (default: on each channel, the user's
     /// first connected account by id).
     #[serde(default)]

@@ -31,6 +31,9 @@ pub struct RecipientSnapshot {
     /// Instagram username.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instagram_username: Option<String>,
+    /// The target's time zone (its send window's, when the run has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
     /// The target's custom fields.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub custom_fields: std::collections::BTreeMap<String, String>,
@@ -44,6 +47,7 @@ impl From<&TargetView> for RecipientSnapshot {
             twitter_username: target.twitter_username.clone(),
             instagram_username: target.instagram_username.clone(),
             custom_fields: target.custom_fields.clone(),
+            timezone: target.timezone.clone(),
         }
     }
 }
@@ -172,6 +176,7 @@ mod tests {
             twitter_username: None,
             instagram_username: None,
             custom_fields: BTreeMap::from([("company".into(), "Analytical Engines".into())]),
+            timezone: None,
         }
     }
 

@@ -438,6 +438,15 @@ impl CommunicationsWorker {
             // Another delivery of this message claimed it, or it was cancelled meanwhile.
             return Ok(());
         }
+        // Outside the run's send window (in the target's zone when it has one): it waits,
+        // scheduled, for the next opening; claimed first so two deliveries never both decide.
+        if let Some(window) = &run.window
+            && let Some(opening) = window.next_opening(item.recipient.timezone.as_deref(), now)
+        {
+            return self
+                .settle(message, &item, &run, Settlement::NextDay { until: opening })
+                .await;
+        }
         if run.started_at.is_none() {
             self.runs.mark_started(&item.user_id, &item.run_id).await?;
         }
@@ -523,7 +532,7 @@ impl CommunicationsWorker {
             }
             Settlement::NextDay { until } => {
                 self.runs.schedule(item, until).await?;
-                tracing::info!(run_id = %item.run_id, index = item.index, until, "scheduled for the sender's next day");
+                tracing::info!(run_id = %item.run_id, index = item.index, until, "scheduled for later (the sender's next day or the run's window)");
             }
             Settlement::Retry(reason) => {
                 self.runs.release(item).await?;

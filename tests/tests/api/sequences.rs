@@ -260,3 +260,65 @@ async fn steps_are_checked_before_anything_is_stored() {
     }
     assert_eq!(app.get(RUNS, "alice").await.body["runs"], json!([]));
 }
+
+#[tokio::test]
+async fn a_send_outside_the_window_waits_for_its_next_opening() {
+    let app = TestApp::spawn().await;
+    let clock = Clock::adjustable();
+    let worker = app.worker_with_clock(clock.clone());
+    let domain = unique_domain();
+    let sender = app
+        .verified_email_account("alice", "mail", &domain, None)
+        .await;
+    add(&app, "Ada Lovelace", &format!("ada@{domain}")).await;
+    // Open all of tomorrow (UTC), and only then.
+    let now = clock.epoch_seconds();
+    let tomorrow = time::OffsetDateTime::from_unix_timestamp(now + 86_400)
+        .unwrap()
+        .date();
+    let day = tomorrow.weekday().to_string()[..3].to_ascii_lowercase();
+    let opening = tomorrow.midnight().assume_utc().unix_timestamp();
+    let run_id = start(
+        &app,
+        &json!({"message": {"subject": "Hi", "body": "Hello"},
+            "schedule": {"timezone": "UTC", "days": [day], "start": "00:00", "end": "23:59"}}),
+    )
+    .await;
+    app.drain_queue_with(&worker).await;
+    assert!(
+        app.sent_emails(&sender).await.is_empty(),
+        "not outside the window"
+    );
+    let view = run(&app, &run_id).await;
+    let waiting = &view["communications"][0];
+    assert_eq!(waiting["status"], "scheduled", "{view}");
+    assert_eq!(
+        time::OffsetDateTime::parse(
+            waiting["scheduled_for"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339
+        )
+        .unwrap()
+        .unix_timestamp(),
+        opening
+    );
+    clock.advance(opening - now + 60);
+    worker.tick().await.unwrap();
+    app.drain_queue_with(&worker).await;
+    assert_eq!(
+        app.sent_emails(&sender).await.len(),
+        1,
+        "sent once it opened"
+    );
+    assert_eq!(run(&app, &run_id).await["status"], "completed");
+
+    let refused = app
+        .post(
+            INITIATE,
+            "alice",
+            &json!({"message": {"body": "Hi"},
+                "schedule": {"timezone": "Mars/CANARY", "start": "17:00", "end": "09:00"}}),
+        )
+        .await;
+    refused.assert_error(422, "validation_failed");
+    assert!(!refused.text.contains("CANARY"));
+}

@@ -20,6 +20,7 @@ use super::store::{CommunicationItem, RunItem, RunStore};
 use super::suppression::SuppressionStore;
 use super::template;
 use super::unsubscribe::UnsubscribeTokens;
+use super::window::SendWindow;
 use crate::accounts::AccountStore;
 use crate::error::{Error, FieldError};
 use crate::ids::{AccountId, RunId, UserId};
@@ -228,6 +229,7 @@ impl Outreach {
         let skipped = SkippedSummary::of(plan.skipped);
         let mut run = RunItem::new(user, run_id, total, skipped.clone(), sequence.first.clone());
         run.follow_ups = sequence.follow_ups.clone();
+        run.window = sequence.window.clone();
         if !self.runs.create_run(&run).await? {
             return Err(Error::internal("a new run id already existed"));
         }
@@ -368,6 +370,7 @@ struct Validated {
 pub(super) struct Sequence {
     first: MessageTemplate,
     follow_ups: Vec<FollowUp>,
+    window: Option<SendWindow>,
 }
 
 impl Sequence {
@@ -382,7 +385,11 @@ impl Sequence {
 fn validate(request: &InitiateRequest) -> Result<Validated, Error> {
     let mut problems = Vec::new();
     let sequence = match sequence_of(request.message.as_ref(), request.steps.as_deref()) {
-        Ok((first, follow_ups)) => Some(Sequence { first, follow_ups }),
+        Ok((first, follow_ups)) => Some(Sequence {
+            first,
+            follow_ups,
+            window: None,
+        }),
         Err(found) => {
             problems.extend(found);
             None
@@ -449,6 +456,20 @@ fn validate(request: &InitiateRequest) -> Result<Validated, Error> {
                 }
             })
             .collect::<Vec<_>>()
+    });
+    let window = request.schedule.as_ref().map(|schedule| {
+        SendWindow::parse(
+            schedule.timezone.as_deref(),
+            schedule.days.as_deref(),
+            &schedule.start,
+            &schedule.end,
+        )
+        .map_err(|found| problems.extend(found))
+        .ok()
+    });
+    let sequence = sequence.map(|sequence| Sequence {
+        window: window.flatten(),
+        ..sequence
     });
     match sequence {
         Some(sequence) if problems.is_empty() => Ok(Validated {

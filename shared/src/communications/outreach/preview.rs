@@ -55,6 +55,25 @@ pub struct PreviewResponse {
     pub skipped_total: u32,
 }
 
+/// Each step's send time if every one goes out as soon as it may: the first now or at the
+/// window's next opening (in the target's zone), each follow-up its wait after the one before,
+/// moved into the window.
+fn send_times(sequence: &super::Sequence, zone: Option<&str>, now: i64) -> Vec<i64> {
+    let in_window = |at: i64| {
+        sequence
+            .window
+            .as_ref()
+            .and_then(|window| window.next_opening(zone, at))
+            .unwrap_or(at)
+    };
+    let mut times = vec![in_window(now)];
+    for follow_up in &sequence.follow_ups {
+        let last = times.last().copied().unwrap_or(now);
+        times.push(in_window(last.saturating_add(follow_up.wait_seconds)));
+    }
+    times
+}
+
 impl Outreach {
     /// Renders what `initiate_communications` would send for this body, with its refusals
     /// (422 for the same reasons), storing and queuing nothing.
@@ -72,13 +91,7 @@ impl Outreach {
         } = validate(&request)?;
         let plan = self.plan(user, target_ids, channels, senders).await?;
         check_template_values(&sequence, &plan)?;
-        // Each step's send time if every earlier one goes out at once: now, then each wait on.
         let now = self.clock.epoch_seconds();
-        let mut send_at = vec![now];
-        for follow_up in &sequence.follow_ups {
-            let last = send_at.last().copied().unwrap_or(now);
-            send_at.push(last.saturating_add(follow_up.wait_seconds));
-        }
         let messages_by_step = sequence.messages();
         let mut targets: Vec<&str> = Vec::new();
         let mut messages = Vec::new();
@@ -95,6 +108,7 @@ impl Outreach {
                 continue;
             }
             let recipient = RecipientSnapshot::from(&planned.target);
+            let send_at = send_times(&sequence, recipient.timezone.as_deref(), now);
             for (step, (message, at)) in messages_by_step.iter().zip(&send_at).enumerate() {
                 let subject = (planned.channel == Channel::Email).then(|| {
                     single_line(&render(

@@ -95,6 +95,9 @@ pub struct RunItem {
     /// The follow-ups, in order (steps 2 and on).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follow_ups: Vec<FollowUp>,
+    /// When its messages may go out (none: any time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<super::super::window::SendWindow>,
     /// When it was created (RFC 3339, UTC).
     pub created_at: String,
     /// RFC 3339 of the first delivery attempt.
@@ -135,6 +138,7 @@ impl RunItem {
             skipped_counts: skipped.by_reason,
             message,
             follow_ups: Vec::new(),
+            window: None,
             created_at: crate::now_rfc3339(),
             started_at: None,
             completed_at: None,
