@@ -138,11 +138,11 @@ async fn serve(
         .ok_or("template.yaml gives no COMMUNICATIONS_QUEUE_URL")?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     // The same handlers Lambda runs, fed by pollers instead of event source mappings, and the
-    // worker's release schedule as a timer (every minute here, every 15 in AWS).
+    // worker's release schedule as a timer (every 30 s here, every minute in AWS).
     let release = worker.clone();
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(60)).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
             if let Err(error) = release.tick().await {
                 eprintln!("pipewise-dev: releasing scheduled communications failed: {error}");
             }

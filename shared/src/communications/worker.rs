@@ -218,7 +218,7 @@ impl CommunicationsWorker {
         }
     }
 
-    /// One run of the worker's schedule (every 15 minutes in template.yaml): releases what is
+    /// One run of the worker's schedule (every minute in template.yaml): releases what is
     /// due, then sweeps what was left in flight, inside [`TICK_BUDGET`]; what it does not reach
     /// it finds on the next tick (everything it looks for stays in its index until settled).
     pub async fn tick(&self) -> Result<TickReport, Error> {
