@@ -136,6 +136,25 @@ impl SendWindow {
     }
 }
 
+/// The date (`YYYY-MM-DD`) at `now` in `zone`, and the epoch second its next day starts there;
+/// `None` for an unknown zone.
+pub fn day_in(zone: &str, now: i64) -> Option<(String, i64)> {
+    let tz = TimeZone::get(zone).ok()?;
+    let date = jiff::Timestamp::from_second(now)
+        .ok()?
+        .to_zoned_datetime(tz.clone())
+        .date();
+    let next = date
+        .tomorrow()
+        .ok()?
+        .to_datetime(Time::midnight())
+        .to_zoned_datetime(tz)
+        .ok()?
+        .timestamp()
+        .as_second();
+    Some((date.to_string(), next))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +224,16 @@ mod tests {
             early.next_opening(None, at("2027-03-27T23:00:00Z")),
             Some(at("2027-03-28T01:30:00Z"))
         );
+    }
+
+    #[test]
+    fn a_day_is_the_zones_and_ends_at_its_midnight() {
+        // 23:30 UTC on 2027-03-03 is already the 4th in Paris, whose next day starts 23:00 UTC.
+        assert_eq!(
+            day_in("Europe/Paris", at("2027-03-03T23:30:00Z")),
+            Some(("2027-03-04".to_owned(), at("2027-03-04T23:00:00Z")))
+        );
+        assert_eq!(day_in("Mars/Base", 0), None);
     }
 
     #[test]

@@ -453,7 +453,8 @@ impl CommunicationsWorker {
         let step_message = run
             .message_of_step(item.step)
             .unwrap_or_else(|| run.message.clone());
-        let outcome = self.delivery.deliver(&item, &step_message).await;
+        let cap_zone = run.window.as_ref().map(|window| window.timezone.as_str());
+        let outcome = self.delivery.deliver(&item, &step_message, cap_zone).await;
         tracing::info!(run_id = %item.run_id, index = item.index, channel = item.channel.as_str(), outcome = ?outcome, "delivery attempt");
         self.settle(message, &item, &run, settlement(outcome, last_receive))
             .await

@@ -322,3 +322,45 @@ async fn a_send_outside_the_window_waits_for_its_next_opening() {
     refused.assert_error(422, "validation_failed");
     assert!(!refused.text.contains("CANARY"));
 }
+
+#[tokio::test]
+async fn a_daily_cap_counts_the_days_of_the_schedules_zone() {
+    let app = TestApp::spawn().await;
+    let clock = Clock::adjustable();
+    let worker = app.worker_with_clock(clock.clone());
+    let domain = unique_domain();
+    let sender = app
+        .verified_email_account("alice", "mail", &domain, Some(1))
+        .await;
+    add(&app, "Ada Lovelace", &format!("ada@{domain}")).await;
+    add(&app, "Grace Hopper", &format!("grace@{domain}")).await;
+    // UTC+14: its days end ten hours before UTC's begin.
+    let zone = "Pacific/Kiritimati";
+    let run_id = start(
+        &app,
+        &json!({"message": {"subject": "Hi", "body": "Hello"},
+            "schedule": {"timezone": zone, "start": "00:00", "end": "23:59"}}),
+    )
+    .await;
+    app.drain_queue_with(&worker).await;
+    assert_eq!(app.sent_emails(&sender).await.len(), 1, "one a day");
+    let view = run(&app, &run_id).await;
+    let waiting = view["communications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["status"] == "scheduled")
+        .expect("the second waits")
+        .clone();
+    let until = time::OffsetDateTime::parse(
+        waiting["scheduled_for"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let local = until.to_offset(time::UtcOffset::from_hms(14, 0, 0).unwrap());
+    assert_eq!(
+        (local.hour(), local.minute()),
+        (0, 0),
+        "the zone's next midnight, not UTC's: {until}"
+    );
+}

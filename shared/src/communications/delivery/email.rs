@@ -30,13 +30,17 @@ impl Delivery {
         account: AccountItem,
         subject: &str,
         body: &str,
+        cap_zone: Option<&str>,
     ) -> Outcome {
         match crate::platforms::Provider::of(&account).filter(|provider| provider.is_mailbox()) {
             Some(provider) => {
-                self.send_through_mailbox(item, account, provider, subject, body)
+                self.send_through_mailbox(item, account, provider, subject, body, cap_zone)
                     .await
             }
-            None => self.send_through_ses(item, &account, subject, body).await,
+            None => {
+                self.send_through_ses(item, &account, subject, body, cap_zone)
+                    .await
+            }
         }
     }
 
@@ -49,6 +53,7 @@ impl Delivery {
         item: &CommunicationItem,
         account: &AccountItem,
         daily_limit: u32,
+        cap_zone: Option<&str>,
     ) -> Result<OutgoingEmail, Outcome> {
         let Some(to) = item.recipient.email.as_deref() else {
             return Err(Outcome::Failed(FailureReason::TargetHasNoAddress.into()));
@@ -76,7 +81,7 @@ impl Delivery {
                 FailureReason::UnsubscribeKeyUnavailable.into(),
             ));
         };
-        match self.daily_cap.take(account, daily_limit).await {
+        match self.daily_cap.take(account, daily_limit, cap_zone).await {
             Ok(None) => {}
             Ok(Some(until)) => return Err(Outcome::Deferred { until }),
             Err(_) => {
@@ -97,6 +102,7 @@ impl Delivery {
         account: &AccountItem,
         subject: &str,
         body: &str,
+        cap_zone: Option<&str>,
     ) -> Outcome {
         let public: Map<String, Value> =
             serde_json::from_str(&account.configuration).unwrap_or_default();
@@ -121,7 +127,7 @@ impl Delivery {
         let from = from.as_str();
         let limit = crate::accounts::sender::daily_send_limit(None, &public)
             .unwrap_or(crate::accounts::sender::DEFAULT_DAILY_SEND_LIMIT);
-        let email = match self.prepare_email(item, account, limit).await {
+        let email = match self.prepare_email(item, account, limit, cap_zone).await {
             Ok(email) => email,
             Err(outcome) => return outcome,
         };

@@ -24,6 +24,7 @@ impl Delivery {
         provider: Provider,
         subject: &str,
         body: &str,
+        cap_zone: Option<&str>,
     ) -> Outcome {
         let Some(http) = crate::https::shared_client() else {
             return Outcome::Retry(FailureReason::HttpClientUnavailable.into());
@@ -46,7 +47,7 @@ impl Delivery {
                 Ok(fresh) => fresh,
                 Err(failure) => return token_outcome(failure),
             };
-        let email = match self.prepare_email(item, &account, limit).await {
+        let email = match self.prepare_email(item, &account, limit, cap_zone).await {
             Ok(email) => email,
             Err(outcome) => return outcome,
         };

@@ -76,20 +76,28 @@ impl DailySendCap {
         Self { runs, clock }
     }
 
-    /// Takes one of today's `limit` sends of `account`; when they are spent, the start of the
-    /// next UTC day.
+    /// Takes one of today's `limit` sends of `account`, today being `zone`'s (UTC's without
+    /// one); when they are spent, the start of its next day there.
     pub async fn take(
         &self,
         account: &AccountItem,
         limit: u32,
+        zone: Option<&str>,
     ) -> Result<Option<i64>, crate::error::Error> {
         let now = self.clock.epoch_seconds();
-        let day = crate::clock::utc_day(now);
+        let (day, next_day) = zone
+            .and_then(|zone| super::window::day_in(zone, now))
+            .unwrap_or_else(|| {
+                (
+                    crate::clock::utc_day(now),
+                    crate::clock::next_utc_midnight(now),
+                )
+            });
         let taken = self
             .runs
             .take_daily_send(&account.user_id, account.account_id.as_str(), &day, limit)
             .await?;
-        Ok((!taken).then(|| crate::clock::next_utc_midnight(now)))
+        Ok((!taken).then_some(next_day))
     }
 }
 
@@ -139,8 +147,14 @@ impl Delivery {
         self
     }
 
-    /// Delivers one claimed communication.
-    pub async fn deliver(&self, item: &CommunicationItem, message: &MessageTemplate) -> Outcome {
+    /// Delivers one claimed communication; a sender's daily cap counts the days of `cap_zone`
+    /// (the run's send window's zone), UTC days without one.
+    pub async fn deliver(
+        &self,
+        item: &CommunicationItem,
+        message: &MessageTemplate,
+        cap_zone: Option<&str>,
+    ) -> Outcome {
         let account = match self.account(item).await {
             Ok(account) => account,
             Err(outcome) => return outcome,
@@ -152,7 +166,8 @@ impl Delivery {
                     message.subject.as_deref().unwrap_or(DEFAULT_SUBJECT),
                     &item.recipient,
                 ));
-                self.send_email(item, account, &subject, &body).await
+                self.send_email(item, account, &subject, &body, cap_zone)
+                    .await
             }
             Channel::Twitter | Channel::Instagram => {
                 let Some(client) = self.http_client() else {
