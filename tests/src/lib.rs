@@ -744,6 +744,24 @@ impl TestApp {
         .await
     }
 
+    /// The recipient of `email` clicks its one-click unsubscribe (RFC 8058: the POST a mail
+    /// provider makes from its `List-Unsubscribe` header); asserts it was taken.
+    pub async fn unsubscribe_from(&self, email: &RawEmail) {
+        let link = email.header("List-Unsubscribe").expect("List-Unsubscribe");
+        let path = link
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim_start_matches("http://127.0.0.1:8001")
+            .to_owned();
+        self.send(
+            self.request(Method::POST, &path)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("List-Unsubscribe=One-Click"),
+        )
+        .await
+        .assert_status(200);
+    }
+
     /// `PATCH path` with a JSON body as `user`.
     pub async fn patch(&self, path: &str, user: &str, body: &Value) -> TestResponse {
         self.send(

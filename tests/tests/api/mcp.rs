@@ -250,19 +250,7 @@ async fn an_unsubscribed_address_is_refused_to_an_agent() {
     agent.call("send_email", send("first")).await;
     app.drain_queue().await;
     let raw = app.sent_raw_emails(&sender).await;
-    let link = RawEmail::parse(&raw[0]).header("List-Unsubscribe").unwrap();
-    let path = link
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim_start_matches("http://127.0.0.1:8001")
-        .to_owned();
-    app.send(
-        app.request(Method::POST, &path)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("List-Unsubscribe=One-Click"),
-    )
-    .await
-    .assert_status(200);
+    app.unsubscribe_from(&RawEmail::parse(&raw[0])).await;
 
     let error = agent.refused("send_email", send("second")).await;
     assert_eq!(error["code"], "nothing_deliverable", "{error}");

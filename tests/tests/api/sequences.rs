@@ -7,7 +7,6 @@ use pipewise::communications::CommunicationsWorker;
 use pipewise_tests::connect_flow::{app_with_providers, connected};
 use pipewise_tests::fake_oauth::Provider;
 use pipewise_tests::{RawEmail, TestApp, unique_domain};
-use reqwest::Method;
 use serde_json::{Value, json};
 
 const TARGETS: &str = "/api/user/communication-targets";
@@ -42,6 +41,33 @@ async fn run(app: &TestApp, run_id: &str) -> Value {
     view.body
 }
 
+/// Alice's stack with a verified SES sender (at most `daily_limit` a day when given), a worker
+/// whose clock the test moves, and a domain for targets.
+struct Outreach {
+    app: TestApp,
+    clock: Clock,
+    worker: CommunicationsWorker,
+    sender: String,
+    domain: String,
+}
+
+async fn outreach(daily_limit: Option<u32>) -> Outreach {
+    let app = TestApp::spawn().await;
+    let clock = Clock::adjustable();
+    let worker = app.worker_with_clock(clock.clone());
+    let domain = unique_domain();
+    let sender = app
+        .verified_email_account("alice", "mail", &domain, daily_limit)
+        .await;
+    Outreach {
+        app,
+        clock,
+        worker,
+        sender,
+        domain,
+    }
+}
+
 /// Three days and a minute on, the release tick and the queue.
 async fn after_the_wait(app: &TestApp, clock: &Clock, worker: &CommunicationsWorker) -> usize {
     clock.advance(THREE_DAYS + 60);
@@ -51,13 +77,13 @@ async fn after_the_wait(app: &TestApp, clock: &Clock, worker: &CommunicationsWor
 
 #[tokio::test]
 async fn a_follow_up_goes_out_after_its_wait_as_a_reply_and_each_step_is_counted() {
-    let app = TestApp::spawn().await;
-    let clock = Clock::adjustable();
-    let worker = app.worker_with_clock(clock.clone());
-    let domain = unique_domain();
-    let sender = app
-        .verified_email_account("alice", "mail", &domain, None)
-        .await;
+    let Outreach {
+        app,
+        clock,
+        worker,
+        sender,
+        domain,
+    } = outreach(None).await;
     add(&app, "Ada Lovelace", &format!("ada@{domain}")).await;
     let run_id = start(&app, &two_steps()).await;
     app.drain_queue_with(&worker).await;
@@ -113,13 +139,13 @@ async fn a_follow_up_goes_out_after_its_wait_as_a_reply_and_each_step_is_counted
 
 #[tokio::test]
 async fn a_reply_or_an_unsubscribe_cancels_the_follow_up_already_scheduled() {
-    let app = TestApp::spawn().await;
-    let clock = Clock::adjustable();
-    let worker = app.worker_with_clock(clock.clone());
-    let domain = unique_domain();
-    let sender = app
-        .verified_email_account("alice", "mail", &domain, None)
-        .await;
+    let Outreach {
+        app,
+        clock,
+        worker,
+        sender,
+        domain,
+    } = outreach(None).await;
     let ada = add(&app, "Ada Lovelace", &format!("ada@{domain}")).await;
     add(&app, "Grace Hopper", &format!("grace@{domain}")).await;
     add(&app, "Mary Somerville", &format!("mary@{domain}")).await;
@@ -147,19 +173,7 @@ async fn a_reply_or_an_unsubscribe_cancels_the_follow_up_already_scheduled() {
                 .is_some_and(|to| to.starts_with("grace@"))
         })
         .unwrap();
-    let link = to_grace.header("List-Unsubscribe").unwrap();
-    let path = link
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim_start_matches("http://127.0.0.1:8001")
-        .to_owned();
-    app.send(
-        app.request(Method::POST, &path)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("List-Unsubscribe=One-Click"),
-    )
-    .await
-    .assert_status(200);
+    app.unsubscribe_from(&to_grace).await;
 
     after_the_wait(&app, &clock, &worker).await;
     let emails = app.sent_emails(&sender).await;
@@ -263,13 +277,13 @@ async fn steps_are_checked_before_anything_is_stored() {
 
 #[tokio::test]
 async fn a_send_outside_the_window_waits_for_its_next_opening() {
-    let app = TestApp::spawn().await;
-    let clock = Clock::adjustable();
-    let worker = app.worker_with_clock(clock.clone());
-    let domain = unique_domain();
-    let sender = app
-        .verified_email_account("alice", "mail", &domain, None)
-        .await;
+    let Outreach {
+        app,
+        clock,
+        worker,
+        sender,
+        domain,
+    } = outreach(None).await;
     add(&app, "Ada Lovelace", &format!("ada@{domain}")).await;
     // Open all of tomorrow (UTC), and only then.
     let now = clock.epoch_seconds();
@@ -325,13 +339,13 @@ async fn a_send_outside_the_window_waits_for_its_next_opening() {
 
 #[tokio::test]
 async fn a_daily_cap_counts_the_days_of_the_schedules_zone() {
-    let app = TestApp::spawn().await;
-    let clock = Clock::adjustable();
-    let worker = app.worker_with_clock(clock.clone());
-    let domain = unique_domain();
-    let sender = app
-        .verified_email_account("alice", "mail", &domain, Some(1))
-        .await;
+    let Outreach {
+        app,
+        worker,
+        sender,
+        domain,
+        ..
+    } = outreach(Some(1)).await;
     add(&app, "Ada Lovelace", &format!("ada@{domain}")).await;
     add(&app, "Grace Hopper", &format!("grace@{domain}")).await;
     // UTC+14: its days end ten hours before UTC's begin.
