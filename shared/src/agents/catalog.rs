@@ -130,7 +130,7 @@ fn fixed_tools() -> Vec<ToolSpec> {
         ToolSpec {
             name: "start_outreach",
             title: "Start outreach",
-            description: "Sends a message to targets on every channel they have and the user has a connected account for (or the given `target_ids` and `channels`), skipping unsubscribed, bounced and complained addresses. Placeholders: {{name}}, {{first_name}}, {{email}}, {{twitter_username}}, {{instagram_username}}. The same `idempotency_key` and arguments answer the same run.".into(),
+            description: "Sends a message (or a sequence: `steps` with follow-ups that stop when the person replies) to targets on every channel they have and the user has a connected account for (or the given `target_ids` and `channels`), inside an optional `schedule` window, skipping unsubscribed, bounced and complained addresses. Placeholders: {{name}}, {{first_name}}, {{email}}, {{twitter_username}}, {{instagram_username}}, any custom field, with fallbacks ({{company | default: \"your team\"}}). The same `idempotency_key` and arguments answer the same run.".into(),
             input_schema: with_property(
                 json_schema::<InitiateRequest>(),
                 "idempotency_key",
