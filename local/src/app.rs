@@ -10,6 +10,7 @@ use pipewise::api::{HttpConfig, HttpFunction, serve_routes};
 use pipewise::config::{ConfigError, ConfigSource};
 use targets::Targets;
 use utoipa::openapi::OpenApi;
+use webhooks::Webhooks;
 
 use crate::dev_auth::dev_overrides;
 use crate::stack::LocalStack;
@@ -57,6 +58,7 @@ pub const HTTP_FUNCTIONS: &[LocalFunction] = &[
     LocalFunction::of::<Targets>("TargetsFunction"),
     LocalFunction::of::<Orchestrator>("OrchestratorFunction"),
     LocalFunction::of::<Mcp>("McpFunction"),
+    LocalFunction::of::<Webhooks>("WebhooksFunction"),
 ];
 
 /// The environment the functions see locally: the stack's resolved template variables plus the

@@ -79,6 +79,11 @@ pub fn dev_parameters() -> HashMap<String, Resolved> {
         ),
         ("JwtJwks".to_owned(), Resolved::Text(String::new())),
         ("LogLevel".to_owned(), Resolved::Text("info".to_owned())),
+        // Local receivers (`http://127.0.0.1:<port>`) may get webhooks; nothing else private.
+        (
+            "WebhookAllowLoopback".to_owned(),
+            Resolved::Text("true".to_owned()),
+        ),
         (
             "PublicApiBaseUrl".to_owned(),
             Resolved::Text("http://127.0.0.1:8001".to_owned()),

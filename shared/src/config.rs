@@ -122,4 +122,14 @@ pub mod vars {
     /// SES configuration set outreach email is sent through (its event destination feeds
     /// delivery, bounce and complaint events back); unset: no feedback.
     pub const SES_CONFIGURATION_SET: &str = "SES_CONFIGURATION_SET";
+    /// Table of the users' webhook endpoints and their delivery attempts.
+    pub const WEBHOOKS_TABLE: &str = "WEBHOOKS_TABLE";
+    /// URL of the SQS queue events are put on and the webhook deliverer drains; unset: no
+    /// events are emitted.
+    pub const WEBHOOK_QUEUE_URL: &str = "WEBHOOK_QUEUE_URL";
+    /// Seconds between a failed delivery and each retry, comma-separated (default
+    /// `5,300,1800,7200,18000,36000,36000`: over 24 hours).
+    pub const WEBHOOK_RETRY_DELAYS: &str = "WEBHOOK_RETRY_DELAYS";
+    /// `true` admits loopback webhook URLs (`http://127.0.0.1:<port>`): local development only.
+    pub const WEBHOOK_ALLOW_LOOPBACK: &str = "WEBHOOK_ALLOW_LOOPBACK";
 }

@@ -28,6 +28,7 @@ pub mod request_id;
 pub mod storage;
 pub mod targets;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 

@@ -37,6 +37,12 @@ pub enum BusinessMetric<'a> {
         /// The provider.
         provider: &'a str,
     },
+    /// A webhook event was given up on after its last retry (no dimension: one alarm watches
+    /// the total; the log line beside it names the endpoint and event).
+    WebhookFailed,
+    /// An event could not be put on the webhook queue (SQS refused it after the SDK's
+    /// retries): no endpoint will get it.
+    WebhookEventDropped,
 }
 
 impl BusinessMetric<'_> {
@@ -49,6 +55,8 @@ impl BusinessMetric<'_> {
             Self::Replied => ("Replied", Vec::new()),
             Self::TokenRefreshed { provider } => ("TokenRefreshed", vec![("Provider", provider)]),
             Self::ReauthRequired { provider } => ("ReauthRequired", vec![("Provider", provider)]),
+            Self::WebhookFailed => ("WebhookFailed", Vec::new()),
+            Self::WebhookEventDropped => ("WebhookEventDropped", Vec::new()),
         }
     }
 

@@ -27,6 +27,7 @@ pub mod jwks_server;
 pub mod log_capture;
 pub mod mcp_client;
 pub mod plaintext_audit;
+pub mod webhook_receiver;
 
 pub use pipewise_local::dev_auth::{DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET};
 
@@ -372,6 +373,46 @@ impl TestApp {
             &self.sdk,
         )
         .expect("configure the feedback handler")
+    }
+
+    /// The webhook deliverer, configured exactly like its function, with a clock the test
+    /// may move.
+    pub fn webhook_deliverer(
+        &self,
+        clock: pipewise::clock::Clock,
+    ) -> pipewise::webhooks::WebhookDeliverer {
+        pipewise::webhooks::WebhookDeliverer::from_config(
+            &ConfigSource::from_map(&self.environment),
+            &self.sdk,
+            clock,
+        )
+        .expect("configure the webhook deliverer")
+    }
+
+    /// Runs `deliverer` on the webhook queue until it is empty (events fan out, attempts go,
+    /// retries without delay follow); returns how many messages were received.
+    pub async fn drain_webhooks_with(
+        &self,
+        deliverer: &pipewise::webhooks::WebhookDeliverer,
+    ) -> usize {
+        let sqs = self.sqs();
+        let url = self.queue_url("WebhookQueue");
+        let mut received = 0;
+        loop {
+            let report = poll_once(&sqs, &url, &RecordingHandler(deliverer), 0)
+                .await
+                .expect("poll the webhook queue");
+            received += report.received;
+            if report.received == 0 {
+                return received;
+            }
+        }
+    }
+
+    /// [`TestApp::drain_webhooks_with`] a deliverer on the system clock.
+    pub async fn drain_webhooks(&self) -> usize {
+        self.drain_webhooks_with(&self.webhook_deliverer(pipewise::clock::Clock::system()))
+            .await
     }
 
     /// Publishes an SES event (the JSON SES's event destination publishes) to the stack's

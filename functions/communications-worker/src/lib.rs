@@ -1,6 +1,7 @@
 //! The outreach background functions: `communications-worker` drains the communications queue
 //! (and, on its schedule, releases communications whose day has come); `communications-feedback`
-//! drains SES's delivery, bounce and complaint events.
+//! drains SES's delivery, bounce and complaint events; `webhook-delivery` drains the webhook
+//! queue.
 //!
 //! The domain logic lives in `pipewise::communications`; this crate holds the Lambda side: SQS
 //! batches with partial failures, and the wiring of configuration and clients.
@@ -24,6 +25,7 @@ use pipewise::communications::worker::FollowUpStops;
 use pipewise::communications::{CommunicationsWorker, RunStore};
 use pipewise::config::{ConfigError, ConfigSource, vars};
 use pipewise::targets::store::TargetStore;
+use pipewise::webhooks::{EventPublisher, WebhookDeliverer};
 use serde::Deserialize;
 
 pub use aws_lambda_events::sqs::SqsEvent;
@@ -41,6 +43,12 @@ pub trait MessageHandler: Sync {
 impl MessageHandler for CommunicationsWorker {
     fn handle(&self, body: Option<&str>, receives: u32) -> impl Future<Output = bool> + Send {
         self.handle_message(body, receives)
+    }
+}
+
+impl MessageHandler for WebhookDeliverer {
+    fn handle(&self, body: Option<&str>, _receives: u32) -> impl Future<Output = bool> + Send {
+        self.handle_message(body)
     }
 }
 
@@ -152,7 +160,8 @@ pub fn worker_with_clock(
 ) -> Result<CommunicationsWorker, ConfigError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let accounts = AccountService::from_config(source, sdk)?;
-    let runs = RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?);
+    let runs = RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?)
+        .with_events(EventPublisher::from_source(source, sdk));
     let targets_table = source.required(vars::TARGETS_TABLE)?;
     let replies = ReplyPoller::new(
         accounts.clone(),
@@ -193,7 +202,16 @@ pub fn feedback_from_config(
 ) -> Result<EmailFeedback, ConfigError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     Ok(EmailFeedback::new(
-        RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?),
+        RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?)
+            .with_events(EventPublisher::from_source(source, sdk)),
         SuppressionStore::new(dynamodb, source.required(vars::TARGETS_TABLE)?),
     ))
+}
+
+/// Builds the webhook deliverer (once per cold start).
+pub fn webhook_deliverer_from_config(
+    source: &ConfigSource<'_>,
+    sdk: &SdkConfig,
+) -> Result<WebhookDeliverer, ConfigError> {
+    WebhookDeliverer::from_config(source, sdk, Clock::system())
 }

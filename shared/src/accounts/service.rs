@@ -81,7 +81,8 @@ impl AccountService {
             AccountStore::new(
                 aws_sdk_dynamodb::Client::new(sdk),
                 source.required(vars::ACCOUNTS_TABLE)?,
-            ),
+            )
+            .with_events(crate::webhooks::EventPublisher::from_source(source, sdk)),
             EnvelopeCipher::new(
                 aws_sdk_kms::Client::new(sdk),
                 source.required(vars::SECRETS_KMS_KEY_ID)?,
@@ -301,15 +302,21 @@ impl AccountService {
         sender: Option<&SenderWrite>,
         released: Option<&SenderClaim>,
     ) -> Result<Upserted, Error> {
+        let after = (item.connected, item.status_reason.as_deref());
         match existing {
             None => {
                 self.store.insert(item, sender).await?;
+                self.store.announce(item, None, after, item.version).await;
                 Ok(Upserted::Created)
             }
             Some(old) => {
                 self.store
                     .replace(item, old.version, sender, released)
                     .await?;
+                let before = (old.connected, old.status_reason.as_deref());
+                self.store
+                    .announce(item, Some(before), after, item.version)
+                    .await;
                 Ok(Upserted::Updated)
             }
         }

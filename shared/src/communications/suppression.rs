@@ -89,14 +89,15 @@ impl SuppressionStore {
         }
     }
 
-    /// Suppresses an address; idempotent. A stronger reason replaces an unsubscribe, never
-    /// the other way round.
+    /// Suppresses an address; idempotent: `true` when this call suppressed it (or strengthened
+    /// the reason), `false` when it already was. A stronger reason replaces an unsubscribe,
+    /// never the other way round.
     pub async fn suppress(
         &self,
         user: &UserId,
         address: &str,
         reason: SuppressionReason,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let address = address.trim().to_lowercase();
         let mut key = user_key(
             user.as_str(),
@@ -123,7 +124,7 @@ impl SuppressionStore {
             .expression_attribute_values(":new", AttributeValue::S(reason.as_str().into()))
             .send()
             .await;
-        conditional(result).map(|_| ())
+        conditional(result)
     }
 
     /// Whether one address of a user is suppressed (read consistently, before each send).

@@ -29,3 +29,4 @@ mod tamper;
 mod targets;
 mod template;
 mod tenant_safety;
+mod webhooks;

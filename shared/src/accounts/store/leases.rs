@@ -159,7 +159,17 @@ impl AccountStore {
             .expression_attribute_values(":now", AttributeValue::S(crate::now_rfc3339()))
             .send()
             .await;
-        conditional(result)
+        let marked = conditional(result)?;
+        if marked {
+            self.announce(
+                item,
+                Some((item.connected, item.status_reason.as_deref())),
+                (false, Some(REAUTH_REQUIRED)),
+                item.version + 1,
+            )
+            .await;
+        }
+        Ok(marked)
     }
 }
 
@@ -189,6 +199,16 @@ impl AccountStore {
                 "SET connected = :connected, last_checked_at = :checked, version = :next REMOVE status_reason",
             ),
         };
-        conditional(update.send().await)
+        let recorded = conditional(update.send().await)?;
+        if recorded {
+            self.announce(
+                item,
+                Some((item.connected, item.status_reason.as_deref())),
+                (connected, status_reason),
+                item.version + 1,
+            )
+            .await;
+        }
+        Ok(recorded)
     }
 }

@@ -7,6 +7,7 @@
 mod claims;
 mod connect_sessions;
 mod data_keys;
+pub mod events;
 mod leases;
 mod mailboxes;
 mod senders;
@@ -101,15 +102,23 @@ pub struct AccountItem {
 pub struct AccountStore {
     pub(super) dynamodb: Client,
     pub(super) table: String,
+    pub(super) events: crate::webhooks::EventPublisher,
 }
 
 impl AccountStore {
-    /// A store over `table`.
+    /// A store over `table` that publishes no events.
     pub fn new(dynamodb: Client, table: impl Into<String>) -> Self {
         Self {
             dynamodb,
             table: table.into(),
+            events: crate::webhooks::EventPublisher::default(),
         }
+    }
+
+    /// The same store, publishing its accounts' state changes with `events` (webhooks).
+    pub fn with_events(mut self, events: crate::webhooks::EventPublisher) -> Self {
+        self.events = events;
+        self
     }
 
     /// The table name (part of the secrets' encryption context).

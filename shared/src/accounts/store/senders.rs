@@ -108,7 +108,16 @@ impl AccountStore {
             TransactWriteItem::builder().update(verified).build(),
         ];
         match transact_write(&self.dynamodb, items).await {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.announce(
+                    item,
+                    Some((item.connected, item.status_reason.as_deref())),
+                    (true, None),
+                    item.version + 1,
+                )
+                .await;
+                Ok(true)
+            }
             Err(TransactionFailure::ConditionFailed(_)) => Ok(false),
             Err(failure) => Err(failure.into()),
         }

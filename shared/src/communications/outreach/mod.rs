@@ -83,7 +83,8 @@ impl Outreach {
         let runs_table = source.required(vars::RUNS_TABLE)?;
         let targets_table = source.required(vars::TARGETS_TABLE)?;
         Ok(Self::new(
-            RunStore::new(dynamodb.clone(), runs_table.clone()),
+            RunStore::new(dynamodb.clone(), runs_table.clone())
+                .with_events(crate::webhooks::EventPublisher::from_source(source, sdk)),
             IdempotencyStore::new(dynamodb.clone(), runs_table),
             TargetStore::new(dynamodb.clone(), targets_table.clone()),
             AccountStore::new(dynamodb.clone(), source.required(vars::ACCOUNTS_TABLE)?),

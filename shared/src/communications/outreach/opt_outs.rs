@@ -6,6 +6,7 @@ use super::super::suppression::{SuppressionList, SuppressionReason};
 use super::super::unsubscribe::Unsubscription;
 use crate::error::Error;
 use crate::ids::UserId;
+use crate::webhooks::{EventType, WebhookEvent};
 
 use super::Outreach;
 
@@ -21,7 +22,8 @@ impl Outreach {
             return Ok(false);
         };
         let user = unsubscription.user_id;
-        self.suppressions
+        let suppressed = self
+            .suppressions
             .suppress(
                 &user,
                 &unsubscription.address,
@@ -29,6 +31,21 @@ impl Outreach {
             )
             .await?;
         tracing::info!(user_id = %user, target_id = %unsubscription.target_id, "a recipient unsubscribed");
+        // Once per unsubscribe: a second click changes nothing and tells nobody again.
+        if suppressed {
+            let now = crate::now_rfc3339();
+            let event = WebhookEvent::new(
+                &user,
+                EventType::CommunicationUnsubscribed,
+                &format!("{}\n{now}", unsubscription.target_id),
+                serde_json::json!({
+                    "target_id": unsubscription.target_id,
+                    "channel": "email",
+                    "status": "unsubscribed",
+                }),
+            );
+            self.runs.events().publish(event).await;
+        }
         Ok(true)
     }
 

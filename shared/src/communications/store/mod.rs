@@ -27,6 +27,7 @@ use crate::aws::dependency_error;
 use crate::error::Error;
 use crate::ids::{RunId, UserId};
 use crate::storage::{TransactionFailure, number as n, transact_write, user_key};
+use crate::webhooks::{EventPublisher, EventType, WebhookEvent};
 
 use items::{COMMUNICATION_SLOT, RUN_PREFIX};
 pub use items::{
@@ -36,19 +37,65 @@ pub use items::{
 pub use replies::ReplyKey;
 
 /// Runs and communications in one DynamoDB table.
+///
+/// Each conditional write that moves a communication or a run to a state webhooks report
+/// (sent, failed, bounced, complained, replied, a run completed) publishes its event once it
+/// commits: the condition that makes the transition happen once makes the event once.
 #[derive(Clone)]
 pub struct RunStore {
     pub(super) dynamodb: Client,
     pub(super) table: String,
+    pub(super) events: EventPublisher,
 }
 
 impl RunStore {
-    /// A store over `table`.
+    /// A store over `table` that publishes no events.
     pub fn new(dynamodb: Client, table: impl Into<String>) -> Self {
         Self {
             dynamodb,
             table: table.into(),
+            events: EventPublisher::default(),
         }
+    }
+
+    /// The same store, publishing its transitions' events with `events`.
+    pub fn with_events(mut self, events: EventPublisher) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Where this store's events go (for transitions other stores make, e.g. an unsubscribe).
+    pub fn events(&self) -> &EventPublisher {
+        &self.events
+    }
+
+    /// Publishes a communication's event (ids and statuses only).
+    pub(super) async fn publish_communication(
+        &self,
+        item: &CommunicationItem,
+        event_type: EventType,
+        status: CommunicationStatus,
+        reason: Option<&str>,
+    ) {
+        let communication_id = item.communication_id();
+        let data = serde_json::json!({
+            "communication_id": communication_id,
+            "run_id": item.run_id.to_string(),
+            "target_id": item.target_id,
+            "channel": item.channel.as_str(),
+            "account_id": item.account_id,
+            "step": item.step,
+            "status": status.as_str(),
+            "reason": reason,
+        });
+        self.events
+            .publish(WebhookEvent::new(
+                &item.user_id,
+                event_type,
+                &communication_id,
+                data,
+            ))
+            .await;
     }
 
     pub(super) fn key(user: &UserId, sk: &str) -> HashMap<String, AttributeValue> {

@@ -157,7 +157,17 @@ impl RunStore {
                 ..RunCountChange::default()
             },
         )?;
-        self.transact_communication(communication, run).await
+        let replied = self.transact_communication(communication, run).await?;
+        if replied {
+            self.publish_communication(
+                item,
+                crate::webhooks::EventType::CommunicationReplied,
+                CommunicationStatus::Replied,
+                None,
+            )
+            .await;
+        }
+        Ok(replied)
     }
 }
 

@@ -189,9 +189,33 @@ impl RunStore {
             .condition_expression("remaining = :zero AND attribute_not_exists(completed_at)")
             .expression_attribute_values(":now", s(now))
             .expression_attribute_values(":zero", n(0))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
-        conditional(result).map(|_| ())
+        let output = match result {
+            Ok(output) => output,
+            Err(error) if crate::storage::is_conditional_check_failed(&error) => return Ok(()),
+            Err(error) => return Err(crate::aws::dependency_error(error)),
+        };
+        // The one write that stamps `completed_at` tells the run completed, once.
+        if let Some(attributes) = output.attributes {
+            let run: RunItem = crate::storage::decode_item(attributes)?;
+            let view = run.view(None);
+            let data = serde_json::json!({
+                "run_id": run_id.to_string(),
+                "status": view.status,
+                "counts": view.counts,
+            });
+            self.events
+                .publish(crate::webhooks::WebhookEvent::new(
+                    user,
+                    crate::webhooks::EventType::RunCompleted,
+                    &run_id.to_string(),
+                    data,
+                ))
+                .await;
+        }
+        Ok(())
     }
 
     /// Records the first delivery attempt of a run (once).

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::storage::{
     TransactionFailure, conditional, encode_item, number as n, text as s, transact_write, user_key,
 };
+use crate::webhooks::EventType;
 
 /// Reason of a communication its run's cancel ended before it went out.
 pub const CANCELLED_BY_USER: &str = "cancelled_by_user";
@@ -312,6 +313,14 @@ impl RunStore {
             }
             Err(failure) => return Err(failure.into()),
         }
+        let event = match to {
+            CommunicationStatus::Sent => Some(EventType::CommunicationSent),
+            CommunicationStatus::Failed => Some(EventType::CommunicationFailed),
+            _ => None,
+        };
+        if let Some(event) = event {
+            self.publish_communication(item, event, to, reason).await;
+        }
         self.stamp_completion(&item.user_id, &item.run_id, &now)
             .await?;
         Ok(true)
@@ -353,7 +362,16 @@ impl RunStore {
         };
         let update = update.build().map_err(Error::internal)?;
         let run = self.run_counters(&item.user_id, &item.run_id, counters)?;
-        self.transact_communication(update, run).await
+        let applied = self.transact_communication(update, run).await?;
+        let event = match to {
+            CommunicationStatus::Bounced => Some(EventType::CommunicationBounced),
+            CommunicationStatus::Complained => Some(EventType::CommunicationComplained),
+            _ => None,
+        };
+        if applied && let Some(event) = event {
+            self.publish_communication(item, event, to, reason).await;
+        }
+        Ok(applied)
     }
 
     /// Stamps a queued communication put back on the queue by the sweeper, so the next sweep
