@@ -39,7 +39,7 @@ const THE_SAMPLE_IS_WRONG: [&str; 9] = [
 /// What each sample API event must be answered with, played in the test's order (an account is
 /// created before it is read, targets named by a sample do not exist). Keyed by event file; the
 /// test checks that it covers exactly the API events in `events/`.
-const EXPECTED_STATUS: [(&str, u16); 30] = [
+const EXPECTED_STATUS: [(&str, u16); 35] = [
     ("health", 200),
     ("accounts-upsert", 201),
     ("accounts-list", 200),
@@ -64,6 +64,11 @@ const EXPECTED_STATUS: [(&str, u16); 30] = [
     ("orchestrator-run", 404),
     ("orchestrator-cancel", 404),
     ("unsubscribe-page", 404),
+    ("webhooks-create", 201),
+    ("webhooks-list", 200),
+    ("webhooks-test", 404),
+    ("webhooks-deliveries", 404),
+    ("webhooks-delete", 404),
     ("unsubscribe", 404),
     ("suppressions-list", 200),
     ("suppressions-lift", 404),

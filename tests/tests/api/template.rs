@@ -94,7 +94,7 @@ fn every_function_is_a_lean_arm64_rust_binary() {
     let template = Template::project().unwrap();
     let functions = template.resources_of_type("AWS::Serverless::Function");
     let count = functions.len();
-    assert_eq!(count, 7);
+    assert_eq!(count, 9);
     let mut binaries = std::collections::BTreeSet::new();
     for (name, function) in functions {
         assert_eq!(
@@ -433,7 +433,7 @@ fn every_dead_letter_queue_and_function_has_an_alarm_that_notifies_the_operator(
                 .to_owned()
         })
         .collect();
-    assert_eq!(dead_letter_queues.len(), 2, "{dead_letter_queues:?}");
+    assert_eq!(dead_letter_queues.len(), 3, "{dead_letter_queues:?}");
     for queue in &dead_letter_queues {
         assert_eq!(
             watching("ApproximateNumberOfMessagesVisible", queue),
