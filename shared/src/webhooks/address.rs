@@ -112,8 +112,7 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
         AddressClass::LinkLocal
     } else if segments[0] & 0xff00 == 0xff00 {
         AddressClass::Multicast
-    } else if (segments[0] == 0x2001 && segments[1] == 0x0db8)
-        || (segments[0] == 0x2001 && segments[1] == 0)
+    } else if (segments[0] == 0x2001 && (segments[1] == 0x0db8 || segments[1] == 0))
         || segments[0] == 0x0100
         || segments[..6] == [0, 0, 0, 0, 0, 0]
     {

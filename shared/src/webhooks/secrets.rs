@@ -14,12 +14,15 @@ use crate::envelope::{EncryptionContext, Envelope, EnvelopeCipher};
 use crate::error::Error;
 use crate::ids::UserId;
 
+/// Opened secrets by (webhook id, wrapped data key).
+type OpenedSecrets = Arc<Mutex<HashMap<(String, Vec<u8>), Zeroizing<Vec<u8>>>>>;
+
 /// Seals and opens endpoint secrets.
 #[derive(Clone)]
 pub struct EndpointSecrets {
     cipher: EnvelopeCipher,
     table: String,
-    opened: Arc<Mutex<HashMap<(String, Vec<u8>), Zeroizing<Vec<u8>>>>>,
+    opened: OpenedSecrets,
 }
 
 impl EndpointSecrets {

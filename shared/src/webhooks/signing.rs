@@ -1,7 +1,7 @@
-//! Standard Webhooks signatures (<https://www.standardwebhooks.com/>): the secret is `whsec_`
-//! + base64 of random bytes, and each delivery carries `webhook-signature: v1,<base64 of
-//! HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>`, so receivers verify with the published
-//! libraries. HMAC from aws-lc-rs, the crypto library the service already uses.
+//! Standard Webhooks signatures (<https://www.standardwebhooks.com/>): the secret is
+//! `whsec_` and the base64 of random bytes, and each delivery carries `webhook-signature:
+//! v1,<base64 of HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>`, so receivers verify with
+//! the published libraries. HMAC from aws-lc-rs, the crypto library the service already uses.
 
 use aws_lc_rs::hmac;
 use base64::Engine;
