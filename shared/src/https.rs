@@ -17,17 +17,24 @@ pub fn shared_client() -> Option<reqwest::Client> {
     SHARED.get_or_init(https_client).clone()
 }
 
-/// Builds the client; `None` only when TLS cannot be configured at all (logged).
-pub fn https_client() -> Option<reqwest::Client> {
+/// The TLS settings of every outbound client: rustls on aws-lc-rs with the bundled Mozilla
+/// roots; `None` only when TLS cannot be configured at all.
+pub fn tls_config() -> Option<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    Some(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .ok()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Builds the client; `None` only when TLS cannot be configured at all (logged).
+pub fn https_client() -> Option<reqwest::Client> {
     reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
+        .use_preconfigured_tls(tls_config()?)
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(10))
         .build()

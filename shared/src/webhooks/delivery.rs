@@ -94,16 +94,10 @@ impl WebhookDeliverer {
         sdk: &aws_config::SdkConfig,
         clock: Clock,
     ) -> Result<Self, ConfigError> {
-        let table = source.required(vars::WEBHOOKS_TABLE)?;
+        let (store, secrets) = super::store_and_secrets(source, sdk)?;
         Self::new(
-            WebhookStore::new(aws_sdk_dynamodb::Client::new(sdk), table.clone()),
-            EndpointSecrets::new(
-                crate::envelope::EnvelopeCipher::new(
-                    aws_sdk_kms::Client::new(sdk),
-                    source.required(vars::SECRETS_KMS_KEY_ID)?,
-                ),
-                table,
-            ),
+            store,
+            secrets,
             EventPublisher::from_source(source, sdk),
             UrlPolicy::from_source(source),
             retry_delays(source)?,
@@ -309,15 +303,8 @@ fn caused_by_blocked_address(error: &(dyn std::error::Error + 'static)) -> bool 
 /// The client deliveries go through: the bundled Mozilla roots, no redirects, no proxy, a
 /// 10-second deadline, and names resolved through the policy's checks.
 fn delivery_client(policy: UrlPolicy, resolver: Arc<dyn HostResolver>) -> Option<reqwest::Client> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
+        .use_preconfigured_tls(crate::https::tls_config()?)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .dns_resolver(Arc::new(CheckedResolver::new(policy, resolver)))

@@ -13,7 +13,7 @@ use super::queue::{EventPublisher, WebhookMessage};
 use super::secrets::EndpointSecrets;
 use super::signing::SigningSecret;
 use super::store::{DeliveryRecord, EndpointItem, WebhookStore};
-use crate::config::{ConfigError, ConfigSource, vars};
+use crate::config::{ConfigError, ConfigSource};
 use crate::error::{Error, FieldError};
 use crate::ids::UserId;
 use crate::paging::PageLimit;
@@ -139,16 +139,10 @@ impl WebhookService {
         source: &ConfigSource<'_>,
         sdk: &aws_config::SdkConfig,
     ) -> Result<Self, ConfigError> {
-        let table = source.required(vars::WEBHOOKS_TABLE)?;
+        let (store, secrets) = super::store_and_secrets(source, sdk)?;
         Ok(Self::new(
-            WebhookStore::new(aws_sdk_dynamodb::Client::new(sdk), table.clone()),
-            EndpointSecrets::new(
-                crate::envelope::EnvelopeCipher::new(
-                    aws_sdk_kms::Client::new(sdk),
-                    source.required(vars::SECRETS_KMS_KEY_ID)?,
-                ),
-                table,
-            ),
+            store,
+            secrets,
             EventPublisher::from_source(source, sdk),
             UrlPolicy::from_source(source),
             Arc::new(SystemResolver),
