@@ -140,6 +140,20 @@ fn social_account(id: &str) -> Value {
            "configuration": {"handle": "pipewise", "access_token": format!("canary-fault-{id}")}})
 }
 
+const WEBHOOKS: &str = "/api/user/webhooks";
+
+/// An endpoint on loopback (the stack's dev parameters admit it); nothing listens there, and
+/// no scenario delivers.
+fn webhook_body() -> Value {
+    json!({"url": "http://127.0.0.1:9/hook", "events": ["communication.sent"]})
+}
+
+async fn webhook_endpoint(app: &TestApp, user: &str) -> String {
+    let created = app.post(WEBHOOKS, user, &webhook_body()).await;
+    created.assert_status(201);
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
 /// A verified sender of its own domain, an email account on it and one target; returns the
 /// target's address.
 async fn mailing_setup(app: &TestApp, user: &str) -> (String, String) {
@@ -422,6 +436,23 @@ async fn scenario(route: &str, app: &TestApp, user: &str) -> Call {
             call.public = true;
             call
         }
+        "GET /api/user/webhooks" => {
+            webhook_endpoint(app, user).await;
+            Call::new(Method::GET, WEBHOOKS)
+        }
+        "POST /api/user/webhooks" => Call::new(Method::POST, WEBHOOKS).json(webhook_body()),
+        "DELETE /api/user/webhooks/{webhook_id}" => {
+            let id = webhook_endpoint(app, user).await;
+            Call::new(Method::DELETE, format!("{WEBHOOKS}/{id}"))
+        }
+        "POST /api/user/webhooks/{webhook_id}/test" => {
+            let id = webhook_endpoint(app, user).await;
+            Call::new(Method::POST, format!("{WEBHOOKS}/{id}/test")).json(json!({}))
+        }
+        "GET /api/user/webhooks/{webhook_id}/deliveries" => {
+            let id = webhook_endpoint(app, user).await;
+            Call::new(Method::GET, format!("{WEBHOOKS}/{id}/deliveries"))
+        }
         other => panic!("no fault scenario for {other}: add one to tests/tests/api/faults.rs"),
     }
 }
@@ -435,6 +466,7 @@ async fn stored_state(app: &TestApp, user: &str) -> BTreeMap<String, usize> {
         ("AccountsTable", "account_id"),
         ("TargetsTable", "sk"),
         ("RunsTable", "sk"),
+        ("WebhooksTable", "sk"),
     ] {
         let mut pages = app
             .dynamodb()
