@@ -10,6 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use communications_worker::MessageHandler;
 use pipewise::config::ConfigSource;
 use pipewise_local::app::{api_router, local_environment};
 use pipewise_local::dev_auth::{cognito_parameters, dev_parameters};
@@ -104,6 +105,33 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     result
 }
 
+/// The URL of one of the template's queues in the local stack.
+fn queue_of(stack: &LocalStack, logical_id: &str) -> Result<String, String> {
+    stack
+        .physical
+        .get(logical_id)
+        .cloned()
+        .ok_or_else(|| format!("template.yaml has no {logical_id}"))
+}
+
+/// What Lambda's event source mapping does for one queue: receive, run the handler, delete
+/// what it finished; a failed poll is logged and retried after a pause.
+fn spawn_poller<H: MessageHandler + Send + Sync + 'static>(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    handler: H,
+    name: &'static str,
+) {
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = poll_once(&sqs, &queue_url, &handler, POLL_WAIT_SECONDS).await {
+                eprintln!("pipewise-dev: {name} queue poll failed: {error}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    });
+}
+
 async fn serve(
     options: &Options,
     emulator_address: &str,
@@ -159,30 +187,20 @@ async fn serve(
         }
     });
     let feedback = communications_worker::feedback_from_config(&source, &sdk)?;
-    let feedback_queue = stack
-        .physical
-        .get("EmailFeedbackQueue")
-        .cloned()
-        .ok_or("template.yaml has no EmailFeedbackQueue")?;
-    let feedback_sqs = sqs.clone();
-    tokio::spawn(async move {
-        loop {
-            if let Err(error) =
-                poll_once(&feedback_sqs, &feedback_queue, &feedback, POLL_WAIT_SECONDS).await
-            {
-                eprintln!("pipewise-dev: feedback queue poll failed: {error}");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        loop {
-            if let Err(error) = poll_once(&sqs, &queue_url, &worker, POLL_WAIT_SECONDS).await {
-                eprintln!("pipewise-dev: queue poll failed: {error}");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    });
+    spawn_poller(
+        sqs.clone(),
+        queue_of(&stack, "EmailFeedbackQueue")?,
+        feedback,
+        "feedback",
+    );
+    let deliverer = communications_worker::webhook_deliverer_from_config(&source, &sdk)?;
+    spawn_poller(
+        sqs.clone(),
+        queue_of(&stack, "WebhookQueue")?,
+        deliverer,
+        "webhook",
+    );
+    spawn_poller(sqs, queue_url, worker, "communications");
     let listener = TcpListener::bind(&options.listen).await?;
     let address = &options.listen;
     println!("PipeWise User API (local) on http://{address}/api/user  (emulator: {endpoint})");

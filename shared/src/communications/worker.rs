@@ -34,6 +34,11 @@ pub const STALE_QUEUED_SECONDS: i64 = 3600;
 pub const TICK_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 /// Communications read per BatchGetItem (its limit).
 const READ_BATCH: usize = 100;
+/// BatchGetItem reads the release runs at once (each followed by its SendMessageBatch calls):
+/// a step of the release tick.
+const RELEASE_CONCURRENCY: usize = 4;
+/// Communications one step of the release tick reads; the first step is always taken.
+pub const RELEASE_STEP: usize = READ_BATCH * RELEASE_CONCURRENCY;
 
 /// What one tick of the worker's schedule did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -246,10 +251,10 @@ impl CommunicationsWorker {
         Ok(released)
     }
 
-    /// Reads each day's scheduled keys, the communications 100 at a time (BatchGetItem), and
-    /// enqueues the due ones as it goes, until `deadline`.
-    /// Whether the deadline cut it short; the first 100 are always handled, so every tick
-    /// makes progress.
+    /// Reads each day's scheduled keys and releases them a step at a time: a step reads
+    /// [`RELEASE_CONCURRENCY`] batches of 100 communications at once (BatchGetItem) and enqueues
+    /// the due ones of each as soon as it is read, until `deadline`. Whether the deadline cut
+    /// it short; the first step is always taken, so every tick makes progress.
     async fn release_until(&self, deadline: std::time::Instant) -> Result<(usize, bool), Error> {
         let now = self.clock.epoch_seconds();
         let mut released = 0;
@@ -257,7 +262,7 @@ impl CommunicationsWorker {
         for days_back in (0..=RELEASE_LOOKBACK_DAYS).rev() {
             let day = utc_day(now.saturating_sub(days_back.saturating_mul(DAY_SECONDS)));
             let keys = self.runs.scheduled_on(&day).await?;
-            for chunk in keys.chunks(READ_BATCH) {
+            for step in keys.chunks(RELEASE_STEP) {
                 if !first && std::time::Instant::now() >= deadline {
                     tracing::warn!(
                         released,
@@ -266,29 +271,45 @@ impl CommunicationsWorker {
                     return Ok((released, true));
                 }
                 first = false;
-                let due: Vec<CommunicationMessage> = self
-                    .runs
-                    .communications_by_key(chunk)
-                    .await?
-                    .into_iter()
-                    .filter(|item| {
-                        item.status == CommunicationStatus::Scheduled
-                            && item.scheduled_for.is_some_and(|at| at <= now)
-                    })
-                    .map(|item| CommunicationMessage {
-                        user_id: item.user_id,
-                        run_id: item.run_id,
-                        index: item.index,
-                    })
-                    .collect();
-                self.enqueue_all(&due).await?;
-                released += due.len();
+                let batches = step
+                    .chunks(READ_BATCH)
+                    .map(|batch| self.release_batch(batch, now));
+                for count in futures::future::try_join_all(batches).await? {
+                    released += count;
+                }
             }
         }
         if released > 0 {
             tracing::info!(released, "scheduled communications released");
         }
         Ok((released, false))
+    }
+
+    /// Reads one batch of scheduled communications and enqueues the ones due at `now`; how
+    /// many. One still `scheduled` stays so until a worker claims it, so a batch released by
+    /// two overlapping ticks is sent once.
+    async fn release_batch(
+        &self,
+        keys: &[(crate::ids::UserId, crate::ids::RunId, u32)],
+        now: i64,
+    ) -> Result<usize, Error> {
+        let due: Vec<CommunicationMessage> = self
+            .runs
+            .communications_by_key(keys)
+            .await?
+            .into_iter()
+            .filter(|item| {
+                item.status == CommunicationStatus::Scheduled
+                    && item.scheduled_for.is_some_and(|at| at <= now)
+            })
+            .map(|item| CommunicationMessage {
+                user_id: item.user_id,
+                run_id: item.run_id,
+                index: item.index,
+            })
+            .collect();
+        self.enqueue_all(&due).await?;
+        Ok(due.len())
     }
 
     /// Settles what a lost message or a dead worker left behind, from the in-flight index: a
@@ -368,8 +389,10 @@ impl CommunicationsWorker {
     }
 
     /// Enqueues messages ten at a time (SQS's batch limit), resending what SQS did not take.
+    /// Enqueues `messages`, ten per SendMessageBatch, the batches at once; an entry SQS did
+    /// not take is sent again, and a batch it takes none of fails the whole call.
     async fn enqueue_all(&self, messages: &[CommunicationMessage]) -> Result<(), Error> {
-        for batch in messages.chunks(SEND_BATCH_SIZE) {
+        let batches = messages.chunks(SEND_BATCH_SIZE).map(|batch| async move {
             let mut rest = batch;
             while !rest.is_empty() {
                 let accepted = self.queue.send_batch(rest).await?;
@@ -380,7 +403,9 @@ impl CommunicationsWorker {
                 }
                 rest = &rest[accepted..];
             }
-        }
+            Ok(())
+        });
+        futures::future::try_join_all(batches).await?;
         Ok(())
     }
 

@@ -534,6 +534,29 @@ async fn a_sender_over_its_daily_cap_sends_the_rest_the_next_day() {
 }
 
 #[tokio::test]
+async fn ticks_that_overlap_release_the_same_mail_and_it_goes_once() {
+    let (app, sender, run_id) = capped_run(3, 6).await;
+    let clock = pipewise::clock::Clock::adjustable();
+    let worker = app.worker_with_clock(clock.clone());
+    app.drain_queue_with(&worker).await;
+    assert_eq!(app.sent_raw_emails(&sender).await.len(), 3, "three today");
+    clock.advance(pipewise::clock::DAY_SECONDS);
+    // A slow tick still running when the next minute's starts: both find the same three due
+    // (they stay `scheduled` until a worker claims them) and both enqueue them.
+    let (first, second) = futures::join!(worker.tick(), worker.tick());
+    assert_eq!(first.unwrap().released + second.unwrap().released, 6);
+    app.drain_queue_with(&worker).await;
+    assert_eq!(
+        app.sent_raw_emails(&sender).await.len(),
+        6,
+        "each of the three went once"
+    );
+    let run = run_of(&app, &run_id).await;
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["counts"]["sent"], 6);
+}
+
+#[tokio::test]
 async fn cancelling_a_run_ends_its_scheduled_communications_at_once() {
     let (app, sender, run_id) = capped_run(1, 3).await;
     let clock = pipewise::clock::Clock::adjustable();

@@ -6,12 +6,15 @@
 
 use pipewise::clock::Clock;
 use pipewise::config::vars;
+use pipewise_tests::fake_social::FakeSocial;
 use pipewise_tests::webhook_receiver::{ReceivedWebhook, WebhookReceiver};
 use pipewise_tests::{TestApp, unique_domain};
 use serde_json::{Value, json};
 
 const WEBHOOKS: &str = "/api/user/webhooks";
 const INITIATE: &str = "/api/user/orchestrator/initiate-communications";
+const ACCOUNTS: &str = "/api/user/integrations/accounts";
+const TARGETS: &str = "/api/user/communication-targets";
 
 /// An app whose retries follow at once (the schedule's shape is unit-tested).
 async fn app_with_quick_retries() -> TestApp {
@@ -341,6 +344,82 @@ async fn deleting_a_webhook_stops_its_deliveries_even_those_already_queued() {
     app.post(WEBHOOKS, "alice", &json!({"url": receiver.url}))
         .await
         .assert_error(422, "webhook_limit_reached");
+}
+
+#[tokio::test]
+async fn a_grant_found_dead_by_a_send_is_told_once_and_a_reconnect_is_told_as_recovered() {
+    let (app, fake) = FakeSocial::with_app().await;
+    let receiver = WebhookReceiver::start().await;
+    create(
+        &app,
+        "alice",
+        json!({"url": receiver.url, "events": ["account.reauth_required", "account.recovered"]}),
+    )
+    .await;
+    // An X account whose access token expired and whose grant the user revoked at X.
+    fake.x_tokens("x-access-0", "x-refresh-0");
+    let account = |access: &str, expires_at: &str| {
+        json!({"account_id": "x-main", "account_type": "social", "provider": "x",
+            "expires_at": expires_at,
+            "configuration": {"access_token": access, "refresh_token": "x-refresh-0"}})
+    };
+    app.post(
+        ACCOUNTS,
+        "alice",
+        &account("x-access-expired", "2020-01-01T00:00:00Z"),
+    )
+    .await
+    .assert_status(201);
+    fake.revoke_x_grant();
+    for handle in ["ada", "grace"] {
+        app.post(
+            TARGETS,
+            "alice",
+            &json!({"name": handle, "twitter_username": handle}),
+        )
+        .await
+        .assert_status(201);
+    }
+    app.post(INITIATE, "alice", &json!({"message": {"body": "Hi"}}))
+        .await
+        .assert_status(202);
+    app.drain_queue().await;
+    app.drain_webhooks().await;
+
+    // Two sends met the dead grant; the user hears of it once.
+    let received = receiver.received();
+    let types: Vec<String> = received.iter().map(ReceivedWebhook::event_type).collect();
+    assert_eq!(types, ["account.reauth_required"], "{types:?}");
+    let data = &received[0].json()["data"];
+    assert_eq!(data["account_id"], "x-main");
+    assert_eq!(data["provider"], "x");
+    assert_eq!(data["connected"], false);
+    assert_eq!(data["status_reason"], "reauth_required");
+    let body = String::from_utf8_lossy(&received[0].body);
+    assert!(
+        !body.contains("x-refresh-0") && !body.contains("x-access"),
+        "no token in an event"
+    );
+
+    // The user connects it again: recovered, once.
+    app.post(
+        ACCOUNTS,
+        "alice",
+        &account("x-access-new", "2099-01-01T00:00:00Z"),
+    )
+    .await
+    .assert_status(200);
+    app.drain_webhooks().await;
+    let types: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(ReceivedWebhook::event_type)
+        .collect();
+    assert_eq!(
+        types,
+        ["account.reauth_required", "account.recovered"],
+        "{types:?}"
+    );
 }
 
 #[tokio::test]

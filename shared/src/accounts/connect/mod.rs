@@ -131,10 +131,12 @@ pub struct ConnectionTest {
     pub identity: Option<Value>,
 }
 
-fn random_token(bytes: usize) -> String {
+/// A URL-safe random token; a random source that fails is an internal error, never a panic.
+fn random_token(bytes: usize) -> Result<String, Error> {
     let mut buffer = vec![0u8; bytes];
-    aws_lc_rs::rand::fill(&mut buffer).expect("the system's random source");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer)
+    aws_lc_rs::rand::fill(&mut buffer)
+        .map_err(|_| Error::internal("the system's random source failed"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer))
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -236,9 +238,9 @@ impl AccountService {
             return Err(Error::Validation(problems));
         };
         let client = self.tokens.client_of(provider).await?;
-        let session_id = random_token(16);
-        let secret = random_token(32);
-        let verifier = random_token(48);
+        let session_id = random_token(16)?;
+        let secret = random_token(32)?;
+        let verifier = random_token(48)?;
         let state = format!("{session_id}.{secret}");
         let partition = ConnectSessionItem::partition(&session_id);
         let sealed = self
