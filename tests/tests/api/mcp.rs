@@ -4,7 +4,7 @@
 //! other; no answer holds a credential (the plaintext audit reads every answer).
 
 use pipewise::config::vars;
-use pipewise_tests::fake_social::FakeSocial;
+use pipewise_tests::fake_social::{BUSINESS_IG_ID, FakeSocial};
 use pipewise_tests::mcp_client::{MCP_PATH, McpClient, PROTOCOL_VERSION};
 use pipewise_tests::{RawEmail, TestApp, unique_domain};
 use reqwest::Method;
@@ -425,4 +425,70 @@ async fn a_dm_tool_goes_away_when_its_account_needs_reconnecting() {
     let accounts = agent.call("list_accounts", json!({})).await;
     assert_eq!(accounts["accounts"][0]["status_reason"], "reauth_required");
     assert_eq!(accounts["accounts"][0]["tools"], json!([]));
+}
+
+#[tokio::test]
+async fn an_agent_replies_on_instagram_only_inside_an_open_conversation() {
+    let (app, fake) = FakeSocial::with_app().await;
+    app.post(
+        "/api/user/integrations/accounts",
+        "alice",
+        &json!({"account_id": "ig", "account_type": "social", "provider": "instagram",
+            "label": "Shop", "configuration": {"access_token": "ig-token", "ig_user_id": BUSINESS_IG_ID}}),
+    )
+    .await
+    .assert_status(201);
+    // One person wrote two hours ago; another last wrote three days ago (window closed).
+    fake.instagram_conversation("recent.fan", "igsid-recent", 2 * 3600);
+    fake.instagram_conversation("old.fan", "igsid-old", 3 * 24 * 3600);
+    let agent = McpClient::new(&app, "alice");
+    let tools = agent.tools().await;
+    let reply = tools
+        .iter()
+        .find(|tool| tool["name"] == "send_instagram_reply")
+        .expect("send_instagram_reply");
+    assert_eq!(
+        reply["inputSchema"]["properties"]["account_id"]["enum"],
+        json!(["ig"])
+    );
+    assert!(!names(&tools).contains(&"send_x_dm"));
+
+    let mut sent = Vec::new();
+    for (handle, key) in [("recent.fan", "ig-1"), ("old.fan", "ig-2")] {
+        let target = agent
+            .call(
+                "add_target",
+                json!({"name": handle, "instagram_username": handle}),
+            )
+            .await;
+        let answer = agent
+            .call(
+                "send_instagram_reply",
+                json!({"account_id": "ig", "target_id": target["id"], "text": "Thanks!",
+                    "idempotency_key": key}),
+            )
+            .await;
+        assert_eq!(answer["channel"], "instagram");
+        sent.push(answer);
+    }
+    app.drain_queue().await;
+    let delivered = fake.sent();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(
+        (delivered[0].platform, delivered[0].recipient.as_str()),
+        ("instagram", "igsid-recent")
+    );
+    assert_eq!(delivered[0].text, "Thanks!");
+    let open = agent
+        .call("get_run", json!({"run_id": sent[0]["run_id"]}))
+        .await;
+    assert_eq!(open["communications"][0]["status"], "sent");
+    let closed = agent
+        .call("get_run", json!({"run_id": sent[1]["run_id"]}))
+        .await;
+    assert_eq!(closed["communications"][0]["status"], "failed");
+    assert_eq!(
+        closed["communications"][0]["reason"],
+        "instagram_window_closed"
+    );
 }

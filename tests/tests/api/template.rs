@@ -453,6 +453,17 @@ fn every_dead_letter_queue_and_function_has_an_alarm_that_notifies_the_operator(
     };
     assert_eq!(threshold("Reputation.BounceRate"), Some(0.05));
     assert_eq!(threshold("Reputation.ComplaintRate"), Some(0.001));
+    // A webhook event given up on, or one SQS refused, is an alarm at its first occurrence.
+    for metric in ["WebhookFailed", "WebhookEventDropped"] {
+        let watched = alarms.iter().any(|(_, alarm)| {
+            let queries = text(&alarm["Properties"]["Metrics"]);
+            queries.contains(&format!("MetricName: {metric}\n"))
+                && queries.contains("Namespace: PipeWise")
+                && alarm["Properties"]["Threshold"].as_f64() == Some(0.0)
+                && alarm["Properties"]["ComparisonOperator"] == "GreaterThanThreshold"
+        });
+        assert!(watched, "no alarm on {metric}");
+    }
     for (name, alarm) in &alarms {
         assert!(
             text(&alarm["Properties"]["AlarmActions"]).contains("AlarmTopic"),

@@ -248,6 +248,58 @@ async fn outreach_events_reach_a_receiver_that_was_down_with_the_same_id_on_ever
 }
 
 #[tokio::test]
+async fn an_event_failing_every_retry_is_recorded_failed_and_counted_for_the_alarm() {
+    pipewise::metrics::start_recording();
+    let app = app_with_quick_retries().await;
+    let receiver = WebhookReceiver::start().await;
+    let created = create(&app, "alice", json!({"url": receiver.url})).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    receiver.answer(&[500, 502, 503, 500]);
+    app.post(&format!("{WEBHOOKS}/{id}/test"), "alice", &json!({}))
+        .await
+        .assert_status(202);
+    app.drain_webhooks().await;
+    assert_eq!(
+        receiver.received().len(),
+        4,
+        "the first attempt and one per retry delay"
+    );
+    let deliveries = app
+        .get(&format!("{WEBHOOKS}/{id}/deliveries"), "alice")
+        .await;
+    let outcomes: Vec<(u64, String)> = deliveries.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attempt| {
+            (
+                attempt["attempt"].as_u64().unwrap(),
+                attempt["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (4, "failed".to_owned()),
+            (3, "retrying".to_owned()),
+            (2, "retrying".to_owned()),
+            (1, "retrying".to_owned())
+        ],
+        "newest first"
+    );
+    let lines = pipewise::metrics::recorded();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|line| line["WebhookFailed"] == 1)
+            .count(),
+        1,
+        "the alarm's metric, once per event given up on: {lines:?}"
+    );
+}
+
+#[tokio::test]
 async fn an_endpoint_failing_for_five_days_is_disabled_and_a_successful_test_enables_it() {
     let app = app_with_quick_retries().await;
     let clock = Clock::adjustable();
@@ -353,7 +405,8 @@ async fn a_grant_found_dead_by_a_send_is_told_once_and_a_reconnect_is_told_as_re
     create(
         &app,
         "alice",
-        json!({"url": receiver.url, "events": ["account.reauth_required", "account.recovered"]}),
+        json!({"url": receiver.url,
+            "events": ["account.reauth_required", "account.recovered", "communication.failed"]}),
     )
     .await;
     // An X account whose access token expired and whose grant the user revoked at X.
@@ -386,8 +439,21 @@ async fn a_grant_found_dead_by_a_send_is_told_once_and_a_reconnect_is_told_as_re
     app.drain_queue().await;
     app.drain_webhooks().await;
 
-    // Two sends met the dead grant; the user hears of it once.
-    let received = receiver.received();
+    // Two sends met the dead grant: each communication failed with its reason, and the user
+    // hears of the account once.
+    let (account_events, failed): (Vec<ReceivedWebhook>, Vec<ReceivedWebhook>) = receiver
+        .received()
+        .into_iter()
+        .partition(|delivery| delivery.event_type().starts_with("account."));
+    assert_eq!(failed.len(), 2);
+    for delivery in &failed {
+        let data = &delivery.json()["data"];
+        assert_eq!(delivery.event_type(), "communication.failed");
+        assert_eq!(data["status"], "failed");
+        assert_eq!(data["reason"], "reauth_required");
+        assert_eq!(data["channel"], "twitter");
+    }
+    let received = account_events;
     let types: Vec<String> = received.iter().map(ReceivedWebhook::event_type).collect();
     assert_eq!(types, ["account.reauth_required"], "{types:?}");
     let data = &received[0].json()["data"];
@@ -414,6 +480,7 @@ async fn a_grant_found_dead_by_a_send_is_told_once_and_a_reconnect_is_told_as_re
         .received()
         .iter()
         .map(ReceivedWebhook::event_type)
+        .filter(|kind| kind.starts_with("account."))
         .collect();
     assert_eq!(
         types,
