@@ -13,6 +13,7 @@ use super::store::{AccountItem, AccountStore, SENDER_TAKEN, SenderClaim, SenderW
 use crate::envelope::EnvelopeCipher;
 use crate::error::Error;
 use crate::ids::UserId;
+use crate::platforms::Provider;
 use crate::platforms::oauth::TokenEndpoints;
 use crate::targets::model::Email;
 
@@ -209,6 +210,8 @@ impl AccountService {
             None => (None, now.clone()),
         };
         let configuration = serde_json::to_string(&split.masked).map_err(Error::internal)?;
+        let is_mailbox = Provider::of_account(draft.account_type, draft.provider.as_deref())
+            .is_some_and(Provider::is_mailbox);
         let mut item = AccountItem {
             user_id: user.clone(),
             account_id: draft.account_id.clone(),
@@ -238,9 +241,12 @@ impl AccountService {
                 .as_ref()
                 .and_then(|old| old.refresh_lease_id.clone())
                 .filter(|_| !options.new_grant),
+            // A mailbox saved with typed values (tokens, address) is confirmed with its
+            // provider again before it sends (`sender::mailbox`); a connect just confirmed it.
             last_checked_at: options.checked_at.or_else(|| {
                 existing
                     .as_ref()
+                    .filter(|_| !is_mailbox)
                     .and_then(|old| old.last_checked_at.clone())
             }),
             version: existing.as_ref().map_or(1, |old| old.version + 1),

@@ -25,6 +25,8 @@ pub enum FailureReason {
     InstagramWindowClosed,
     /// SES refused an address as invalid.
     InvalidRecipientOrSender,
+    /// The mailbox's provider reports another address than the account's `from_address`.
+    MailboxAddressMismatch,
     /// SES rejected the message (e.g. it found a virus).
     MessageRejected,
     /// The message could not be put together.
@@ -97,6 +99,7 @@ impl FailureReason {
             Self::HttpClientUnavailable => "http_client_unavailable",
             Self::InstagramWindowClosed => "instagram_window_closed",
             Self::InvalidRecipientOrSender => "invalid_recipient_or_sender",
+            Self::MailboxAddressMismatch => "mailbox_address_mismatch",
             Self::MessageRejected => "message_rejected",
             Self::MessageUnrenderable => "message_unrenderable",
             Self::NotPermitted => "not_permitted",

@@ -373,6 +373,51 @@ async fn one_dead_mailbox_never_stops_the_others() {
 }
 
 #[tokio::test]
+async fn a_typed_from_address_sends_nothing_until_the_mailbox_proves_it() {
+    let (app, fake) = app_with_providers().await;
+    let account = connected(&app, "alice", Provider::Google).await;
+    // The user edits the address by hand (the raw-token POST, as a migration would): the
+    // configuration comes back masked, so the tokens stay those of ada@example.com.
+    let stored = app.get(&format!("{ACCOUNTS}/{account}"), "alice").await;
+    let save = |from: &str| {
+        let mut configuration = stored.body["configuration"].clone();
+        configuration["from_address"] = json!(from);
+        json!({"account_id": account, "account_type": "email", "provider": "google",
+            "configuration": configuration})
+    };
+    app.post(ACCOUNTS, "alice", &save("ceo@bank.example"))
+        .await
+        .assert_status(200);
+    targets(&app, "client.example", 2).await;
+    let run_id = run(&app).await;
+    app.drain_queue().await;
+    assert!(
+        fake.sent_mail().is_empty(),
+        "nothing from a borrowed address"
+    );
+    let view = run_view(&app, &run_id).await;
+    for communication in view["communications"].as_array().unwrap() {
+        assert_eq!(communication["status"], "failed");
+        assert_eq!(communication["reason"], "mailbox_address_mismatch");
+    }
+    let marked = app.get(&format!("{ACCOUNTS}/{account}"), "alice").await;
+    assert_eq!(marked.body["connected"], false);
+    assert_eq!(marked.body["status_reason"], "mailbox_address_mismatch");
+
+    // Saved with the mailbox's own address (in another case), it proves it on the next send.
+    app.post(ACCOUNTS, "alice", &save("Ada@Example.com"))
+        .await
+        .assert_status(200);
+    run(&app).await;
+    app.drain_queue().await;
+    let sent = fake.sent_mail();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let confirmed = app.get(&format!("{ACCOUNTS}/{account}"), "alice").await;
+    assert_eq!(confirmed.body["connected"], true);
+    assert!(confirmed.body["status_reason"].is_null());
+}
+
+#[tokio::test]
 async fn free_mail_needs_its_mailbox_and_a_mailbox_cap_can_only_be_lowered() {
     let (app, _fake) = app_with_providers().await;
     for address in [

@@ -20,6 +20,7 @@
 //! - Delivery re-reads the claim before each send: a communication from an address its account
 //!   no longer owns fails with `sender_not_owned` and nothing is sent.
 
+pub mod mailbox;
 pub mod ownership;
 
 use aws_sdk_sesv2::error::ProvideErrorMetadata;

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::email::OutreachEmail;
 use super::{Accepted, Delivery, Outcome, outreach_mime, token_outcome};
+use crate::accounts::sender::mailbox::MailboxCheck;
 use crate::accounts::store::AccountItem;
 use crate::communications::reason::{DeliveryFailure, FailureReason};
 use crate::communications::store::CommunicationItem;
@@ -47,6 +48,40 @@ impl Delivery {
                 Ok(fresh) => fresh,
                 Err(failure) => return token_outcome(failure),
             };
+        // A mailbox saved with typed values proves its address with the token it sends with
+        // (a refused token is refreshed once, as a refused send would be).
+        let mut refreshed = false;
+        loop {
+            let token = configuration
+                .get("access_token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match self
+                .accounts
+                .confirm_mailbox(account, provider, token, &from)
+                .await
+            {
+                Ok(MailboxCheck::Confirmed(confirmed)) => {
+                    account = *confirmed;
+                    break;
+                }
+                Ok(MailboxCheck::Mismatch) => {
+                    return Outcome::Failed(FailureReason::MailboxAddressMismatch.into());
+                }
+                Ok(MailboxCheck::TokenRefused(unconfirmed)) if !refreshed => {
+                    refreshed = true;
+                    (account, configuration) =
+                        match self.accounts.fresh_configuration(*unconfirmed, true).await {
+                            Ok(fresh) => fresh,
+                            Err(failure) => return token_outcome(failure),
+                        };
+                }
+                Ok(MailboxCheck::TokenRefused(_)) => {
+                    return Outcome::Failed(FailureReason::TokenRevoked.into());
+                }
+                Err(_) => return Outcome::Retry(FailureReason::PlatformUnreachable.into()),
+            }
+        }
         let email = match self.prepare_email(item, &account, limit, cap_zone).await {
             Ok(email) => email,
             Err(outcome) => return outcome,
