@@ -152,6 +152,36 @@ impl fmt::Display for RunId {
     }
 }
 
+/// A webhook endpoint's id: a UUID v7 made by the service. A path that is not a UUID names no
+/// endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WebhookId(Uuid);
+
+impl WebhookId {
+    /// A new id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Parses an id from a path or a stored item.
+    pub fn parse(value: &str) -> Option<Self> {
+        Uuid::try_parse(value).ok().map(Self)
+    }
+}
+
+impl Default for WebhookId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for WebhookId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use pipewise::api::{ApiJson, ApiPath, ApiQuery, FunctionState, HttpFunction};
 use pipewise::auth::AuthUser;
 use pipewise::config::{ConfigError, ConfigSource};
 use pipewise::error::{ErrorBody, Result};
+use pipewise::ids::WebhookId;
 use pipewise::webhooks::WebhookService;
 use pipewise::webhooks::service::{
     CreateWebhookRequest, DeliveryList, DeliveryListQuery, TestQueued, WebhookCreated, WebhookList,
@@ -84,7 +85,7 @@ async fn list_webhooks(
 async fn delete_webhook(
     State(state): State<WebhooksState>,
     user: AuthUser,
-    ApiPath(webhook_id): ApiPath<String>,
+    ApiPath(webhook_id): ApiPath<WebhookId>,
 ) -> Result<StatusCode> {
     state.service.delete(&user.user_id, &webhook_id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -101,7 +102,7 @@ async fn delete_webhook(
 async fn test_webhook(
     State(state): State<WebhooksState>,
     user: AuthUser,
-    ApiPath(webhook_id): ApiPath<String>,
+    ApiPath(webhook_id): ApiPath<WebhookId>,
 ) -> Result<(StatusCode, Json<TestQueued>)> {
     let queued = state.service.test(&user.user_id, &webhook_id).await?;
     Ok((StatusCode::ACCEPTED, Json(queued)))
@@ -119,7 +120,7 @@ async fn test_webhook(
 async fn list_deliveries(
     State(state): State<WebhooksState>,
     user: AuthUser,
-    ApiPath(webhook_id): ApiPath<String>,
+    ApiPath(webhook_id): ApiPath<WebhookId>,
     ApiQuery(query): ApiQuery<DeliveryListQuery>,
 ) -> Result<Json<DeliveryList>> {
     let limit = pipewise::paging::PageLimit::or(query.limit, 50);

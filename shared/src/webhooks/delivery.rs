@@ -16,6 +16,7 @@ use super::store::{DeliveryOutcome, DeliveryRecord, EndpointItem, FailureMark, W
 use crate::clock::Clock;
 use crate::config::{ConfigError, ConfigSource, vars};
 use crate::error::Error;
+use crate::ids::WebhookId;
 
 /// The retry schedule of the contract, in seconds after each failed attempt (over 24 hours).
 pub const DEFAULT_RETRY_DELAYS: [i64; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
@@ -155,7 +156,7 @@ impl WebhookDeliverer {
 
     async fn attempt(
         &self,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         event: WebhookEvent,
         attempt: u32,
         not_before: i64,
@@ -163,7 +164,7 @@ impl WebhookDeliverer {
         let now = self.clock.epoch_seconds();
         if not_before > now {
             let message = WebhookMessage::Attempt {
-                webhook_id: webhook_id.to_owned(),
+                webhook_id: *webhook_id,
                 event,
                 attempt,
                 not_before,
@@ -219,7 +220,7 @@ impl WebhookDeliverer {
         match next_at {
             Some(at) => {
                 let retry = WebhookMessage::Attempt {
-                    webhook_id: webhook_id.to_owned(),
+                    webhook_id: *webhook_id,
                     event,
                     attempt: attempt.saturating_add(1),
                     not_before: at,
@@ -227,7 +228,7 @@ impl WebhookDeliverer {
                 self.queue.send(&retry, at - now).await
             }
             None => {
-                tracing::warn!(user_id = %event.user_id, webhook_id, event_id = %event.id, attempt, disabled = (mark == FailureMark::Disabled), "a webhook event was given up on");
+                tracing::warn!(user_id = %event.user_id, %webhook_id, event_id = %event.id, attempt, disabled = (mark == FailureMark::Disabled), "a webhook event was given up on");
                 crate::metrics::record(crate::metrics::BusinessMetric::WebhookFailed);
                 Ok(())
             }

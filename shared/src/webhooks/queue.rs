@@ -9,6 +9,7 @@ use super::event::WebhookEvent;
 use crate::aws::dependency_error;
 use crate::config::{ConfigSource, vars};
 use crate::error::Error;
+use crate::ids::WebhookId;
 
 /// SQS's longest delay: a longer wait is made of several.
 pub const MAX_DELAY_SECONDS: i64 = 900;
@@ -25,7 +26,7 @@ pub enum WebhookMessage {
     /// One attempt to post `event` to one endpoint.
     Attempt {
         /// The endpoint.
-        webhook_id: String,
+        webhook_id: WebhookId,
         /// The event (its id and body are the same on every attempt).
         event: WebhookEvent,
         /// 1 for the first.
@@ -147,7 +148,7 @@ mod tests {
             serde_json::json!({}),
         );
         let message = WebhookMessage::Attempt {
-            webhook_id: "w".into(),
+            webhook_id: WebhookId::new(),
             event,
             attempt: 2,
             not_before: 5,

@@ -12,10 +12,10 @@ use super::signing::SigningSecret;
 use super::store::EndpointItem;
 use crate::envelope::{EncryptionContext, Envelope, EnvelopeCipher};
 use crate::error::Error;
-use crate::ids::UserId;
+use crate::ids::{UserId, WebhookId};
 
 /// Opened secrets by (webhook id, wrapped data key).
-type OpenedSecrets = Arc<Mutex<HashMap<(String, Vec<u8>), Zeroizing<Vec<u8>>>>>;
+type OpenedSecrets = Arc<Mutex<HashMap<(WebhookId, Vec<u8>), Zeroizing<Vec<u8>>>>>;
 
 /// Seals and opens endpoint secrets.
 #[derive(Clone)]
@@ -47,7 +47,7 @@ impl EndpointSecrets {
     pub async fn seal(
         &self,
         user: &UserId,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         secret: &SigningSecret,
     ) -> Result<Envelope, Error> {
         let item_id = format!("webhook:{webhook_id}");
@@ -58,10 +58,7 @@ impl EndpointSecrets {
 
     /// The endpoint's secret: from the process's cache, or opened (one KMS call).
     pub async fn open(&self, endpoint: &EndpointItem) -> Result<SigningSecret, Error> {
-        let cache_key = (
-            endpoint.webhook_id.clone(),
-            endpoint.secret.wrapped_key.clone(),
-        );
+        let cache_key = (endpoint.webhook_id, endpoint.secret.wrapped_key.clone());
         if let Some(bytes) = self
             .opened
             .lock()

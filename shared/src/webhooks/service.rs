@@ -15,7 +15,7 @@ use super::signing::SigningSecret;
 use super::store::{DeliveryRecord, EndpointItem, WebhookStore};
 use crate::config::{ConfigError, ConfigSource};
 use crate::error::{Error, FieldError};
-use crate::ids::UserId;
+use crate::ids::{UserId, WebhookId};
 use crate::paging::PageLimit;
 
 /// Longest description.
@@ -209,12 +209,12 @@ impl WebhookService {
         let Some(url) = url.filter(|_| problems.is_empty()) else {
             return Err(Error::Validation(problems));
         };
-        let webhook_id = uuid::Uuid::now_v7().to_string();
+        let webhook_id = WebhookId::new();
         let secret = SigningSecret::generate()?;
         let item = EndpointItem {
             user_id: user.clone(),
             sk: EndpointItem::sort_key(&webhook_id),
-            webhook_id: webhook_id.clone(),
+            webhook_id,
             url: url.to_string(),
             events,
             description,
@@ -245,8 +245,8 @@ impl WebhookService {
 
     /// Deletes an endpoint: no delivery goes to it afterwards (attempts already queued find
     /// it gone and stop).
-    pub async fn delete(&self, user: &UserId, webhook_id: &str) -> Result<(), Error> {
-        if !is_webhook_id(webhook_id) || !self.store.delete(user, webhook_id).await? {
+    pub async fn delete(&self, user: &UserId, webhook_id: &WebhookId) -> Result<(), Error> {
+        if !self.store.delete(user, webhook_id).await? {
             return Err(Error::NotFound);
         }
         Ok(())
@@ -254,17 +254,17 @@ impl WebhookService {
 
     /// Queues a `webhook.test` event to one endpoint (even a disabled one: a success enables
     /// it again).
-    pub async fn test(&self, user: &UserId, webhook_id: &str) -> Result<TestQueued, Error> {
+    pub async fn test(&self, user: &UserId, webhook_id: &WebhookId) -> Result<TestQueued, Error> {
         self.endpoint(user, webhook_id).await?;
         let event = WebhookEvent::new(
             user,
             EventType::WebhookTest,
             &uuid::Uuid::new_v4().to_string(),
-            json!({"webhook_id": webhook_id}),
+            json!({"webhook_id": webhook_id.to_string()}),
         );
         let event_id = event.id.clone();
         let attempt = WebhookMessage::Attempt {
-            webhook_id: webhook_id.to_owned(),
+            webhook_id: *webhook_id,
             event,
             attempt: 1,
             not_before: 0,
@@ -277,7 +277,7 @@ impl WebhookService {
     pub async fn deliveries(
         &self,
         user: &UserId,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         limit: u32,
     ) -> Result<DeliveryList, Error> {
         self.endpoint(user, webhook_id).await?;
@@ -286,19 +286,12 @@ impl WebhookService {
         })
     }
 
-    async fn endpoint(&self, user: &UserId, webhook_id: &str) -> Result<EndpointItem, Error> {
-        if !is_webhook_id(webhook_id) {
-            return Err(Error::NotFound);
-        }
+    async fn endpoint(&self, user: &UserId, webhook_id: &WebhookId) -> Result<EndpointItem, Error> {
         self.store
             .get(user, webhook_id)
             .await?
             .ok_or(Error::NotFound)
     }
-}
-
-fn is_webhook_id(text: &str) -> bool {
-    uuid::Uuid::try_parse(text).is_ok()
 }
 
 fn view(item: EndpointItem) -> WebhookView {
@@ -315,7 +308,7 @@ fn view(item: EndpointItem) -> WebhookView {
             .collect()
     };
     WebhookView {
-        id: item.webhook_id,
+        id: item.webhook_id.to_string(),
         url: item.url,
         events,
         description: item.description,

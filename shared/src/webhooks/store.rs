@@ -17,7 +17,7 @@ use super::event::EventType;
 use crate::aws::dependency_error;
 use crate::envelope::Envelope;
 use crate::error::Error;
-use crate::ids::UserId;
+use crate::ids::{UserId, WebhookId};
 use crate::storage::{
     TransactionFailure, conditional, decode_item, encode_item, number, read_item, text,
     transact_write, user_key,
@@ -42,7 +42,7 @@ pub struct EndpointItem {
     /// `W#<webhook id>`.
     pub sk: String,
     /// The endpoint's id (a UUID).
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
     /// Where events are posted.
     pub url: String,
     /// The types it gets; empty: every type.
@@ -64,7 +64,7 @@ pub struct EndpointItem {
 
 impl EndpointItem {
     /// The sort key of endpoint `webhook_id`.
-    pub fn sort_key(webhook_id: &str) -> String {
+    pub fn sort_key(webhook_id: &WebhookId) -> String {
         format!("{ENDPOINT_PREFIX}{webhook_id}")
     }
 
@@ -116,7 +116,7 @@ pub struct DeliveryRecord {
 struct StoredDelivery {
     user_id: UserId,
     sk: String,
-    webhook_id: String,
+    webhook_id: WebhookId,
     expires_at: i64,
     #[serde(flatten)]
     record: DeliveryRecord,
@@ -194,7 +194,7 @@ impl WebhookStore {
     pub async fn get(
         &self,
         user: &UserId,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
     ) -> Result<Option<EndpointItem>, Error> {
         let key = user_key(user.as_str(), "sk", &EndpointItem::sort_key(webhook_id));
         read_item(&self.dynamodb, &self.table, key)
@@ -227,7 +227,7 @@ impl WebhookStore {
     }
 
     /// Deletes an endpoint and uncounts it in one transaction; `false` when there is none.
-    pub async fn delete(&self, user: &UserId, webhook_id: &str) -> Result<bool, Error> {
+    pub async fn delete(&self, user: &UserId, webhook_id: &WebhookId) -> Result<bool, Error> {
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(user_key(
@@ -338,7 +338,7 @@ impl WebhookStore {
     pub async fn record_attempt(
         &self,
         user: &UserId,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         attempted_at_millis: i64,
         record: DeliveryRecord,
     ) -> Result<(), Error> {
@@ -348,7 +348,7 @@ impl WebhookStore {
                 "{DELIVERY_PREFIX}{webhook_id}#{attempted_at_millis:013}#{}#{:02}",
                 record.event_id, record.attempt
             ),
-            webhook_id: webhook_id.to_owned(),
+            webhook_id: *webhook_id,
             expires_at: attempted_at_millis / 1000 + DELIVERY_RECORD_DAYS * 86_400,
             record,
         };
@@ -366,7 +366,7 @@ impl WebhookStore {
     pub async fn deliveries(
         &self,
         user: &UserId,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         limit: u32,
     ) -> Result<Vec<DeliveryRecord>, Error> {
         let output = self

@@ -118,6 +118,10 @@ async fn a_test_event_arrives_signed_and_the_reference_library_verifies_it() {
     app.delete(&format!("{WEBHOOKS}/{id}"), "mallory")
         .await
         .assert_error(404, "not_found");
+    // A path that is not an endpoint id names none.
+    app.get(&format!("{WEBHOOKS}/not-an-id/deliveries"), "alice")
+        .await
+        .assert_error(404, "not_found");
     assert_eq!(
         app.get(WEBHOOKS, "alice").await.body["webhooks"]
             .as_array()

@@ -160,7 +160,7 @@ impl Outreach {
             self.enqueue_pending(user, &run).await?;
             return Ok(InitiateResponse {
                 run_id: run.run_id.to_string(),
-                queued: run.total as usize,
+                queued: run.counts.total as usize,
                 skipped_total: run.skipped_total.max(run.skipped.len() as u32),
                 skipped: run.skipped,
                 skipped_counts: run.skipped_counts,

@@ -52,31 +52,9 @@ pub struct RunItem {
     pub sk: String,
     /// Id (UUID v7).
     pub run_id: RunId,
-    /// Number of communications.
-    pub total: u32,
-    /// Not yet finished.
-    pub remaining: u32,
-    /// Sent.
-    pub sent: u32,
-    /// Failed.
-    pub failed: u32,
-    /// Cancelled.
-    pub cancelled: u32,
-    /// Of the remaining: waiting for a later day (sender's daily cap).
-    #[serde(default)]
-    pub scheduled: u32,
-    /// Of the sent: delivered (SES feedback).
-    #[serde(default)]
-    pub delivered: u32,
-    /// Of the sent: bounced permanently (SES feedback).
-    #[serde(default)]
-    pub bounced: u32,
-    /// Of the sent: complained about (SES feedback).
-    #[serde(default)]
-    pub complained: u32,
-    /// Of the sent: replied to (found in the sender's mailbox).
-    #[serde(default)]
-    pub replied: u32,
+    /// Its communications counted by outcome, stored as flat attributes ([`stored_counts`]).
+    #[serde(flatten, with = "stored_counts")]
+    pub counts: RunCounts,
     /// Communications with an index below this are on the queue.
     pub enqueued_through: u32,
     /// Whether cancelling was asked for.
@@ -121,16 +99,11 @@ impl RunItem {
             user_id: user.clone(),
             sk: format!("{RUN_PREFIX}{run_id}"),
             run_id: *run_id,
-            total,
-            remaining: total,
-            sent: 0,
-            failed: 0,
-            cancelled: 0,
-            scheduled: 0,
-            delivered: 0,
-            bounced: 0,
-            complained: 0,
-            replied: 0,
+            counts: RunCounts {
+                total,
+                pending: total,
+                ..RunCounts::default()
+            },
             enqueued_through: 0,
             cancel_requested: false,
             skipped: skipped.listed,
@@ -159,13 +132,14 @@ impl RunItem {
 
     /// The run's status, derived from its counters.
     pub fn status(&self) -> RunStatus {
-        if self.remaining == 0 {
-            if self.failed == 0 {
+        let counts = &self.counts;
+        if counts.pending == 0 {
+            if counts.failed == 0 {
                 RunStatus::Completed
             } else {
                 RunStatus::CompletedWithErrors
             }
-        } else if self.started_at.is_some() || self.remaining < self.total {
+        } else if self.started_at.is_some() || counts.pending < counts.total {
             RunStatus::Running
         } else {
             RunStatus::Queued
@@ -178,18 +152,7 @@ impl RunItem {
             run_id: self.run_id.to_string(),
             status: self.status(),
             cancel_requested: self.cancel_requested,
-            counts: RunCounts {
-                total: self.total,
-                pending: self.remaining,
-                sent: self.sent,
-                failed: self.failed,
-                cancelled: self.cancelled,
-                scheduled: self.scheduled,
-                delivered: self.delivered,
-                bounced: self.bounced,
-                complained: self.complained,
-                replied: self.replied,
-            },
+            counts: self.counts.clone(),
             skipped: self.skipped.clone(),
             skipped_total: self.skipped_total.max(self.skipped.len() as u32),
             skipped_counts: self.skipped_counts.clone(),
@@ -358,5 +321,122 @@ impl CommunicationItem {
             replied_at: self.replied_at.clone(),
             updated_at: self.updated_at.clone(),
         }
+    }
+}
+
+/// A run's counters as the runs table stores them: flat attributes named as [`RunCounts`]
+/// names them, except `pending`, which is stored under its first name, `remaining` (the name the
+/// counter updates use, [`RunCountChange::terms`](crate::communications::model::RunCountChange)).
+mod stored_counts {
+    use std::collections::HashMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{Map, Value};
+
+    use crate::communications::model::RunCounts;
+
+    const STORED: &str = "remaining";
+    const VIEWED: &str = "pending";
+
+    pub fn serialize<S: Serializer>(counts: &RunCounts, serializer: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(mut attributes) =
+            serde_json::to_value(counts).map_err(serde::ser::Error::custom)?
+        else {
+            return Err(serde::ser::Error::custom("run counts are not an object"));
+        };
+        if let Some(pending) = attributes.remove(VIEWED) {
+            attributes.insert(STORED.to_owned(), pending);
+        }
+        attributes.serialize(serializer)
+    }
+
+    /// One of the item's other attributes, as the flattened counters see them: a count, or
+    /// anything else (text, a list, bytes), which is not theirs.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Attribute {
+        Count(u32),
+        Other(serde::de::IgnoredAny),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<RunCounts, D::Error> {
+        let attributes = HashMap::<String, Attribute>::deserialize(deserializer)?;
+        let counts: Map<String, Value> = attributes
+            .into_iter()
+            .filter_map(|(name, attribute)| match attribute {
+                Attribute::Count(count) if name == STORED => {
+                    Some((VIEWED.to_owned(), count.into()))
+                }
+                Attribute::Count(count) => Some((name, count.into())),
+                Attribute::Other(_) => None,
+            })
+            .collect();
+        serde_json::from_value(Value::Object(counts)).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+
+    fn run() -> RunItem {
+        let mut run = RunItem::new(
+            &UserId::from_verified_sub("alice".into()),
+            &RunId::new(),
+            7,
+            SkippedSummary::default(),
+            MessageTemplate {
+                subject: None,
+                body: "Hi".into(),
+            },
+        );
+        run.counts.sent = 2;
+        run.counts.pending = 5;
+        run.counts.replied = 1;
+        run
+    }
+
+    #[test]
+    fn run_counts_are_stored_flat_with_pending_as_remaining() {
+        let stored: std::collections::HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(run()).expect("an item");
+        for (name, value) in [
+            ("total", "7"),
+            ("remaining", "5"),
+            ("sent", "2"),
+            ("failed", "0"),
+            ("cancelled", "0"),
+            ("scheduled", "0"),
+            ("delivered", "0"),
+            ("bounced", "0"),
+            ("complained", "0"),
+            ("replied", "1"),
+        ] {
+            assert_eq!(
+                stored.get(name),
+                Some(&AttributeValue::N(value.into())),
+                "{name}"
+            );
+        }
+        assert!(!stored.contains_key("pending") && !stored.contains_key("counts"));
+    }
+
+    #[test]
+    fn a_stored_run_reads_back_whatever_else_the_item_holds() {
+        let original = run();
+        let mut stored: std::collections::HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(&original).expect("an item");
+        // Attributes the item type does not name (an older or newer writer's) are not counters.
+        stored.insert("note".into(), AttributeValue::S("x".into()));
+        stored.insert("blob".into(), AttributeValue::B(vec![1, 2].into()));
+        stored.insert("extra_count".into(), AttributeValue::N("3".into()));
+        // A run stored before a counter existed reads it as zero.
+        stored.remove("replied");
+        let read: RunItem = serde_dynamo::from_item(stored).expect("a run");
+        let mut expected = original;
+        expected.counts.replied = 0;
+        assert_eq!(read, expected);
     }
 }
