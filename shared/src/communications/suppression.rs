@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::aws::dependency_error;
 use crate::error::Error;
 use crate::ids::UserId;
-use crate::storage::{conditional, user_key};
+use crate::storage::{conditional, text, user_key};
 
 const SUPPRESSION_PREFIX: &str = "S#";
 
@@ -109,19 +109,16 @@ impl SuppressionStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some({
-                key.insert("address".into(), AttributeValue::S(address.clone()));
-                key.insert("reason".into(), AttributeValue::S(reason.as_str().into()));
-                key.insert(
-                    "suppressed_at".into(),
-                    AttributeValue::S(crate::now_rfc3339()),
-                );
+                key.insert("address".into(), text(address.clone()));
+                key.insert("reason".into(), text(reason.as_str()));
+                key.insert("suppressed_at".into(), text(crate::now_rfc3339()));
                 key
             }))
             // Keep the first record of the same reason (its time), and never weaken a
             // complaint or bounce into an unsubscribe.
             .condition_expression("attribute_not_exists(sk) OR (reason = :weak AND :new <> :weak)")
-            .expression_attribute_values(":weak", AttributeValue::S("unsubscribed".into()))
-            .expression_attribute_values(":new", AttributeValue::S(reason.as_str().into()))
+            .expression_attribute_values(":weak", text("unsubscribed"))
+            .expression_attribute_values(":new", text(reason.as_str()))
             .send()
             .await;
         conditional(result)
@@ -149,11 +146,8 @@ impl SuppressionStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("user_id = :user AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":user", AttributeValue::S(user.as_str().into()))
-                .expression_attribute_values(
-                    ":prefix",
-                    AttributeValue::S(SUPPRESSION_PREFIX.into()),
-                )
+                .expression_attribute_values(":user", text(user.as_str()))
+                .expression_attribute_values(":prefix", text(SUPPRESSION_PREFIX))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -264,7 +258,7 @@ impl SuppressionStore {
                 &format!("{SUPPRESSION_PREFIX}{address}"),
             )))
             .condition_expression("attribute_exists(sk) AND reason = :reason")
-            .expression_attribute_values(":reason", AttributeValue::S(reason.as_str().into()))
+            .expression_attribute_values(":reason", text(reason.as_str()))
             .send()
             .await;
         conditional(result)

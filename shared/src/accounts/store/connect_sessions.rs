@@ -12,7 +12,7 @@ use super::AccountStore;
 use crate::aws::dependency_error;
 use crate::envelope::Envelope;
 use crate::error::Error;
-use crate::storage::{conditional, decode_item, encode_item, read_item, user_key};
+use crate::storage::{conditional, decode_item, encode_item, number, read_item, text, user_key};
 
 /// Sort key of a connect session's item.
 const SESSION_ITEM: &str = "#session";
@@ -132,10 +132,10 @@ impl AccountStore {
                 "#status = :pending AND state_hash = :hash AND expires_at_epoch > :now",
             )
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":exchanging", AttributeValue::S("exchanging".into()))
-            .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
-            .expression_attribute_values(":hash", AttributeValue::S(state_hash.to_owned()))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":exchanging", text("exchanging"))
+            .expression_attribute_values(":pending", text("pending"))
+            .expression_attribute_values(":hash", text(state_hash))
+            .expression_attribute_values(":now", number(now))
             .send()
             .await;
         conditional(result)
@@ -159,9 +159,9 @@ impl AccountStore {
             .condition_expression("#status = :exchanging")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#field", field)
-            .expression_attribute_values(":status", AttributeValue::S(status.into()))
-            .expression_attribute_values(":value", AttributeValue::S(value.to_owned()))
-            .expression_attribute_values(":exchanging", AttributeValue::S("exchanging".into()))
+            .expression_attribute_values(":status", text(status))
+            .expression_attribute_values(":value", text(value))
+            .expression_attribute_values(":exchanging", text("exchanging"))
             .send()
             .await
             .map_err(dependency_error)?;

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::aws::dependency_error;
 use crate::error::Error;
-use crate::storage::{conditional, read_item, user_key};
+use crate::storage::{conditional, number, read_item, text, user_key};
 
 use super::AccountStore;
 
@@ -75,19 +75,10 @@ impl AccountStore {
                 ":wrapped_key",
                 AttributeValue::B(Blob::new(rewrapped.wrapped_key)),
             )
-            .expression_attribute_values(":kms_key_id", AttributeValue::S(rewrapped.kms_key_id))
-            .expression_attribute_values(
-                ":next_version",
-                AttributeValue::N(seen_version.saturating_add(1).to_string()),
-            )
-            .expression_attribute_values(
-                ":seen_version",
-                AttributeValue::N(seen_version.to_string()),
-            )
-            .expression_attribute_values(
-                ":seen_kms_key_id",
-                AttributeValue::S(seen_kms_key_id.to_owned()),
-            )
+            .expression_attribute_values(":kms_key_id", text(rewrapped.kms_key_id))
+            .expression_attribute_values(":next_version", number(seen_version.saturating_add(1)))
+            .expression_attribute_values(":seen_version", number(seen_version))
+            .expression_attribute_values(":seen_kms_key_id", text(seen_kms_key_id))
             .send()
             .await;
         conditional(result)

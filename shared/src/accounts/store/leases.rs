@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::error::Error;
-use crate::storage::conditional;
+use crate::storage::{conditional, number, text};
 
 use super::{AccountItem, AccountStore, REAUTH_REQUIRED, SealedConfiguration};
 
@@ -30,10 +30,10 @@ impl AccountStore {
             .condition_expression(
                 "version = :expected AND (attribute_not_exists(refresh_lease_until) OR refresh_lease_until < :now)",
             )
-            .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
-            .expression_attribute_values(":lease", AttributeValue::S(lease_id.to_owned()))
-            .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":until", number(until))
+            .expression_attribute_values(":lease", text(lease_id))
+            .expression_attribute_values(":next", number(next))
+            .expression_attribute_values(":now", number(now))
             .send()
             .await;
         if !conditional(result)? {
@@ -57,7 +57,7 @@ impl AccountStore {
             .table_name(&self.table)
             .set_key(Some(Self::key(&item.user_id, item.account_id.as_str())))
             .condition_expression("refresh_lease_id = :lease")
-            .expression_attribute_values(":lease", AttributeValue::S(lease_id.to_owned()))
+            .expression_attribute_values(":lease", text(lease_id))
     }
 
     /// Gives a lease back without changing the account's fields (the version moves, so a
@@ -72,7 +72,7 @@ impl AccountStore {
             .update_expression(
                 "SET version = version + :one REMOVE refresh_lease_until, refresh_lease_id",
             )
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":one", number("1"))
             .send()
             .await;
         conditional(result).map(|_| ())
@@ -93,20 +93,14 @@ impl AccountStore {
         let mut update = self
             .update_under_lease(current, lease_id)
             .condition_expression("refresh_lease_id = :lease AND version = :expected")
-            .expression_attribute_values(
-                ":expected",
-                AttributeValue::N(current.version.to_string()),
-            )
-            .expression_attribute_values(":configuration", AttributeValue::S(sealed.masked.clone()))
+            .expression_attribute_values(":expected", number(current.version))
+            .expression_attribute_values(":configuration", text(sealed.masked.clone()))
             .expression_attribute_values(
                 ":paths",
                 serde_dynamo::to_attribute_value(&sealed.secret_paths).map_err(Error::internal)?,
             )
-            .expression_attribute_values(
-                ":next",
-                AttributeValue::N(current.version.saturating_add(1).to_string()),
-            )
-            .expression_attribute_values(":now", AttributeValue::S(crate::now_rfc3339()));
+            .expression_attribute_values(":next", number(current.version.saturating_add(1)))
+            .expression_attribute_values(":now", text(crate::now_rfc3339()));
         let mut set = vec![
             "configuration = :configuration",
             "secret_paths = :paths",
@@ -127,8 +121,7 @@ impl AccountStore {
         match expires_at {
             Some(at) => {
                 set.push("expires_at = :expires_at");
-                update = update
-                    .expression_attribute_values(":expires_at", AttributeValue::S(at.to_owned()));
+                update = update.expression_attribute_values(":expires_at", text(at));
             }
             None => remove.push("expires_at"),
         }
@@ -154,9 +147,9 @@ impl AccountStore {
             .update_under_lease(item, lease_id)
             .update_expression("SET connected = :false, status_reason = :reason, version = version + :one, updated_at = :now REMOVE refresh_lease_until, refresh_lease_id")
             .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":reason", AttributeValue::S(REAUTH_REQUIRED.into()))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":now", AttributeValue::S(crate::now_rfc3339()))
+            .expression_attribute_values(":reason", text(REAUTH_REQUIRED))
+            .expression_attribute_values(":one", number("1"))
+            .expression_attribute_values(":now", text(crate::now_rfc3339()))
             .send()
             .await;
         let marked = conditional(result)?;
@@ -186,15 +179,12 @@ impl AccountStore {
         let update = self
             .update_at_version(item)
             .expression_attribute_values(":connected", AttributeValue::Bool(connected))
-            .expression_attribute_values(":checked", AttributeValue::S(checked_at.to_owned()))
-            .expression_attribute_values(
-                ":next",
-                AttributeValue::N((item.version + 1).to_string()),
-            );
+            .expression_attribute_values(":checked", text(checked_at))
+            .expression_attribute_values(":next", number(item.version + 1));
         let update = match status_reason {
             Some(reason) => update
                 .update_expression("SET connected = :connected, status_reason = :reason, last_checked_at = :checked, version = :next")
-                .expression_attribute_values(":reason", AttributeValue::S(reason.to_owned())),
+                .expression_attribute_values(":reason", text(reason)),
             None => update.update_expression(
                 "SET connected = :connected, last_checked_at = :checked, version = :next REMOVE status_reason",
             ),

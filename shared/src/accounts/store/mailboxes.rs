@@ -9,7 +9,7 @@ use super::{AccountItem, AccountStore};
 use crate::aws::dependency_error;
 use crate::error::Error;
 use crate::ids::UserId;
-use crate::storage::{decode_item, read_item, text as s};
+use crate::storage::{decode_item, number, read_item, text as s};
 
 const CURSOR_PREFIX: &str = "#mailbox#";
 
@@ -93,10 +93,7 @@ impl AccountStore {
         if let Some(value) = &cursor.cursor {
             item.insert("cursor".into(), s(value));
         }
-        item.insert(
-            "polled_at".into(),
-            AttributeValue::N(cursor.polled_at.to_string()),
-        );
+        item.insert("polled_at".into(), number(cursor.polled_at));
         self.dynamodb
             .put_item()
             .table_name(&self.table)

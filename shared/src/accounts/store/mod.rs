@@ -25,7 +25,7 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::ids::UserId;
 use crate::storage::{
-    TransactionFailure, decode_item, encode_item, read_item, transact_write, user_key,
+    TransactionFailure, decode_item, encode_item, number, read_item, text, transact_write, user_key,
 };
 
 pub use claims::{
@@ -153,7 +153,7 @@ impl AccountStore {
             .query()
             .table_name(&self.table)
             .key_condition_expression("user_id = :user")
-            .expression_attribute_values(":user", AttributeValue::S(user.as_str().to_owned()))
+            .expression_attribute_values(":user", text(user.as_str()))
             .into_paginator()
             .send();
         let mut accounts = Vec::new();
@@ -190,12 +190,9 @@ impl AccountStore {
             .set_key(Some(Self::key(&item.user_id, QUOTA_ITEM)))
             .update_expression("SET account_count = if_not_exists(account_count, :zero) + :one")
             .condition_expression("attribute_not_exists(account_count) OR account_count < :max")
-            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(
-                ":max",
-                AttributeValue::N(MAX_ACCOUNTS_PER_USER.to_string()),
-            )
+            .expression_attribute_values(":zero", number("0"))
+            .expression_attribute_values(":one", number("1"))
+            .expression_attribute_values(":max", number(MAX_ACCOUNTS_PER_USER))
             .build()
             .map_err(Error::internal)?;
         let mut items = vec![
@@ -237,10 +234,7 @@ impl AccountStore {
             .table_name(&self.table)
             .set_item(Some(encode_item(item)?))
             .condition_expression("version = :expected")
-            .expression_attribute_values(
-                ":expected",
-                AttributeValue::N(expected_version.to_string()),
-            )
+            .expression_attribute_values(":expected", number(expected_version))
             .build()
             .map_err(Error::internal)?;
         let mut items = vec![TransactWriteItem::builder().put(put).build()];
@@ -281,7 +275,7 @@ impl AccountStore {
             .table_name(&self.table)
             .set_key(Some(Self::key(user, QUOTA_ITEM)))
             .update_expression("ADD account_count :minus_one")
-            .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
+            .expression_attribute_values(":minus_one", number("-1"))
             .build()
             .map_err(Error::internal)?;
         let mut items = vec![
@@ -311,7 +305,7 @@ impl AccountStore {
             .table_name(&self.table)
             .set_key(Some(Self::key(&item.user_id, item.account_id.as_str())))
             .condition_expression("version = :expected")
-            .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
+            .expression_attribute_values(":expected", number(item.version))
     }
 
     /// Every account whose tokens have an expiry (the ones a provider refreshes), over the

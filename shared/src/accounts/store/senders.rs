@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, TransactWr
 
 use crate::error::Error;
 use crate::ids::UserId;
-use crate::storage::{TransactionFailure, read_item, transact_write};
+use crate::storage::{TransactionFailure, number, read_item, text, transact_write};
 
 use super::AccountItem;
 use super::AccountStore;
@@ -77,10 +77,10 @@ impl AccountStore {
             .update_expression(
                 "SET connected = :true, version = :next, updated_at = :now REMOVE status_reason",
             )
-            .expression_attribute_values(":expected", AttributeValue::N(item.version.to_string()))
+            .expression_attribute_values(":expected", number(item.version))
             .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":next", AttributeValue::N((item.version + 1).to_string()))
-            .expression_attribute_values(":now", AttributeValue::S(crate::now_rfc3339()))
+            .expression_attribute_values(":next", number(item.version + 1))
+            .expression_attribute_values(":now", text(crate::now_rfc3339()))
             .build()
             .map_err(Error::internal)?;
         let attempt = claim
@@ -95,12 +95,9 @@ impl AccountStore {
                 "owner_user_id = :user AND owner_account_id = :account AND attempt = :attempt",
             )
             .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(
-                ":user",
-                AttributeValue::S(item.user_id.as_str().to_owned()),
-            )
-            .expression_attribute_values(":account", AttributeValue::S(item.account_id.to_string()))
-            .expression_attribute_values(":attempt", AttributeValue::S(attempt.to_owned()))
+            .expression_attribute_values(":user", text(item.user_id.as_str()))
+            .expression_attribute_values(":account", text(item.account_id.to_string()))
+            .expression_attribute_values(":attempt", text(attempt))
             .build()
             .map_err(Error::internal)?;
         let items = vec![
@@ -136,14 +133,14 @@ impl AccountStore {
             .set_key(Some(sender_key(&claim.address)))
             .update_expression("SET owner_user_id = :user, owner_account_id = :account, attempt = :attempt, verified = :false, started_at = :now REMOVE created_identity")
             .condition_expression("attribute_not_exists(owner_user_id) OR (owner_user_id = :user AND owner_account_id = :account) OR (verified = :false AND started_at < :stale)")
-            .expression_attribute_values(":user", AttributeValue::S(claim.user_id.as_str().to_owned()))
-            .expression_attribute_values(":account", AttributeValue::S(claim.account_id.clone()))
-            .expression_attribute_values(":attempt", AttributeValue::S(attempt.to_owned()))
+            .expression_attribute_values(":user", text(claim.user_id.as_str()))
+            .expression_attribute_values(":account", text(claim.account_id.clone()))
+            .expression_attribute_values(":attempt", text(attempt))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":now", AttributeValue::N(claim.started_at.to_string()))
+            .expression_attribute_values(":now", number(claim.started_at))
             .expression_attribute_values(
                 ":stale",
-                AttributeValue::N(claim.started_at.saturating_sub(UNVERIFIED_CLAIM_SECONDS).to_string()),
+                number(claim.started_at.saturating_sub(UNVERIFIED_CLAIM_SECONDS)),
             )
             .build()
             .map_err(Error::internal)?;
@@ -156,11 +153,8 @@ impl AccountStore {
             .table_name(&self.table)
             .set_key(Some(sender_key(&claim.address)))
             .condition_expression("owner_user_id = :user AND owner_account_id = :account")
-            .expression_attribute_values(
-                ":user",
-                AttributeValue::S(claim.user_id.as_str().to_owned()),
-            )
-            .expression_attribute_values(":account", AttributeValue::S(claim.account_id.clone()))
+            .expression_attribute_values(":user", text(claim.user_id.as_str()))
+            .expression_attribute_values(":account", text(claim.account_id.clone()))
             .build()
             .map_err(Error::internal)?;
         Ok(TransactWriteItem::builder().condition_check(check).build())
@@ -182,14 +176,11 @@ impl AccountStore {
             )))
             .update_expression("ADD starts :one SET expires_at_epoch = :expires")
             .condition_expression("attribute_not_exists(starts) OR starts < :max")
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(
-                ":max",
-                AttributeValue::N(VERIFICATIONS_PER_HOUR.to_string()),
-            )
+            .expression_attribute_values(":one", number("1"))
+            .expression_attribute_values(":max", number(VERIFICATIONS_PER_HOUR))
             .expression_attribute_values(
                 ":expires",
-                AttributeValue::N(hour.saturating_add(25).saturating_mul(3600).to_string()),
+                number(hour.saturating_add(25).saturating_mul(3600)),
             )
             .build()
             .map_err(Error::internal)?;
@@ -202,8 +193,8 @@ impl AccountStore {
             .table_name(&self.table)
             .set_key(Some(sender_key(&claim.address)))
             .condition_expression("attribute_not_exists(owner_user_id) OR (owner_user_id = :user AND owner_account_id = :account)")
-            .expression_attribute_values(":user", AttributeValue::S(claim.user_id.as_str().to_owned()))
-            .expression_attribute_values(":account", AttributeValue::S(claim.account_id.clone()))
+            .expression_attribute_values(":user", text(claim.user_id.as_str()))
+            .expression_attribute_values(":account", text(claim.account_id.clone()))
             .build()
             .map_err(Error::internal)?;
         Ok(TransactWriteItem::builder().delete(delete).build())
