@@ -52,7 +52,7 @@ impl Clock {
             .map_or(0, |offset| offset.load(Ordering::SeqCst))
     }
 
-    /// Now.
+    /// The current instant as this clock tells it (UTC plus its offset).
     pub fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc() + time::Duration::seconds(self.offset_seconds())
     }

@@ -223,13 +223,13 @@ pub struct SentMail {
     pub subject: String,
     /// `Message-ID` (as sent, or the one the provider gave it).
     pub message_id: String,
-    /// `In-Reply-To`.
+    /// The `In-Reply-To` header, when the message had one.
     pub in_reply_to: Option<String>,
-    /// `References`.
+    /// The `References` header, when the message had one.
     pub references: Option<String>,
-    /// `List-Unsubscribe`.
+    /// The `List-Unsubscribe` header, when the message had one.
     pub list_unsubscribe: Option<String>,
-    /// `List-Unsubscribe-Post`.
+    /// The `List-Unsubscribe-Post` header, when the message had one.
     pub list_unsubscribe_post: Option<String>,
     /// Every header, unfolded, values as written.
     pub headers: Vec<(String, String)>,
@@ -255,9 +255,9 @@ pub struct DeliveredMail {
     pub provider: Provider,
     /// The receiving mailbox's address.
     pub mailbox: String,
-    /// `From`.
+    /// The `From` header, as written.
     pub from: String,
-    /// `Subject`.
+    /// The `Subject` header, as written.
     pub subject: String,
     /// The provider's id of the new message.
     pub id: String,

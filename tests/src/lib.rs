@@ -152,7 +152,7 @@ impl<H: communications_worker::MessageHandler> communications_worker::MessageHan
 pub struct TestResponse {
     /// Status code.
     pub status: StatusCode,
-    /// Headers.
+    /// The response headers.
     pub headers: reqwest::header::HeaderMap,
     /// Body parsed as JSON.
     pub body: Value,

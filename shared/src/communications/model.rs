@@ -329,11 +329,11 @@ pub struct RunCounts {
     pub total: u32,
     /// Not finished yet (queued, scheduled or sending).
     pub pending: u32,
-    /// Sent.
+    /// Accepted by the platform (SES, the mailbox, X or Instagram).
     pub sent: u32,
-    /// Failed.
+    /// Ended without being sent (the communication's `reason` says why).
     pub failed: u32,
-    /// Cancelled.
+    /// Stopped before they were sent (by the user, or a follow-up's stop rule).
     pub cancelled: u32,
     /// Of the pending ones: waiting for a later day (their sender's daily cap was spent).
     #[serde(default)]
@@ -360,11 +360,11 @@ pub struct RunCountChange {
     pub total: i64,
     /// Communications not finished yet.
     pub remaining: i64,
-    /// Sent.
+    /// Communications accepted by the platform.
     pub sent: i64,
-    /// Failed.
+    /// Communications that ended without being sent.
     pub failed: i64,
-    /// Cancelled.
+    /// Communications stopped before they were sent.
     pub cancelled: i64,
     /// Waiting for a later day.
     pub scheduled: i64,

@@ -60,7 +60,7 @@ impl SuppressionReason {
 pub struct Suppression {
     /// The address, lower-case.
     pub address: String,
-    /// Why.
+    /// What suppressed it: an unsubscribe, a bounce or a complaint.
     pub reason: SuppressionReason,
     /// When the address was suppressed (RFC 3339, UTC).
     pub suppressed_at: String,

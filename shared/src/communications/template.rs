@@ -22,7 +22,7 @@ pub const BUILT_IN_FIELDS: [&str; 5] = [
 pub struct RecipientSnapshot {
     /// The person's name.
     pub name: String,
-    /// Email.
+    /// The email address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// X handle.

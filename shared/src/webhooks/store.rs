@@ -37,7 +37,7 @@ const ENDPOINT_SLOT: usize = 0;
 /// One endpoint as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EndpointItem {
-    /// Owner.
+    /// The user who made the endpoint (partition key).
     pub user_id: UserId,
     /// `W#<webhook id>`.
     pub sk: String,

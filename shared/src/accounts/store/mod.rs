@@ -52,12 +52,13 @@ pub struct AccountItem {
     pub user_id: UserId,
     /// Sort key.
     pub account_id: AccountId,
-    /// Type.
+    /// What kind of account it is (email, social, calendar, crm).
     pub account_type: AccountType,
-    /// Provider.
+    /// Who issued its credentials (`x`, `instagram`, `google`, `microsoft`, …); none for an SES
+    /// sender.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    /// Label.
+    /// The user's name for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// The configuration as JSON, each secret replaced by the mask.

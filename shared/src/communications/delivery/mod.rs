@@ -28,7 +28,7 @@ pub enum Outcome {
     Retry(DeliveryFailure),
     /// Nothing was delivered: the platform's rate limit is spent until `seconds` from now.
     RateLimited {
-        /// Why.
+        /// Which limit was met (the reason logged while it waits).
         reason: FailureReason,
         /// Seconds until the platform's window resets.
         seconds: u64,
