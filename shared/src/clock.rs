@@ -61,6 +61,13 @@ impl Clock {
     pub fn epoch_seconds(&self) -> i64 {
         self.now().unix_timestamp()
     }
+
+    /// Now as RFC 3339 (UTC, seconds plus fraction), the form stored timestamps take.
+    pub fn now_rfc3339(&self) -> String {
+        self.now()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    }
 }
 
 /// Seconds since the Unix epoch, by the system clock.

@@ -161,7 +161,8 @@ pub fn worker_with_clock(
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let accounts = AccountService::from_config(source, sdk)?;
     let runs = RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?)
-        .with_events(EventPublisher::from_source(source, sdk));
+        .with_events(EventPublisher::from_source(source, sdk))
+        .with_clock(clock.clone());
     let targets_table = source.required(vars::TARGETS_TABLE)?;
     let replies = ReplyPoller::new(
         accounts.clone(),

@@ -3,7 +3,6 @@
 
 use super::RunStore;
 use super::items::DAILY_SENDS_PREFIX;
-use crate::clock::epoch_seconds;
 use crate::error::Error;
 use crate::ids::UserId;
 use crate::storage::{conditional, number as n};
@@ -32,7 +31,7 @@ impl RunStore {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":cap", n(cap))
             // Removed by the table's TTL a few days after.
-            .expression_attribute_values(":expires", n(epoch_seconds() + 3 * 86_400))
+            .expression_attribute_values(":expires", n(self.clock.epoch_seconds() + 3 * 86_400))
             .send()
             .await;
         conditional(result)

@@ -46,6 +46,9 @@ pub struct RunStore {
     pub(super) dynamodb: Client,
     pub(super) table: String,
     pub(super) events: EventPublisher,
+    /// What the store's own timestamps and expiries read (the worker's clock, in tests an
+    /// adjustable one).
+    pub(super) clock: crate::clock::Clock,
 }
 
 impl RunStore {
@@ -55,7 +58,14 @@ impl RunStore {
             dynamodb,
             table: table.into(),
             events: EventPublisher::default(),
+            clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// The same store, telling time by `clock`.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The same store, publishing its transitions' events with `events`.

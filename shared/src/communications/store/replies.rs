@@ -9,7 +9,6 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use super::super::model::{Accepted, CommunicationStatus, RunCountChange};
 use super::RunStore;
 use super::items::{CommunicationItem, PROVIDER_MESSAGE_DAYS};
-use crate::clock::epoch_seconds;
 use crate::error::Error;
 use crate::ids::UserId;
 use crate::storage::{number as n, read_item, text as s, user_key};
@@ -82,7 +81,7 @@ impl RunStore {
         pointer.insert("communication".into(), s(&item.sk));
         pointer.insert(
             "expires_at".into(),
-            n(epoch_seconds().saturating_add(PROVIDER_MESSAGE_DAYS * 86_400)),
+            n(self.clock.epoch_seconds().saturating_add(PROVIDER_MESSAGE_DAYS * 86_400)),
         );
         Ok(TransactWriteItem::builder()
             .put(
@@ -146,7 +145,7 @@ impl RunStore {
             .expression_attribute_values(":delivered", s(CommunicationStatus::Delivered.as_str()))
             .expression_attribute_values(":replied", s(CommunicationStatus::Replied.as_str()))
             .expression_attribute_values(":at", s(replied_at))
-            .expression_attribute_values(":now", s(crate::now_rfc3339()))
+            .expression_attribute_values(":now", s(self.clock.now_rfc3339()))
             .build()
             .map_err(Error::internal)?;
         let run = self.run_counters(

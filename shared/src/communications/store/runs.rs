@@ -9,7 +9,6 @@ use super::items::{
     COMMUNICATION_PREFIX, CommunicationItem, QUOTA_PREFIX, RUN_PREFIX, RUNS_PER_MINUTE, RunItem,
 };
 use crate::aws::dependency_error;
-use crate::clock::epoch_seconds;
 use crate::error::Error;
 use crate::ids::{RunId, UserId};
 use crate::storage::{conditional, decode_item, encode_item, number as n, read_item, text as s};
@@ -19,7 +18,7 @@ impl RunStore {
     /// seconds until the next minute when it is spent. One conditional update, so concurrent
     /// requests can never pass the quota together.
     pub async fn take_run_quota(&self, user: &UserId) -> Result<Option<u32>, Error> {
-        let now = epoch_seconds();
+        let now = self.clock.epoch_seconds();
         let window = now / 60;
         let result = self
             .dynamodb
@@ -224,7 +223,7 @@ impl RunStore {
             .update_run(user, run_id)
             .update_expression("SET started_at = if_not_exists(started_at, :now)")
             .condition_expression("attribute_exists(sk)")
-            .expression_attribute_values(":now", s(crate::now_rfc3339()))
+            .expression_attribute_values(":now", s(self.clock.now_rfc3339()))
             .send()
             .await;
         conditional(result).map(|_| ())

@@ -12,7 +12,6 @@ use super::items::{
 };
 use super::replies::ReplyKey;
 use crate::aws::dependency_error;
-use crate::clock::epoch_seconds;
 use crate::error::Error;
 use crate::storage::{
     TransactionFailure, conditional, encode_item, number as n, text as s, transact_write, user_key,
@@ -39,7 +38,7 @@ impl RunStore {
                 )
                 .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
                 .expression_attribute_values(":since", n(now))
-                .expression_attribute_values(":at", s(crate::now_rfc3339()))
+                .expression_attribute_values(":at", s(self.clock.now_rfc3339()))
                 .expression_attribute_values(":token", s(&token))
                 .expression_attribute_values(":one", n(1))
                 .return_values_on_condition_check_failure(
@@ -70,7 +69,7 @@ impl RunStore {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
             .expression_attribute_values(":since", n(now))
-            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .expression_attribute_values(":at", s(self.clock.now_rfc3339()))
             .expression_attribute_values(":one", n(1));
         // A scheduled one leaves the run's `scheduled` count and the release index together,
         // and is in flight again.
@@ -112,7 +111,7 @@ impl RunStore {
             .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
             .expression_attribute_values(":until", n(until))
             .expression_attribute_values(":day", s(crate::clock::utc_day(until)))
-            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .expression_attribute_values(":at", s(self.clock.now_rfc3339()))
             .build()
             .map_err(Error::internal)?;
         let run = self.run_counters(
@@ -133,7 +132,7 @@ impl RunStore {
             .update_communication_in(item, CommunicationStatus::Sending)
             .update_expression("SET #status = :queued, updated_at = :at REMOVE sending_since")
             .expression_attribute_values(":queued", s(CommunicationStatus::Queued.as_str()))
-            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .expression_attribute_values(":at", s(self.clock.now_rfc3339()))
             .send()
             .await;
         conditional(result).map(|_| ())
@@ -211,7 +210,7 @@ impl RunStore {
             },
             _ => return Err(Error::internal("finish needs a final state")),
         };
-        let now = crate::now_rfc3339();
+        let now = self.clock.now_rfc3339();
         let mut set = vec!["#status = :to", "updated_at = :at"];
         let mut remove = vec!["sending_since", "in_flight_day"];
         let mut communication = Update::builder()
@@ -274,7 +273,7 @@ impl RunStore {
             pointer.insert("communication".into(), s(&item.sk));
             pointer.insert(
                 "expires_at".into(),
-                n(epoch_seconds() + PROVIDER_MESSAGE_DAYS * 86_400),
+                n(self.clock.epoch_seconds() + PROVIDER_MESSAGE_DAYS * 86_400),
             );
             items.push(
                 TransactWriteItem::builder()
@@ -347,7 +346,7 @@ impl RunStore {
             .expression_attribute_values(":kinds", AttributeValue::L(vec![s(kind)]))
             .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
             .expression_attribute_values(":to", s(to.as_str()))
-            .expression_attribute_values(":at", s(crate::now_rfc3339()));
+            .expression_attribute_values(":at", s(self.clock.now_rfc3339()));
         update = match reason {
             Some(reason) => update
                 .update_expression(
@@ -380,7 +379,7 @@ impl RunStore {
         let result = self
             .update_communication_in(item, CommunicationStatus::Queued)
             .update_expression("SET updated_at = :at")
-            .expression_attribute_values(":at", s(crate::now_rfc3339()))
+            .expression_attribute_values(":at", s(self.clock.now_rfc3339()))
             .send()
             .await;
         conditional(result)
