@@ -1,26 +1,23 @@
 //! The orchestrator's use cases: initiate communications (idempotently); reading and cancelling
 //! runs ([`runs`]) and the recipients' opt-outs ([`opt_outs`]) are the same service's, a file
-//! each; what a run holds is decided by the pure [`plan`].
+//! each; what a run holds is decided by the pure [`plan`]; a request and its template values are
+//! checked by [`validation`].
 
 mod opt_outs;
 pub mod plan;
 pub mod preview;
 mod runs;
-
-use std::collections::HashSet;
+mod validation;
 
 use super::idempotency::{Claim, IdempotencyKey, IdempotencyStore, body_hash};
 use super::model::{
-    Channel, CommunicationStatus, DEFAULT_SUBJECT, InitiateRequest, InitiateResponse,
-    MAX_COMMUNICATIONS_PER_RUN, MessageTemplate, RecipientSnapshot, SkippedSummary,
+    Channel, CommunicationStatus, InitiateRequest, InitiateResponse, RecipientSnapshot,
+    SkippedSummary,
 };
 use super::queue::{CommunicationMessage, CommunicationQueue, SEND_BATCH_SIZE};
-use super::sequence::{FollowUp, message_of_step, sequence_of};
 use super::store::{CommunicationItem, RunItem, RunStore};
 use super::suppression::SuppressionStore;
-use super::template;
 use super::unsubscribe::UnsubscribeTokens;
-use super::window::SendWindow;
 use crate::accounts::AccountStore;
 use crate::error::{Error, FieldError};
 use crate::ids::{AccountId, RunId, UserId};
@@ -28,6 +25,8 @@ use crate::json_input::from_json_value;
 use crate::targets::{TargetId, TargetStore};
 
 pub use plan::{Plan, PlannedCommunication, channel_of, choose_senders, plan};
+pub(super) use validation::Sequence;
+use validation::{Validated, check_template_values, validate};
 
 /// Initiates, reads and cancels outreach runs.
 #[derive(Clone)]
@@ -65,8 +64,9 @@ impl Outreach {
         }
     }
 
-    /// The same service telling time by `clock` (tests move it).
+    /// The same service telling time by `clock` (tests move it), its run store too.
     pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.runs = self.runs.with_clock(clock.clone());
         self.clock = clock;
         self
     }
@@ -317,168 +317,5 @@ impl Outreach {
             accounts = choose_senders(accounts, &senders)?;
         }
         plan(targets, &accounts, &suppressed, channels)
-    }
-}
-
-/// Most targets a `template_value_missing` answer names.
-const MAX_TARGETS_NAMED: usize = 100;
-
-/// Every placeholder of what each planned communication will send has a value or a fallback,
-/// else 422 `template_value_missing` naming the targets (the first 100), before anything is
-/// stored: a message never goes out with a hole in it.
-fn check_template_values(sequence: &Sequence, plan: &Plan) -> Result<(), Error> {
-    let messages = sequence.messages();
-    let mut lacking: Vec<&str> = Vec::new();
-    for planned in &plan.communications {
-        let recipient = RecipientSnapshot::from(&planned.target);
-        let lacks = messages.iter().any(|message| {
-            let subject = message.subject.as_deref().unwrap_or(DEFAULT_SUBJECT);
-            template::lacks_value(&message.body, &recipient)
-                || (planned.channel == Channel::Email && template::lacks_value(subject, &recipient))
-        });
-        if lacks && !lacking.contains(&planned.target.id.as_str()) {
-            lacking.push(&planned.target.id);
-        }
-    }
-    if lacking.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Unprocessable {
-        code: "template_value_missing",
-        message: format!(
-            "{} targets have no value for a placeholder that has no fallback; give them the field or the placeholder a fallback ({{{{field | default: \"...\"}}}}). The first {} are listed.",
-            lacking.len(),
-            lacking.len().min(MAX_TARGETS_NAMED)
-        ),
-        details: lacking
-            .iter()
-            .take(MAX_TARGETS_NAMED)
-            .map(|id| FieldError::new(*id, "has no value for a placeholder without a fallback"))
-            .collect(),
-    })
-}
-
-/// What a request asks for, checked: target ids and sender account ids, each with its position
-/// in the request (duplicates dropped), and channels.
-struct Validated {
-    target_ids: Option<Vec<(usize, TargetId)>>,
-    channels: Option<Vec<Channel>>,
-    senders: Option<Vec<(usize, AccountId)>>,
-    sequence: Sequence,
-}
-
-/// What a run sends: its first message and its follow-ups.
-pub(super) struct Sequence {
-    first: MessageTemplate,
-    follow_ups: Vec<FollowUp>,
-    window: Option<SendWindow>,
-}
-
-impl Sequence {
-    /// Each step's message, as it will be sent (a follow-up's email subject filled in).
-    fn messages(&self) -> Vec<MessageTemplate> {
-        (1..=u32::try_from(self.follow_ups.len() + 1).unwrap_or(1))
-            .filter_map(|step| message_of_step(&self.first, &self.follow_ups, step))
-            .collect()
-    }
-}
-
-fn validate(request: &InitiateRequest) -> Result<Validated, Error> {
-    let mut problems = Vec::new();
-    let sequence = match sequence_of(request.message.as_ref(), request.steps.as_deref()) {
-        Ok((first, follow_ups)) => Some(Sequence {
-            first,
-            follow_ups,
-            window: None,
-        }),
-        Err(found) => {
-            problems.extend(found);
-            None
-        }
-    };
-    let target_ids = request.target_ids.as_ref().map(|ids| {
-        if ids.is_empty() {
-            problems.push(FieldError::new(
-                "target_ids",
-                "must not be empty (leave it out for every active target)",
-            ));
-        }
-        if ids.len() > MAX_COMMUNICATIONS_PER_RUN {
-            problems.push(FieldError::new("target_ids", "must hold at most 1,000 ids"));
-        }
-        let mut seen = HashSet::new();
-        ids.iter()
-            .enumerate()
-            .filter_map(|(i, id)| match TargetId::parse(id) {
-                Some(id) => seen.insert(id).then_some((i, id)),
-                None => {
-                    problems.push(FieldError::new(
-                        format!("target_ids[{i}]"),
-                        "is not a target id",
-                    ));
-                    None
-                }
-            })
-            .collect::<Vec<_>>()
-    });
-    let channels = request.channels.as_ref().map(|channels| {
-        if channels.is_empty() {
-            problems.push(FieldError::new(
-                "channels",
-                "must not be empty (leave it out for every channel)",
-            ));
-        }
-        let mut unique: Vec<Channel> = Vec::new();
-        for channel in channels {
-            if !unique.contains(channel) {
-                unique.push(*channel);
-            }
-        }
-        unique
-    });
-    let senders = request.account_ids.as_ref().map(|ids| {
-        if ids.is_empty() {
-            problems.push(FieldError::new(
-                "account_ids",
-                "must not be empty (leave it out for the default accounts)",
-            ));
-        }
-        let mut seen = HashSet::new();
-        ids.iter()
-            .enumerate()
-            .filter_map(|(i, id)| match AccountId::parse(id) {
-                Ok(id) => seen.insert(id.clone()).then_some((i, id)),
-                Err(_) => {
-                    problems.push(FieldError::new(
-                        format!("account_ids[{i}]"),
-                        "is not an account id",
-                    ));
-                    None
-                }
-            })
-            .collect::<Vec<_>>()
-    });
-    let window = request.schedule.as_ref().map(|schedule| {
-        SendWindow::parse(
-            schedule.timezone.as_deref(),
-            schedule.days.as_deref(),
-            &schedule.start,
-            &schedule.end,
-        )
-        .map_err(|found| problems.extend(found))
-        .ok()
-    });
-    let sequence = sequence.map(|sequence| Sequence {
-        window: window.flatten(),
-        ..sequence
-    });
-    match sequence {
-        Some(sequence) if problems.is_empty() => Ok(Validated {
-            target_ids,
-            channels,
-            senders,
-            sequence,
-        }),
-        _ => Err(Error::Validation(problems)),
     }
 }

@@ -81,7 +81,10 @@ impl RunStore {
         pointer.insert("communication".into(), s(&item.sk));
         pointer.insert(
             "expires_at".into(),
-            n(self.clock.epoch_seconds().saturating_add(PROVIDER_MESSAGE_DAYS * 86_400)),
+            n(self
+                .clock
+                .epoch_seconds()
+                .saturating_add(PROVIDER_MESSAGE_DAYS * 86_400)),
         );
         Ok(TransactWriteItem::builder()
             .put(

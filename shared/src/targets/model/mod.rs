@@ -1,4 +1,5 @@
-//! Targets: parse-don't-validate newtypes, request and response shapes.
+//! Targets: request and response shapes, the valid draft they parse into, and the limits.
+//! The address and handle newtypes they check are in `addresses`.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::FieldError;
 use crate::plain_text;
+
+mod addresses;
+
+pub use crate::ids::TargetId;
+pub use addresses::{Email, InstagramHandle, TwitterHandle};
 
 /// Most active targets one user may have.
 pub const MAX_ACTIVE_TARGETS_PER_USER: u32 = 10_000;
@@ -17,107 +23,6 @@ pub const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_NAME_CHARS: usize = 200;
 const MAX_NOTES_CHARS: usize = 2_000;
 
-pub use crate::ids::TargetId;
-
-/// An email address, trimmed, lower-cased and checked.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Email(String);
-
-impl Email {
-    /// Parses an address: one `@`, a local part of 1-64 plain characters, a domain of dotted
-    /// labels with a top-level label of letters; at most 254 characters.
-    pub fn parse(value: &str) -> Result<Self, &'static str> {
-        let email = value.trim().to_lowercase();
-        const PROBLEM: &str = "must be a valid email address";
-        if email.is_empty() || email.len() > 254 {
-            return Err(PROBLEM);
-        }
-        let (local, domain) = email.split_once('@').ok_or(PROBLEM)?;
-        let local_ok = (1..=64).contains(&local.len())
-            && !local.starts_with('.')
-            && !local.ends_with('.')
-            && !local.contains("..")
-            && local
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
-        let labels: Vec<&str> = domain.split('.').collect();
-        let domain_ok = labels.len() >= 2
-            && labels.iter().all(|label| {
-                (1..=63).contains(&label.len())
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
-            && labels
-                .last()
-                .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()));
-        if local_ok && domain_ok {
-            Ok(Self(email))
-        } else {
-            Err(PROBLEM)
-        }
-    }
-
-    /// The normalised address.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// An X (Twitter) handle without `@`: 1-15 of `[A-Za-z0-9_]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TwitterHandle(String);
-
-impl TwitterHandle {
-    /// Parses a handle, stripping one leading `@`.
-    pub fn parse(value: &str) -> Result<Self, &'static str> {
-        let handle = value.trim();
-        let handle = handle.strip_prefix('@').unwrap_or(handle);
-        if (1..=15).contains(&handle.len())
-            && handle
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            Ok(Self(handle.to_owned()))
-        } else {
-            Err("must be 1-15 letters, digits or '_' (an optional leading '@' is removed)")
-        }
-    }
-
-    /// The handle.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// An Instagram username: 1-30 of `[A-Za-z0-9._]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstagramHandle(String);
-
-impl InstagramHandle {
-    /// Parses a username, stripping one leading `@`.
-    pub fn parse(value: &str) -> Result<Self, &'static str> {
-        let handle = value.trim();
-        let handle = handle.strip_prefix('@').unwrap_or(handle);
-        if (1..=30).contains(&handle.len())
-            && handle
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._".contains(&b))
-        {
-            Ok(Self(handle.to_owned()))
-        } else {
-            Err("must be 1-30 letters, digits, '.' or '_'")
-        }
-    }
-
-    /// The username.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// A valid target, ready to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetDraft {
@@ -125,7 +30,7 @@ pub struct TargetDraft {
     pub name: String,
     /// Email, normalised.
     pub email: Option<Email>,
-    /// X handle.
+    /// X (Twitter) handle, without `@`.
     pub twitter_username: Option<TwitterHandle>,
     /// Instagram username.
     pub instagram_username: Option<InstagramHandle>,
@@ -349,7 +254,7 @@ pub struct TargetView {
     pub twitter_username: Option<String>,
     /// Instagram username.
     pub instagram_username: Option<String>,
-    /// Notes.
+    /// Free-text notes about the person.
     pub notes: Option<String>,
     /// The person's time zone (IANA), when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -383,7 +288,7 @@ pub struct TargetListQuery {
 /// A page of targets, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TargetPage {
-    /// The targets.
+    /// The targets of this page, newest first.
     pub targets: Vec<TargetView>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
@@ -418,7 +323,7 @@ pub enum BatchItemStatus {
 pub struct BatchItemResult {
     /// Position in the request.
     pub index: usize,
-    /// What happened.
+    /// What became of the item: created, duplicate, invalid or unavailable.
     pub status: BatchItemStatus,
     /// The new target's id (created).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -434,11 +339,11 @@ pub struct BatchItemResult {
 /// How many items ended each way.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct BatchCounts {
-    /// Created.
+    /// Items stored as new targets.
     pub created: usize,
-    /// Duplicates.
+    /// Items not stored because an active target (or an earlier item) has their email.
     pub duplicate: usize,
-    /// Invalid.
+    /// Items not stored because a field is invalid.
     pub invalid: usize,
     /// Not stored because a dependency failed part-way (send them again).
     #[serde(default)]
@@ -450,57 +355,13 @@ pub struct BatchCounts {
 pub struct BatchCreateResponse {
     /// One result per item, in request order.
     pub results: Vec<BatchItemResult>,
-    /// Totals.
+    /// How many items ended each way.
     pub counts: BatchCounts,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn emails_are_normalised_and_checked() {
-        assert_eq!(
-            Email::parse(" Ada@Example.COM ")
-                .as_ref()
-                .map(Email::as_str),
-            Ok("ada@example.com")
-        );
-        for bad in [
-            "",
-            "ada",
-            "ada@",
-            "@example.com",
-            "ada@example",
-            "a b@example.com",
-            "ada@exa_mple.com",
-            "ada..x@example.com",
-            "ada@-example.com",
-            "ada@example.c0m",
-        ] {
-            assert!(Email::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn handles_are_stripped_and_checked() {
-        assert_eq!(
-            TwitterHandle::parse("@ada_l")
-                .as_ref()
-                .map(TwitterHandle::as_str),
-            Ok("ada_l")
-        );
-        assert!(TwitterHandle::parse("@").is_err());
-        assert!(TwitterHandle::parse("a_very_long_handle_16").is_err());
-        assert!(TwitterHandle::parse("ada.l").is_err());
-        assert_eq!(
-            InstagramHandle::parse("ada.l_1")
-                .as_ref()
-                .map(InstagramHandle::as_str),
-            Ok("ada.l_1")
-        );
-        assert!(InstagramHandle::parse("ada-l").is_err());
-    }
 
     #[test]
     fn ids_sort_by_creation() {
