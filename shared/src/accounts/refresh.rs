@@ -8,7 +8,6 @@ use serde_json::{Map, Value};
 use super::provider::Provider;
 use super::service::AccountService;
 use super::store::{AccountItem, REAUTH_REQUIRED};
-use crate::clock::epoch_seconds;
 use crate::error::Error;
 use crate::platforms::oauth::RefreshFailure;
 
@@ -76,7 +75,8 @@ impl AccountService {
             let expiring = item.expires_at.as_deref().is_some_and(|at| {
                 time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
                     .map(|at| {
-                        at.unix_timestamp().saturating_sub(epoch_seconds())
+                        at.unix_timestamp()
+                            .saturating_sub(self.clock.epoch_seconds())
                             < provider.refresh_margin_seconds()
                     })
                     .unwrap_or(true)
@@ -92,7 +92,7 @@ impl AccountService {
                 return Err(TokenFailure::Refresh(RefreshFailure::ReauthRequired));
             }
             let lease_id = uuid::Uuid::new_v4().to_string();
-            let now = epoch_seconds();
+            let now = self.clock.epoch_seconds();
             if let Some(leased) = self
                 .store
                 .take_refresh_lease(&item, now.saturating_add(LEASE_SECONDS), &lease_id, now)
@@ -156,7 +156,8 @@ impl AccountService {
         match self.tokens.refresh(provider, &configuration).await {
             Ok(tokens) => {
                 let expires_at = tokens.expires_in.and_then(|seconds| {
-                    time::OffsetDateTime::now_utc()
+                    self.clock
+                        .now()
                         .checked_add(time::Duration::seconds(seconds))
                         .and_then(|at| {
                             at.format(&time::format_description::well_known::Rfc3339)

@@ -48,6 +48,8 @@ pub struct AccountService {
     pub(super) senders: SenderVerification,
     pub(super) tokens: TokenEndpoints,
     pub(super) connect: super::connect::settings::ConnectSettings,
+    /// What the service's timestamps, leases, sessions and claims read (tests move it).
+    pub(super) clock: crate::clock::Clock,
 }
 
 impl AccountService {
@@ -66,7 +68,14 @@ impl AccountService {
             senders,
             tokens,
             connect,
+            clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// The same service telling time by `clock`.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The service every function that touches accounts uses, from the functions' settings
@@ -204,7 +213,7 @@ impl AccountService {
                 split.secrets,
             )
             .await?;
-        let now = crate::now_rfc3339();
+        let now = self.clock.now_rfc3339();
         let (created_at, updated_at) = match timestamps {
             Some((created, updated)) => (Some(created), updated),
             None => (None, now.clone()),

@@ -10,7 +10,6 @@ use crate::accounts::model::{AccountId, UpsertAccountRequest};
 use crate::accounts::provider::Provider;
 use crate::accounts::service::{AccountService, SaveOptions, parse_configuration};
 use crate::accounts::store::ConnectSessionItem;
-use crate::clock::epoch_seconds;
 use crate::error::Error;
 use crate::ids::UserId;
 
@@ -103,7 +102,7 @@ impl AccountService {
         };
         if !self
             .store
-            .take_connect_session(session_id, &sha256_hex(secret), epoch_seconds())
+            .take_connect_session(session_id, &sha256_hex(secret), self.clock.epoch_seconds())
             .await?
         {
             return Ok(CallbackOutcome::InvalidState);
@@ -223,7 +222,7 @@ impl AccountService {
                 configuration.remove("refresh_token");
             }
         }
-        let now = epoch_seconds();
+        let now = self.clock.epoch_seconds();
         let expires_at = tokens
             .expires_in
             .and_then(|seconds| now.checked_add(seconds))

@@ -47,7 +47,7 @@ impl AccountService {
             .get(user, account_id)
             .await?
             .ok_or(Error::NotFound)?;
-        let checked_at = crate::now_rfc3339();
+        let checked_at = self.clock.now_rfc3339();
         let Some(provider) = Provider::of(&item) else {
             return self.test_sender(item, checked_at).await;
         };

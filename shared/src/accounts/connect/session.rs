@@ -10,7 +10,6 @@ use crate::accounts::model::AccountId;
 use crate::accounts::provider::Provider;
 use crate::accounts::service::AccountService;
 use crate::accounts::store::{ConnectSessionItem, ConnectSessionStatus};
-use crate::clock::epoch_seconds;
 use crate::error::Error;
 use crate::ids::UserId;
 
@@ -123,7 +122,7 @@ impl AccountService {
                 verifier.as_bytes(),
             )
             .await?;
-        let expires_at_epoch = epoch_seconds().saturating_add(SESSION_SECONDS);
+        let expires_at_epoch = self.clock.epoch_seconds().saturating_add(SESSION_SECONDS);
         let expires_at = rfc3339(expires_at_epoch)?;
         let session = ConnectSessionItem {
             user_id: partition.clone(),
@@ -168,7 +167,7 @@ impl AccountService {
             Some(session) if session.owner_user_id == user.as_str() => session,
             _ => return Err(Error::NotFound),
         };
-        let expired = session.expires_at_epoch <= epoch_seconds();
+        let expired = session.expires_at_epoch <= self.clock.epoch_seconds();
         let status = match session.status {
             ConnectSessionStatus::Connected => "connected",
             ConnectSessionStatus::Failed => "failed",

@@ -58,7 +58,7 @@ impl AccountService {
         let reported = identity.fields.get(FROM_ADDRESS).and_then(Value::as_str);
         let matches = reported.is_some_and(|address| address.eq_ignore_ascii_case(from));
         let reason = (!matches).then_some(MAILBOX_ADDRESS_MISMATCH);
-        let checked_at = crate::now_rfc3339();
+        let checked_at = self.clock.now_rfc3339();
         if self
             .store
             .record_check(&item, matches, reason, &checked_at)

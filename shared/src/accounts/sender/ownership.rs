@@ -9,7 +9,6 @@ use super::super::store::{AccountItem, SenderClaim, SenderWrite, UNVERIFIED_CLAI
 use super::{
     SenderStatus, daily_send_limit, is_freemail, is_pending_sender, mark_pending, sender_of,
 };
-use crate::clock::epoch_seconds;
 use crate::error::Error;
 use crate::ids::UserId;
 use crate::platforms::Provider;
@@ -97,7 +96,7 @@ impl AccountService {
             });
         }
         let account_id = draft.account_id.as_str();
-        let now = epoch_seconds();
+        let now = self.clock.epoch_seconds();
         let current = self.store.sender_owner(address.as_str()).await?;
         let link_expired =
             |claim: &SenderClaim| now.saturating_sub(claim.started_at) > UNVERIFIED_CLAIM_SECONDS;
