@@ -123,64 +123,51 @@ impl std::fmt::Display for TargetId {
     }
 }
 
-/// A run id: a UUID v7 made by the service. A path that is not a UUID names no run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RunId(Uuid);
+/// An id the service makes: a UUID v7 (later than every id made before it by this process),
+/// stored and sent as its hyphenated text; a path that is not a UUID names nothing (404).
+macro_rules! service_made_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
 
-impl RunId {
-    /// A new id, later than every id made before it by this process.
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
+        impl $name {
+            /// A new id, later than every id made before it by this process.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
 
-    /// Parses an id from a path or an idempotency record.
-    pub fn parse(value: &str) -> Option<Self> {
-        Uuid::try_parse(value).ok().map(Self)
-    }
+            /// Parses an id from a path, a stored item or a queued message.
+            pub fn parse(value: &str) -> Option<Self> {
+                Uuid::try_parse(value).ok().map(Self)
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
 
-impl Default for RunId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A webhook endpoint's id: a UUID v7 made by the service. A path that is not a UUID names no
-/// endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct WebhookId(Uuid);
-
-impl WebhookId {
-    /// A new id.
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// Parses an id from a path or a stored item.
-    pub fn parse(value: &str) -> Option<Self> {
-        Uuid::try_parse(value).ok().map(Self)
-    }
-}
-
-impl Default for WebhookId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for WebhookId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+service_made_id!(
+    /// A run id.
+    RunId
+);
+service_made_id!(
+    /// A webhook endpoint's id.
+    WebhookId
+);
 
 #[cfg(test)]
 mod tests {

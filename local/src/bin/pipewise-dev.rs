@@ -24,6 +24,8 @@ const DEFAULT_STACK: &str = "pipewise-dev";
 /// The pollers' long-poll wait: under the SDK's attempt timeout (5 s), or every empty poll ended
 /// as a timeout error (logged, then a 2 s pause) instead of an empty answer.
 const POLL_WAIT_SECONDS: i32 = 4;
+/// How often the schedules run under `make dev`.
+const RUN_SCHEDULES_EVERY: Duration = Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -114,6 +116,23 @@ fn queue_of(stack: &LocalStack, logical_id: &str) -> Result<String, String> {
         .ok_or_else(|| format!("template.yaml has no {logical_id}"))
 }
 
+/// What an EventBridge schedule does for one job: runs it every `period`, logging a failure.
+fn spawn_every<Job, Run, Failure>(period: Duration, what: &'static str, job: Job)
+where
+    Job: Fn() -> Run + Send + 'static,
+    Run: Future<Output = Result<(), Failure>> + Send,
+    Failure: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            if let Err(error) = job().await {
+                eprintln!("pipewise-dev: {what} failed: {error}");
+            }
+        }
+    });
+}
+
 /// What Lambda's event source mapping does for one queue: receive, run the handler, delete
 /// what it finished; a failed poll is logged and retried after a pause.
 fn spawn_poller<H: MessageHandler + Send + Sync + 'static>(
@@ -166,26 +185,26 @@ async fn serve(
         .ok_or("template.yaml gives no COMMUNICATIONS_QUEUE_URL")?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     // The same handlers Lambda runs, fed by pollers instead of event source mappings, and the
-    // worker's release schedule as a timer (every 30 s here, every minute in AWS).
+    // schedules as timers: the worker's release tick (every minute in AWS) and the mailbox poll
+    // (every 5 minutes in AWS), both every 30 s here so a due send or a reply shows soon.
     let release = worker.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            if let Err(error) = release.tick().await {
-                eprintln!("pipewise-dev: releasing scheduled communications failed: {error}");
-            }
-        }
-    });
-    // The mailbox schedule (every 5 minutes in AWS): every 30 s here, so a reply shows soon.
+    spawn_every(
+        RUN_SCHEDULES_EVERY,
+        "releasing scheduled communications",
+        move || {
+            let release = release.clone();
+            async move { release.tick().await.map(drop) }
+        },
+    );
     let replies = worker.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            if let Err(error) = replies.poll_replies().await {
-                eprintln!("pipewise-dev: reading mailboxes for replies failed: {error}");
-            }
-        }
-    });
+    spawn_every(
+        RUN_SCHEDULES_EVERY,
+        "reading mailboxes for replies",
+        move || {
+            let replies = replies.clone();
+            async move { replies.poll_replies().await.map(drop) }
+        },
+    );
     let feedback = communications_worker::feedback_from_config(&source, &sdk)?;
     spawn_poller(
         sqs.clone(),
