@@ -378,3 +378,95 @@ async fn a_daily_cap_counts_the_days_of_the_schedules_zone() {
         "the zone's next midnight, not UTC's: {until}"
     );
 }
+
+#[tokio::test]
+async fn the_largest_run_reads_back_whole_well_inside_lambdas_response_limit() {
+    use pipewise::communications::model::{
+        Accepted, CommunicationStatus, MessageTemplate, SkippedSummary,
+    };
+    use pipewise::communications::sequence::FollowUp;
+    use pipewise::communications::store::{CommunicationItem, RunItem, RunStore};
+    use pipewise::communications::template::RecipientSnapshot;
+    use pipewise::ids::{RunId, UserId};
+
+    let app = TestApp::spawn().await;
+    let user = UserId::from_verified_sub("alice".into());
+    let run_id = RunId::new();
+    // The contract's largest run: 1,000 pairs, 5 steps, every follow-up waiting.
+    let message = MessageTemplate {
+        subject: Some("Hello {{name}}".into()),
+        body: "Hi {{first_name}}, a few words about what we do.".into(),
+    };
+    let mut run = RunItem::new(&user, &run_id, 5_000, SkippedSummary::default(), message.clone());
+    run.follow_ups = (0..4)
+        .map(|_| FollowUp {
+            message: message.clone(),
+            wait_seconds: 3 * 86_400,
+        })
+        .collect();
+    let store = RunStore::new(app.dynamodb(), app.resource("RunsTable"));
+    assert!(store.create_run(&run).await.expect("the run"));
+    let later = pipewise::clock::epoch_seconds() + 3 * 86_400;
+    let mut items = Vec::with_capacity(5_000);
+    for index in 0..1_000u32 {
+        let first = CommunicationItem {
+            user_id: user.clone(),
+            sk: CommunicationItem::sort_key(&run_id, index),
+            run_id,
+            index,
+            step: 1,
+            references: Vec::new(),
+            target_id: uuid::Uuid::new_v4().to_string(),
+            channel: pipewise::channel::Channel::Email,
+            account_id: "mail".into(),
+            recipient: RecipientSnapshot {
+                name: format!("Person Number {index}"),
+                email: Some(format!("person.number.{index}@client.example")),
+                twitter_username: None,
+                instagram_username: None,
+                timezone: Some("Europe/Paris".into()),
+                custom_fields: [("company".to_owned(), "Example Industries".to_owned())].into(),
+            },
+            status: CommunicationStatus::Sent,
+            reason: None,
+            attempts: 1,
+            sending_since: None,
+            scheduled_for: None,
+            scheduled_day: None,
+            in_flight_day: None,
+            provider_message_id: Some(format!("0100018c-{index:08}")),
+            thread_id: None,
+            internet_message_id: None,
+            replied_at: None,
+            feedback: Vec::new(),
+            updated_at: pipewise::clock::now_rfc3339(),
+        };
+        let mut step = first.clone();
+        items.push(first);
+        for _ in 2..=5 {
+            step = step.follow_up(&Accepted::default(), later);
+            items.push(step.clone());
+        }
+    }
+    store
+        .put_new_communications(&items)
+        .await
+        .expect("the communications");
+
+    let view = app
+        .get(&format!("/api/user/orchestrator/runs/{run_id}"), "alice")
+        .await;
+    view.assert_status(200);
+    assert_eq!(
+        view.body["communications"].as_array().expect("communications").len(),
+        5_000
+    );
+    let steps = view.body["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 5);
+    assert_eq!(steps[0]["by_status"]["sent"], 1_000);
+    assert_eq!(steps[4]["by_status"]["scheduled"], 1_000);
+    // Lambda answers at most 6 MB; the largest run's whole view stays under a third of it,
+    // so no paging of communications is needed (docs/architecture.md).
+    let bytes = view.text.len();
+    assert!(bytes < 2 * 1024 * 1024, "{bytes} bytes");
+}
