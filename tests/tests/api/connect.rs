@@ -1,5 +1,5 @@
 //! Connecting accounts by signing in at the provider (hosted OAuth), against the platform
-//! stand-in (tests/src/fake_oauth.rs), which plays each provider's consent page, token endpoint
+//! stand-in (tests/src/fake_oauth/), which plays each provider's consent page, token endpoint
 //! and identity endpoint as their documentation describes: single-use codes that expire, exact
 //! `redirect_uri`, S256 PKCE, the client check, each provider's own error answers.
 //!

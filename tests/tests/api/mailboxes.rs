@@ -1,6 +1,6 @@
 //! Email from the user's own mailbox (Gmail, Microsoft 365) and the replies read back from it,
 //! through the real worker and reply poller, against the platform stand-in
-//! (tests/src/fake_mailbox.rs), which plays Gmail's and Graph's send, history, delta and message
+//! (tests/src/fake_mailbox/), which plays Gmail's and Graph's send, history, delta and message
 //! endpoints as they document them.
 
 use aws_sdk_dynamodb::types::AttributeValue;

@@ -397,7 +397,13 @@ async fn the_largest_run_reads_back_whole_well_inside_lambdas_response_limit() {
         subject: Some("Hello {{name}}".into()),
         body: "Hi {{first_name}}, a few words about what we do.".into(),
     };
-    let mut run = RunItem::new(&user, &run_id, 5_000, SkippedSummary::default(), message.clone());
+    let mut run = RunItem::new(
+        &user,
+        &run_id,
+        5_000,
+        SkippedSummary::default(),
+        message.clone(),
+    );
     run.follow_ups = (0..4)
         .map(|_| FollowUp {
             message: message.clone(),
@@ -458,7 +464,10 @@ async fn the_largest_run_reads_back_whole_well_inside_lambdas_response_limit() {
         .await;
     view.assert_status(200);
     assert_eq!(
-        view.body["communications"].as_array().expect("communications").len(),
+        view.body["communications"]
+            .as_array()
+            .expect("communications")
+            .len(),
         5_000
     );
     let steps = view.body["steps"].as_array().expect("steps");
