@@ -387,7 +387,7 @@ async fn the_largest_run_reads_back_whole_well_inside_lambdas_response_limit() {
     use pipewise::communications::sequence::FollowUp;
     use pipewise::communications::store::{CommunicationItem, RunItem, RunStore};
     use pipewise::communications::template::RecipientSnapshot;
-    use pipewise::ids::{RunId, UserId};
+    use pipewise::ids::{AccountId, RunId, UserId};
 
     let app = TestApp::spawn().await;
     let user = UserId::from_verified_sub("alice".into());
@@ -424,7 +424,7 @@ async fn the_largest_run_reads_back_whole_well_inside_lambdas_response_limit() {
             references: Vec::new(),
             target_id: uuid::Uuid::new_v4().to_string(),
             channel: pipewise::channel::Channel::Email,
-            account_id: "mail".into(),
+            account_id: AccountId::parse("mail").expect("an account id"),
             recipient: RecipientSnapshot {
                 name: format!("Person Number {index}"),
                 email: Some(format!("person.number.{index}@client.example")),

@@ -223,9 +223,7 @@ impl Delivery {
     }
 
     async fn account(&self, item: &CommunicationItem) -> Result<AccountItem, Outcome> {
-        let id = crate::accounts::AccountId::parse(item.account_id.as_str())
-            .map_err(|_| Outcome::Failed(FailureReason::AccountNotFound.into()))?;
-        match self.accounts.store().get(&item.user_id, &id).await {
+        match self.accounts.store().get(&item.user_id, &item.account_id).await {
             Ok(Some(account)) if account.connected => Ok(account),
             Ok(Some(_)) => Err(Outcome::Failed(FailureReason::AccountNotConnected.into())),
             Ok(None) => Err(Outcome::Failed(FailureReason::AccountNotFound.into())),

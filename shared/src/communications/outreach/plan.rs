@@ -27,7 +27,7 @@ pub struct PlannedCommunication {
     /// The channel it travels on.
     pub channel: Channel,
     /// The account that sends it.
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
 }
 
 /// What a run will hold, and what it leaves out.
@@ -95,7 +95,7 @@ pub fn plan(
     suppressed: &std::collections::HashMap<String, crate::communications::suppression::Suppression>,
     channels: Option<Vec<Channel>>,
 ) -> Result<Plan, Error> {
-    let mut senders: BTreeMap<Channel, String> = BTreeMap::new();
+    let mut senders: BTreeMap<Channel, crate::ids::AccountId> = BTreeMap::new();
     for account in accounts {
         if account.connected
             && let Some(channel) = channel_of(account)
@@ -104,10 +104,10 @@ pub fn plan(
                 .entry(channel)
                 .and_modify(|current| {
                     if account.account_id.as_str() < current.as_str() {
-                        *current = account.account_id.to_string();
+                        *current = account.account_id.clone();
                     }
                 })
-                .or_insert_with(|| account.account_id.to_string());
+                .or_insert_with(|| account.account_id.clone());
         }
     }
     let explicit = channels.is_some();
@@ -241,7 +241,7 @@ mod tests {
     fn pairs(plan: &Plan) -> Vec<(String, Channel, String)> {
         plan.communications
             .iter()
-            .map(|c| (c.target.id.clone(), c.channel, c.account_id.clone()))
+            .map(|c| (c.target.id.clone(), c.channel, c.account_id.to_string()))
             .collect()
     }
 

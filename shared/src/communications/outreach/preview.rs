@@ -120,7 +120,7 @@ impl Outreach {
                     target_id: planned.target.id.clone(),
                     channel: planned.channel,
                     step: u32::try_from(step + 1).unwrap_or(u32::MAX),
-                    account_id: planned.account_id.clone(),
+                    account_id: planned.account_id.to_string(),
                     to: planned
                         .channel
                         .address(&planned.target)

@@ -225,7 +225,7 @@ impl ReplyPoller {
         }
         let Some(item) = self
             .runs
-            .communication_replied_to(&account.user_id, account.account_id.as_str(), &keys)
+            .communication_replied_to(&account.user_id, &account.account_id, &keys)
             .await?
         else {
             return Ok(());

@@ -192,7 +192,7 @@ pub struct CommunicationItem {
     /// The channel it travels on.
     pub channel: Channel,
     /// The account that sends it.
-    pub account_id: String,
+    pub account_id: crate::ids::AccountId,
     /// The target's fields when the run was made.
     pub recipient: RecipientSnapshot,
     /// Where it stands; a final state never changes again.

@@ -61,7 +61,7 @@ impl ReplyKey {
         }
     }
 
-    fn partition(&self, user: &UserId, account_id: &str) -> String {
+    fn partition(&self, user: &UserId, account_id: &crate::ids::AccountId) -> String {
         format!("{REPLY_POINTER}{user}#{account_id}#{}", self.stored())
     }
 }
@@ -101,7 +101,7 @@ impl RunStore {
     pub async fn communication_replied_to(
         &self,
         user: &UserId,
-        account_id: &str,
+        account_id: &crate::ids::AccountId,
         keys: &[ReplyKey],
     ) -> Result<Option<CommunicationItem>, Error> {
         for key in keys {
