@@ -223,7 +223,12 @@ impl Delivery {
     }
 
     async fn account(&self, item: &CommunicationItem) -> Result<AccountItem, Outcome> {
-        match self.accounts.store().get(&item.user_id, &item.account_id).await {
+        match self
+            .accounts
+            .store()
+            .get(&item.user_id, &item.account_id)
+            .await
+        {
             Ok(Some(account)) if account.connected => Ok(account),
             Ok(Some(_)) => Err(Outcome::Failed(FailureReason::AccountNotConnected.into())),
             Ok(None) => Err(Outcome::Failed(FailureReason::AccountNotFound.into())),
