@@ -604,3 +604,88 @@ async fn a_daily_cap_must_be_a_sane_number() {
         );
     }
 }
+
+async fn subscribe(app: &TestApp, url: &str) {
+    app.post(
+        "/api/user/webhooks",
+        "alice",
+        &json!({"url": url, "events": ["communication.unsubscribed",
+            "communication.complained", "communication.bounced"]}),
+    )
+    .await
+    .assert_status(201);
+}
+
+/// The user's webhook hears of a recipient's unsubscribe, complaint and bounce, once each,
+/// however often SNS delivers the event.
+#[tokio::test]
+async fn recipients_answers_reach_the_users_webhook_once_each() {
+    use pipewise_tests::webhook_receiver::WebhookReceiver;
+    let receiver = WebhookReceiver::start().await;
+
+    // Ada unsubscribes through the link, then reports the email as spam (twice, as SNS may).
+    let first = one_email_sent().await;
+    subscribe(&first.app, &receiver.url).await;
+    let raw = first.app.sent_raw_emails(&first.sender).await;
+    first.app.unsubscribe_from(&RawEmail::parse(&raw[0])).await;
+    let id = first.app.sent_message_ids(&first.sender).await[0].clone();
+    let complaint = ses_event(
+        "Complaint",
+        &id,
+        &first.ada,
+        json!({"complainedRecipients": [{"emailAddress": first.ada}],
+               "timestamp": "2026-11-26T05:00:00.000Z", "feedbackId": "0100complaint-000001",
+               "complaintFeedbackType": "abuse"}),
+    );
+    first.app.publish_ses_event(&complaint).await;
+    first.app.publish_ses_event(&complaint).await;
+    first.app.drain_feedback().await;
+    first.app.drain_webhooks().await;
+
+    // Another sender's mail to Ada bounces for good (twice).
+    let second = one_email_sent().await;
+    subscribe(&second.app, &receiver.url).await;
+    let id = second.app.sent_message_ids(&second.sender).await[0].clone();
+    let hard = ses_event(
+        "Bounce",
+        &id,
+        &second.ada,
+        bounce("Permanent", "General", &second.ada),
+    );
+    second.app.publish_ses_event(&hard).await;
+    second.app.publish_ses_event(&hard).await;
+    second.app.drain_feedback().await;
+    second.app.drain_webhooks().await;
+
+    let mut types: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|delivery| delivery.event_type())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "communication.bounced",
+            "communication.complained",
+            "communication.unsubscribed"
+        ]
+    );
+    for delivery in receiver.received() {
+        let data = &delivery.json()["data"];
+        match delivery.event_type().as_str() {
+            // An unsubscribe is the person's, not one email's: it names the target.
+            "communication.unsubscribed" => {
+                assert!(data["target_id"].is_string(), "{data}");
+                assert_eq!(data["status"], "unsubscribed");
+            }
+            "communication.complained" => {
+                assert_eq!(data["run_id"], first.run_id.as_str(), "{data}");
+            }
+            _ => assert_eq!(data["run_id"], second.run_id.as_str(), "{data}"),
+        }
+        assert_eq!(data["channel"], "email");
+        let body = String::from_utf8_lossy(&delivery.body).to_string();
+        assert!(!body.contains("ada@"), "no address in an event: {body}");
+    }
+}
