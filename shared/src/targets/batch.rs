@@ -48,7 +48,7 @@ pub async fn create_targets(
                 Ok(target) => BatchItemResult {
                     index,
                     status: BatchItemStatus::Created,
-                    id: Some(target.id),
+                    id: Some(target.id.to_string()),
                     existing_id: None,
                     errors: Vec::new(),
                 },

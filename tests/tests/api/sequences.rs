@@ -158,7 +158,11 @@ async fn a_reply_or_an_unsubscribe_cancels_the_follow_up_already_scheduled() {
     let alice = pipewise::ids::UserId::from_verified_sub("alice".into());
     assert!(
         targets
-            .record_reply(&alice, &ada, &pipewise::now_rfc3339())
+            .record_reply(
+                &alice,
+                &pipewise::ids::TargetId::parse(&ada).expect("a target id"),
+                &pipewise::now_rfc3339()
+            )
             .await
             .unwrap()
     );
@@ -422,7 +426,7 @@ async fn the_largest_run_reads_back_whole_well_inside_lambdas_response_limit() {
             index,
             step: 1,
             references: Vec::new(),
-            target_id: uuid::Uuid::new_v4().to_string(),
+            target_id: pipewise::ids::TargetId::new(),
             channel: pipewise::channel::Channel::Email,
             account_id: AccountId::parse("mail").expect("an account id"),
             recipient: RecipientSnapshot {

@@ -71,7 +71,7 @@ impl Delivery {
             .unsubscribe
             .token(&crate::communications::unsubscribe::Unsubscription {
                 user_id: item.user_id.clone(),
-                target_id: item.target_id.clone(),
+                target_id: item.target_id.to_string(),
                 address: to.to_lowercase(),
             })
             .await

@@ -204,7 +204,7 @@ impl Outreach {
                     index,
                     step: 1,
                     references: Vec::new(),
-                    target_id: target.id.clone(),
+                    target_id: target.id,
                     channel: *channel,
                     account_id: account_id.clone(),
                     recipient: RecipientSnapshot::from(target),

@@ -119,7 +119,7 @@ pub fn plan(
     for target in targets {
         for &channel in &channels {
             let skip = |reason: &str| Skipped {
-                target_id: target.id.clone(),
+                target_id: target.id.to_string(),
                 channel,
                 reason: reason.to_owned(),
             };
@@ -193,9 +193,26 @@ mod tests {
     use crate::communications::suppression::Suppression;
     use crate::ids::UserId;
 
+    /// A target id that reads as its test name: `t1` is `00000000-0000-7000-8000-000000000001`.
+    fn id_of(name: &str) -> crate::ids::TargetId {
+        let number: u64 = name.trim_start_matches('t').parse().expect("tN");
+        crate::ids::TargetId::parse(&format!("00000000-0000-7000-8000-{number:012}"))
+            .expect("a target id")
+    }
+
+    fn name_of(id: &str) -> String {
+        format!(
+            "t{}",
+            id.rsplit('-')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        )
+    }
+
     fn target(id: &str, email: Option<&str>, twitter: Option<&str>) -> TargetView {
         TargetView {
-            id: id.into(),
+            id: id_of(id),
             name: id.into(),
             email: email.map(str::to_owned),
             twitter_username: twitter.map(str::to_owned),
@@ -241,7 +258,13 @@ mod tests {
     fn pairs(plan: &Plan) -> Vec<(String, Channel, String)> {
         plan.communications
             .iter()
-            .map(|c| (c.target.id.clone(), c.channel, c.account_id.to_string()))
+            .map(|c| {
+                (
+                    name_of(&c.target.id.to_string()),
+                    c.channel,
+                    c.account_id.to_string(),
+                )
+            })
             .collect()
     }
 
@@ -261,17 +284,17 @@ mod tests {
             pairs(&plan),
             [("t1".into(), Channel::Email, "mail-a".into())]
         );
-        let reasons: Vec<(&str, &str)> = plan
+        let reasons: Vec<(String, &str)> = plan
             .skipped
             .iter()
-            .map(|s| (s.target_id.as_str(), s.reason.as_str()))
+            .map(|s| (name_of(&s.target_id), s.reason.as_str()))
             .collect();
         // The disconnected X account sends nothing; Instagram is not asked for by default.
         assert_eq!(
             reasons,
             [
-                ("t1", "no_connected_account"),
-                ("t2", "no_connected_account")
+                ("t1".to_owned(), "no_connected_account"),
+                ("t2".to_owned(), "no_connected_account")
             ]
         );
     }

@@ -93,10 +93,10 @@ impl Outreach {
         check_template_values(&sequence, &plan)?;
         let now = self.clock.epoch_seconds();
         let messages_by_step = sequence.messages();
-        let mut targets: Vec<&str> = Vec::new();
+        let mut targets: Vec<crate::ids::TargetId> = Vec::new();
         let mut messages = Vec::new();
         for planned in &plan.communications {
-            let id = planned.target.id.as_str();
+            let id = planned.target.id;
             let position = targets
                 .iter()
                 .position(|target| *target == id)
@@ -117,7 +117,7 @@ impl Outreach {
                     ))
                 });
                 messages.push(PreviewMessage {
-                    target_id: planned.target.id.clone(),
+                    target_id: planned.target.id.to_string(),
                     channel: planned.channel,
                     step: u32::try_from(step + 1).unwrap_or(u32::MAX),
                     account_id: planned.account_id.to_string(),

@@ -23,7 +23,7 @@ const MAX_TARGETS_NAMED: usize = 100;
 /// stored: a message never goes out with a hole in it.
 pub(super) fn check_template_values(sequence: &Sequence, plan: &Plan) -> Result<(), Error> {
     let messages = sequence.messages();
-    let mut lacking: Vec<&str> = Vec::new();
+    let mut lacking: Vec<crate::ids::TargetId> = Vec::new();
     for planned in &plan.communications {
         let recipient = RecipientSnapshot::from(&planned.target);
         let lacks = messages.iter().any(|message| {
@@ -31,8 +31,8 @@ pub(super) fn check_template_values(sequence: &Sequence, plan: &Plan) -> Result<
             template::lacks_value(&message.body, &recipient)
                 || (planned.channel == Channel::Email && template::lacks_value(subject, &recipient))
         });
-        if lacks && !lacking.contains(&planned.target.id.as_str()) {
-            lacking.push(&planned.target.id);
+        if lacks && !lacking.contains(&planned.target.id) {
+            lacking.push(planned.target.id);
         }
     }
     if lacking.is_empty() {
@@ -48,7 +48,12 @@ pub(super) fn check_template_values(sequence: &Sequence, plan: &Plan) -> Result<
         details: lacking
             .iter()
             .take(MAX_TARGETS_NAMED)
-            .map(|id| FieldError::new(*id, "has no value for a placeholder without a fallback"))
+            .map(|id| {
+                FieldError::new(
+                    id.to_string(),
+                    "has no value for a placeholder without a fallback",
+                )
+            })
             .collect(),
     })
 }

@@ -188,7 +188,7 @@ pub struct CommunicationItem {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<String>,
     /// The target.
-    pub target_id: String,
+    pub target_id: crate::ids::TargetId,
     /// The channel it travels on.
     pub channel: Channel,
     /// The account that sends it.
@@ -260,7 +260,7 @@ impl CommunicationItem {
             index,
             step: self.step.saturating_add(1),
             references,
-            target_id: self.target_id.clone(),
+            target_id: self.target_id,
             channel: self.channel,
             account_id: self.account_id.clone(),
             recipient: self.recipient.clone(),
@@ -306,7 +306,7 @@ impl CommunicationItem {
         CommunicationView {
             communication_id: self.communication_id(),
             step: self.step,
-            target_id: self.target_id.clone(),
+            target_id: self.target_id.to_string(),
             channel: self.channel,
             status: self.status,
             reason: self.reason.clone(),

@@ -80,10 +80,7 @@ impl FollowUpStops {
         item: &CommunicationItem,
         run: &RunItem,
     ) -> Result<Option<String>, Error> {
-        let target = match crate::targets::TargetId::parse(&item.target_id) {
-            Some(id) => self.targets.get(&item.user_id, id).await?,
-            None => None,
-        };
+        let target = self.targets.get(&item.user_id, item.target_id).await?;
         let Some(target) = target else {
             return Ok(Some(STOP_TARGET_DELETED.into()));
         };

@@ -245,7 +245,8 @@ impl UpdateTargetRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TargetView {
     /// Server-made UUID (v7: sorts by creation time).
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: crate::ids::TargetId,
     /// The person's name.
     pub name: String,
     /// Email, lower-case.

@@ -104,11 +104,11 @@ impl TargetStore {
         let items: Vec<(usize, TargetItem)> = chunk
             .iter()
             .map(|(index, draft)| {
-                let id = TargetId::new().to_string();
+                let id = TargetId::new();
                 let item = TargetItem {
                     user_id: user.clone(),
                     sk: format!("{ACTIVE_PREFIX}{id}"),
-                    target: view_of(&id, draft.clone(), now.clone(), now.clone()),
+                    target: view_of(id, draft.clone(), now.clone(), now.clone()),
                     version: 1,
                 };
                 (*index, item)
@@ -130,7 +130,7 @@ impl TargetStore {
         match transact_write(&self.dynamodb, actions).await {
             Ok(()) => {
                 for (index, item) in items {
-                    on_progress(index, Inserted::Created(item.target.id));
+                    on_progress(index, Inserted::Created(item.target.id.to_string()));
                 }
                 Ok(())
             }
@@ -138,7 +138,7 @@ impl TargetStore {
             Err(TransactionFailure::ConditionFailed(_)) => {
                 for (index, draft) in chunk {
                     let answer = match self.create(user, draft).await {
-                        Ok(target) => Inserted::Created(target.id),
+                        Ok(target) => Inserted::Created(target.id.to_string()),
                         Err(Error::Conflict { existing_id, .. }) => {
                             Inserted::Duplicate(existing_id)
                         }

@@ -65,9 +65,14 @@ impl TargetStore {
     }
 }
 
-fn view_of(id: &str, draft: TargetDraft, created_at: String, updated_at: String) -> TargetView {
+fn view_of(
+    id: crate::ids::TargetId,
+    draft: TargetDraft,
+    created_at: String,
+    updated_at: String,
+) -> TargetView {
     TargetView {
-        id: id.to_owned(),
+        id,
         name: draft.name,
         email: draft.email.map(|e| e.as_str().to_owned()),
         twitter_username: draft.twitter_username.map(|h| h.as_str().to_owned()),

@@ -141,7 +141,7 @@ impl TargetStore {
                     .unwrap_or_default()
                 {
                     let item: TargetItem = decode_item(item)?;
-                    found.insert(item.target.id.clone(), item.target);
+                    found.insert(item.target.id.to_string(), item.target);
                 }
                 request = output
                     .unprocessed_keys
@@ -156,7 +156,7 @@ impl TargetStore {
     }
 }
 
-fn encode_cursor(id: &str) -> String {
+fn encode_cursor(id: &TargetId) -> String {
     URL_SAFE_NO_PAD.encode(format!("{CURSOR_VERSION}{id}"))
 }
 
@@ -176,10 +176,7 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_forgeries_are_refused() {
         let id = TargetId::new();
-        assert_eq!(
-            decode_cursor(&encode_cursor(&id.to_string())).ok(),
-            Some(id)
-        );
+        assert_eq!(decode_cursor(&encode_cursor(&id)).ok(), Some(id));
         for forged in [
             "",
             "abc",

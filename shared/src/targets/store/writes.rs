@@ -64,8 +64,7 @@ impl TargetStore {
                 .await
                 .map(|_| true);
         }
-        let id = id.to_string();
-        let mut target = view_of(&id, draft, created_at, updated_at);
+        let mut target = view_of(id, draft, created_at, updated_at);
         target.active = false;
         let item = TargetItem {
             user_id: user.clone(),
@@ -92,11 +91,10 @@ impl TargetStore {
         created_at: String,
         updated_at: String,
     ) -> Result<TargetView, Error> {
-        let id = id.to_string();
         let item = TargetItem {
             user_id: user.clone(),
             sk: format!("{ACTIVE_PREFIX}{id}"),
-            target: view_of(&id, draft, created_at, updated_at),
+            target: view_of(id, draft, created_at, updated_at),
             version: 1,
         };
         let put = Put::builder()
@@ -142,13 +140,13 @@ impl TargetStore {
         current: TargetItem,
         draft: TargetDraft,
     ) -> Result<TargetView, Error> {
-        let id = current.target.id.clone();
+        let id = current.target.id;
         let updated = TargetItem {
             target: TargetView {
                 // What the person did is not the user's to edit.
                 last_replied_at: current.target.last_replied_at.clone(),
                 ..view_of(
-                    &id,
+                    id,
                     draft,
                     current.target.created_at.clone(),
                     crate::now_rfc3339(),
@@ -233,7 +231,12 @@ impl TargetStore {
     /// Records that the person answered (their reply arrived at `at`, RFC 3339): the newest
     /// reply wins, and the version moves so that an edit read before it is refused rather than
     /// dropping it. `false` when the target is gone (deleted meanwhile).
-    pub async fn record_reply(&self, user: &UserId, id: &str, at: &str) -> Result<bool, Error> {
+    pub async fn record_reply(
+        &self,
+        user: &UserId,
+        id: &TargetId,
+        at: &str,
+    ) -> Result<bool, Error> {
         let result = self
             .dynamodb
             .update_item()
@@ -254,13 +257,13 @@ impl TargetStore {
         &self,
         user: &UserId,
         email: &str,
-        target_id: &str,
+        target_id: &TargetId,
     ) -> Result<TransactWriteItem, Error> {
         let put = Put::builder()
             .table_name(&self.table)
             .item("user_id", s(user.as_str()))
             .item("sk", s(format!("{EMAIL_PREFIX}{email}")))
-            .item("target_id", s(target_id))
+            .item("target_id", s(target_id.to_string()))
             .condition_expression("attribute_not_exists(sk)")
             .build()
             .map_err(Error::internal)?;
@@ -271,13 +274,13 @@ impl TargetStore {
         &self,
         user: &UserId,
         email: &str,
-        target_id: &str,
+        target_id: &TargetId,
     ) -> Result<TransactWriteItem, Error> {
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(Self::key(user, &format!("{EMAIL_PREFIX}{email}"))))
             .condition_expression("target_id = :id")
-            .expression_attribute_values(":id", s(target_id))
+            .expression_attribute_values(":id", s(target_id.to_string()))
             .build()
             .map_err(Error::internal)?;
         Ok(TransactWriteItem::builder().delete(delete).build())
