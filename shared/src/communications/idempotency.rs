@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use super::model::InitiateResponse;
 use crate::aws::dependency_error;
-use crate::clock::epoch_seconds;
 use crate::error::Error;
 use crate::ids::{RunId, UserId};
 use crate::storage::{conditional, number as n, read_item, text as s, user_key};
@@ -113,6 +112,8 @@ pub fn body_hash(body: &serde_json::Value) -> String {
 pub struct IdempotencyStore {
     dynamodb: Client,
     table: String,
+    /// What the locks' times read (the outreach service's clock).
+    clock: crate::clock::Clock,
 }
 
 impl IdempotencyStore {
@@ -121,7 +122,14 @@ impl IdempotencyStore {
         Self {
             dynamodb,
             table: table.into(),
+            clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// The same store, telling time by `clock`.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn key(user: &UserId, key: &str) -> std::collections::HashMap<String, AttributeValue> {
@@ -136,7 +144,7 @@ impl IdempotencyStore {
     /// Claims `key` for a request with this body hash.
     pub async fn claim(&self, user: &UserId, key: &str, hash: &str) -> Result<Claim, Error> {
         for _ in 0..3 {
-            let now = epoch_seconds();
+            let now = self.clock.epoch_seconds();
             match self.read(user, key).await? {
                 Some(record) if record.expires_at > now => {
                     if record.body_hash != hash {
@@ -156,7 +164,7 @@ impl IdempotencyStore {
                             .map_err(Error::internal);
                     }
                     if record.locked_until > now {
-                        return Err(in_progress(record.locked_until));
+                        return Err(in_progress(record.locked_until, now));
                     }
                     if self.take_over(user, key, record.locked_until).await? {
                         return Ok(Claim::Proceed {
@@ -176,7 +184,10 @@ impl IdempotencyStore {
                 }
             }
         }
-        Err(in_progress(epoch_seconds() + LOCK_SECONDS))
+        Err(in_progress(
+            self.clock.epoch_seconds() + LOCK_SECONDS,
+            self.clock.epoch_seconds(),
+        ))
     }
 
     async fn create(
@@ -219,7 +230,7 @@ impl IdempotencyStore {
             .update_expression("SET locked_until = :lock")
             .condition_expression("locked_until = :seen AND #state = :in_progress")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":lock", n(epoch_seconds() + LOCK_SECONDS))
+            .expression_attribute_values(":lock", n(self.clock.epoch_seconds() + LOCK_SECONDS))
             .expression_attribute_values(":seen", n(seen_lock))
             .expression_attribute_values(":in_progress", s(KeyState::InProgress.as_str()))
             .send()
@@ -288,12 +299,11 @@ impl IdempotencyStore {
 
 /// 409 with `Retry-After`: the seconds until the holder's lock lapses (a holder that failed
 /// without releasing it, e.g. with DynamoDB down, is taken over then).
-fn in_progress(locked_until: i64) -> Error {
+fn in_progress(locked_until: i64, now: i64) -> Error {
     Error::Busy {
         code: "idempotency_key_in_progress",
         message: "A request with this Idempotency-Key is still being processed; retry shortly."
             .into(),
-        retry_after: u32::try_from((locked_until - epoch_seconds()).clamp(1, LOCK_SECONDS))
-            .unwrap_or(1),
+        retry_after: u32::try_from((locked_until - now).clamp(1, LOCK_SECONDS)).unwrap_or(1),
     }
 }

@@ -67,6 +67,8 @@ impl Outreach {
     /// The same service telling time by `clock` (tests move it), its run store too.
     pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
         self.runs = self.runs.with_clock(clock.clone());
+        self.idempotency = self.idempotency.with_clock(clock.clone());
+        self.targets = self.targets.with_clock(clock.clone());
         self.clock = clock;
         self
     }

@@ -100,7 +100,7 @@ impl TargetStore {
         chunk: Vec<(usize, TargetDraft)>,
         on_progress: &mut (dyn FnMut(usize, Inserted) + Send),
     ) -> Result<(), Error> {
-        let now = crate::now_rfc3339();
+        let now = self.clock.now_rfc3339();
         let items: Vec<(usize, TargetItem)> = chunk
             .iter()
             .map(|(index, draft)| {

@@ -49,6 +49,8 @@ pub struct TargetItem {
 pub struct TargetStore {
     dynamodb: Client,
     table: String,
+    /// What the targets' timestamps read.
+    clock: crate::clock::Clock,
 }
 
 impl TargetStore {
@@ -57,7 +59,14 @@ impl TargetStore {
         Self {
             dynamodb,
             table: table.into(),
+            clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// The same store, telling time by `clock`.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn key(user: &UserId, sk: &str) -> HashMap<String, AttributeValue> {

@@ -34,7 +34,7 @@ impl TargetStore {
     /// (`duplicate_email`, with the holder's id) when an active target has the email; 422
     /// (`target_limit_reached`) at the per-user limit.
     pub async fn create(&self, user: &UserId, draft: TargetDraft) -> Result<TargetView, Error> {
-        let now = crate::now_rfc3339();
+        let now = self.clock.now_rfc3339();
         self.insert_active(user, TargetId::new(), draft, now.clone(), now)
             .await
     }
@@ -149,7 +149,7 @@ impl TargetStore {
                     id,
                     draft,
                     current.target.created_at.clone(),
-                    crate::now_rfc3339(),
+                    self.clock.now_rfc3339(),
                 )
             },
             version: current.version + 1,
@@ -194,7 +194,7 @@ impl TargetStore {
     /// released and the counter decremented, all in one transaction. 404 when not active.
     pub async fn delete(&self, user: &UserId, id: TargetId) -> Result<(), Error> {
         let current = self.get(user, id).await?.ok_or(Error::NotFound)?;
-        let now = crate::now_rfc3339();
+        let now = self.clock.now_rfc3339();
         let mut deleted = current.clone();
         deleted.sk = format!("{DELETED_PREFIX}{id}");
         deleted.target.active = false;
