@@ -91,18 +91,7 @@ impl TestApp {
         &self,
         worker: &pipewise::communications::CommunicationsWorker,
     ) -> usize {
-        let sqs = self.sqs();
-        let url = self.queue_url("CommunicationsQueue");
-        let mut received = 0;
-        loop {
-            let report = poll_once(&sqs, &url, &RecordingHandler(worker), 0)
-                .await
-                .expect("poll the queue");
-            received += report.received;
-            if report.received == 0 {
-                return received;
-            }
-        }
+        self.drain("CommunicationsQueue", worker).await
     }
 
     /// Receives up to ten messages without handling or deleting them.
@@ -125,18 +114,7 @@ impl TestApp {
         &self,
         deliverer: &pipewise::webhooks::WebhookDeliverer,
     ) -> usize {
-        let sqs = self.sqs();
-        let url = self.queue_url("WebhookQueue");
-        let mut received = 0;
-        loop {
-            let report = poll_once(&sqs, &url, &RecordingHandler(deliverer), 0)
-                .await
-                .expect("poll the webhook queue");
-            received += report.received;
-            if report.received == 0 {
-                return received;
-            }
-        }
+        self.drain("WebhookQueue", deliverer).await
     }
 
     /// [`TestApp::drain_webhooks_with`] a deliverer on the system clock.
@@ -160,14 +138,24 @@ impl TestApp {
     /// Runs the feedback handler on the feedback queue until it is empty; returns how many
     /// messages were received.
     pub async fn drain_feedback(&self) -> usize {
+        self.drain("EmailFeedbackQueue", &self.feedback()).await
+    }
+
+    /// Runs `handler` on the template's queue `logical_id` as Lambda's event source mapping
+    /// would, until the queue is empty (every body recorded for the plaintext audit); returns
+    /// how many messages were received in all.
+    async fn drain<H: communications_worker::MessageHandler>(
+        &self,
+        logical_id: &str,
+        handler: &H,
+    ) -> usize {
         let sqs = self.sqs();
-        let url = self.queue_url("EmailFeedbackQueue");
-        let feedback = self.feedback();
+        let url = self.queue_url(logical_id);
         let mut received = 0;
         loop {
-            let report = poll_once(&sqs, &url, &RecordingHandler(&feedback), 0)
+            let report = poll_once(&sqs, &url, &RecordingHandler(handler), 0)
                 .await
-                .expect("poll the feedback queue");
+                .unwrap_or_else(|error| panic!("poll {logical_id}: {error}"));
             received += report.received;
             if report.received == 0 {
                 return received;
