@@ -185,7 +185,7 @@ impl IdempotencyStore {
             }
         }
         Err(in_progress(
-            self.clock.epoch_seconds() + LOCK_SECONDS,
+            self.clock.epoch_seconds().saturating_add(LOCK_SECONDS),
             self.clock.epoch_seconds(),
         ))
     }
@@ -205,7 +205,7 @@ impl IdempotencyStore {
             state: KeyState::InProgress,
             run_id: *run_id,
             response: None,
-            locked_until: now + LOCK_SECONDS,
+            locked_until: now.saturating_add(LOCK_SECONDS),
             expires_at: now + KEY_LIFETIME_SECONDS,
         };
         let item = crate::storage::encode_item(&record)?;
@@ -230,7 +230,10 @@ impl IdempotencyStore {
             .update_expression("SET locked_until = :lock")
             .condition_expression("locked_until = :seen AND #state = :in_progress")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":lock", n(self.clock.epoch_seconds() + LOCK_SECONDS))
+            .expression_attribute_values(
+                ":lock",
+                n(self.clock.epoch_seconds().saturating_add(LOCK_SECONDS)),
+            )
             .expression_attribute_values(":seen", n(seen_lock))
             .expression_attribute_values(":in_progress", s(KeyState::InProgress.as_str()))
             .send()
@@ -304,6 +307,29 @@ fn in_progress(locked_until: i64, now: i64) -> Error {
         code: "idempotency_key_in_progress",
         message: "A request with this Idempotency-Key is still being processed; retry shortly."
             .into(),
-        retry_after: u32::try_from((locked_until - now).clamp(1, LOCK_SECONDS)).unwrap_or(1),
+        retry_after: u32::try_from(locked_until.saturating_sub(now).clamp(1, LOCK_SECONDS))
+            .unwrap_or(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry_after(error: Error) -> u32 {
+        match error {
+            Error::Busy { retry_after, .. } => retry_after,
+            other => panic!("not a 409: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stored_lock_of_any_value_gives_a_sane_retry_after_never_a_crash() {
+        let now = 1_800_000_000;
+        assert_eq!(retry_after(in_progress(now + 30, now)), 30);
+        assert_eq!(retry_after(in_progress(now - 5, now)), 1, "a lapsed lock");
+        assert_eq!(retry_after(in_progress(i64::MAX, now)), 60);
+        assert_eq!(retry_after(in_progress(i64::MIN, now)), 1);
+        assert_eq!(retry_after(in_progress(0, i64::MIN)), 60);
     }
 }
