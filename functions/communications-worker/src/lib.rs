@@ -10,7 +10,6 @@ use std::future::Future;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
-use futures::StreamExt;
 use pipewise::accounts::AccountService;
 use pipewise::clock::Clock;
 use pipewise::communications::delivery::{
@@ -33,16 +32,44 @@ pub use aws_lambda_events::sqs::SqsEvent;
 /// Messages of one batch processed at the same time.
 const CONCURRENCY: usize = 10;
 
-/// Something that handles one SQS message: `true` when it is done with, `false` when SQS must
+/// Something that handles SQS messages: each `true` when it is done with, `false` when SQS must
 /// deliver it again.
 pub trait MessageHandler: Sync {
     /// Handles one message body, received `receives` times so far.
     fn handle(&self, body: Option<&str>, receives: u32) -> impl Future<Output = bool> + Send;
+
+    /// Handles a whole batch (body and receive count of each), answering in the same order: by
+    /// default each message on its own, [`CONCURRENCY`] at a time.
+    fn handle_all(
+        &self,
+        messages: &[(Option<&str>, u32)],
+    ) -> impl Future<Output = Vec<bool>> + Send {
+        async move {
+            let mut done = Vec::with_capacity(messages.len());
+            for chunk in messages.chunks(CONCURRENCY) {
+                let handled = chunk
+                    .iter()
+                    .map(|&(body, receives)| self.handle(body, receives));
+                done.extend(futures::future::join_all(handled).await);
+            }
+            done
+        }
+    }
 }
 
 impl MessageHandler for CommunicationsWorker {
     fn handle(&self, body: Option<&str>, receives: u32) -> impl Future<Output = bool> + Send {
         self.handle_message(body, receives)
+    }
+
+    /// The batch together: its messages share their reads (`CommunicationsWorker::handle_messages`).
+    fn handle_all(
+        &self,
+        messages: &[(Option<&str>, u32)],
+    ) -> impl Future<Output = Vec<bool>> + Send {
+        // Boxed: a batch's future nests every delivery's awaits, deeper than the compiler's
+        // default layout depth in the function that awaits it.
+        Box::pin(self.handle_messages(messages))
     }
 }
 
@@ -58,30 +85,27 @@ impl MessageHandler for EmailFeedback {
     }
 }
 
-/// Processes one SQS batch (up to [`CONCURRENCY`] messages at once); the answer lists only the
-/// messages to retry (`ReportBatchItemFailures`), so one bad message never redelivers the rest.
+/// Processes one SQS batch; the answer lists only the messages to retry
+/// (`ReportBatchItemFailures`), so one bad message never redelivers the rest.
 pub async fn handle_batch<H: MessageHandler>(handler: &H, event: SqsEvent) -> SqsBatchResponse {
-    let failures: Vec<BatchItemFailure> = futures::stream::iter(event.records)
-        .map(|record| async move {
-            let id = record.message_id.clone().unwrap_or_default();
-            let span = tracing::info_span!("message", message_id = %id);
-            let done = tracing::Instrument::instrument(
-                handler.handle(record.body.as_deref(), receive_count(&record)),
-                span,
-            )
-            .await;
-            (!done).then(|| {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                failure
-            })
-        })
-        .buffer_unordered(CONCURRENCY)
-        .filter_map(|failure| async move { failure })
-        .collect()
-        .await;
+    let messages: Vec<(Option<&str>, u32)> = event
+        .records
+        .iter()
+        .map(|record| (record.body.as_deref(), receive_count(record)))
+        .collect();
+    let done = handler.handle_all(&messages).await;
     let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures;
+    response.batch_item_failures = event
+        .records
+        .iter()
+        .zip(done.into_iter().chain(std::iter::repeat(false)))
+        .filter(|(_, done)| !done)
+        .map(|(record, _)| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = record.message_id.clone().unwrap_or_default();
+            failure
+        })
+        .collect();
     response
 }
 

@@ -6,6 +6,7 @@ pub mod idempotency;
 pub mod model;
 pub mod outreach;
 pub mod queue;
+mod read_once;
 pub mod reason;
 pub mod replies;
 pub mod sequence;

@@ -25,6 +25,16 @@ impl<H: communications_worker::MessageHandler> communications_worker::MessageHan
         }
         self.0.handle(body, receives)
     }
+
+    fn handle_all(
+        &self,
+        messages: &[(Option<&str>, u32)],
+    ) -> impl std::future::Future<Output = Vec<bool>> + Send {
+        for body in messages.iter().filter_map(|(body, _)| *body) {
+            plaintext_audit::record_queue_body(body);
+        }
+        self.0.handle_all(messages)
+    }
 }
 
 impl TestApp {

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod auth;
+mod call_budget;
 mod connect;
 mod connected_accounts;
 mod counters;

@@ -8,10 +8,17 @@ use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
 use serde_json::{Map, Value};
 
-use super::{Accepted, Delivery, Outcome};
+use super::{Accepted, BatchReads, Delivery, Outcome};
 use crate::accounts::store::AccountItem;
 use crate::communications::reason::FailureReason;
 use crate::communications::store::CommunicationItem;
+
+/// An email's rendered subject (one line) and text.
+#[derive(Clone, Copy)]
+pub(super) struct Letter<'a> {
+    pub subject: &'a str,
+    pub body: &'a str,
+}
 
 /// What every outreach email needs once its checks passed, whichever way it goes out.
 pub(super) struct OutgoingEmail {
@@ -28,17 +35,17 @@ impl Delivery {
         &self,
         item: &CommunicationItem,
         account: AccountItem,
-        subject: &str,
-        body: &str,
+        letter: Letter<'_>,
         cap_zone: Option<&str>,
+        reads: &BatchReads,
     ) -> Outcome {
         match crate::platforms::Provider::of(&account).filter(|provider| provider.is_mailbox()) {
             Some(provider) => {
-                self.send_through_mailbox(item, account, provider, subject, body, cap_zone)
+                self.send_through_mailbox(item, account, provider, letter, cap_zone, reads)
                     .await
             }
             None => {
-                self.send_through_ses(item, &account, subject, body, cap_zone)
+                self.send_through_ses(item, &account, letter, cap_zone, reads)
                     .await
             }
         }
@@ -54,11 +61,16 @@ impl Delivery {
         account: &AccountItem,
         daily_limit: u32,
         cap_zone: Option<&str>,
+        reads: &BatchReads,
     ) -> Result<OutgoingEmail, Outcome> {
         let Some(to) = item.recipient.email.as_deref() else {
             return Err(Outcome::Failed(FailureReason::TargetHasNoAddress.into()));
         };
-        match self.suppressions.is_suppressed(&item.user_id, to).await {
+        let suppressed = match reads.suppression_of(&item.user_id, to) {
+            Some(found) => Ok(found.is_some()),
+            None => self.suppressions.is_suppressed(&item.user_id, to).await,
+        };
+        match suppressed {
             Ok(false) => {}
             Ok(true) => return Err(Outcome::Failed(FailureReason::Suppressed.into())),
             Err(_) => {
@@ -81,7 +93,11 @@ impl Delivery {
                 FailureReason::UnsubscribeKeyUnavailable.into(),
             ));
         };
-        match self.daily_cap.take(account, daily_limit, cap_zone).await {
+        match self
+            .daily_cap
+            .take(account, daily_limit, cap_zone, &reads.slots)
+            .await
+        {
             Ok(None) => {}
             Ok(Some(until)) => return Err(Outcome::Deferred { until }),
             Err(_) => {
@@ -100,9 +116,9 @@ impl Delivery {
         &self,
         item: &CommunicationItem,
         account: &AccountItem,
-        subject: &str,
-        body: &str,
+        letter: Letter<'_>,
         cap_zone: Option<&str>,
+        reads: &BatchReads,
     ) -> Outcome {
         let public: Map<String, Value> =
             serde_json::from_str(&account.configuration).unwrap_or_default();
@@ -115,7 +131,13 @@ impl Delivery {
             _ => return Outcome::Failed(FailureReason::AccountHasNoFromAddress.into()),
         };
         // Re-checked before every send: the account must still own its sender.
-        match self.accounts.store().sender_owner(from.as_str()).await {
+        let owner = reads
+            .sender_owners
+            .get_or_read(&from.as_str().to_owned(), || {
+                self.accounts.store().sender_owner(from.as_str())
+            })
+            .await;
+        match owner {
             // Held and proven: verified for this claim's attempt, or a claim from before attempts
             // were recorded (those connected only once SES had verified the address).
             Ok(Some(owner))
@@ -127,15 +149,18 @@ impl Delivery {
         let from = from.as_str();
         let limit = crate::accounts::sender::daily_send_limit(None, &public)
             .unwrap_or(crate::accounts::sender::DEFAULT_DAILY_SEND_LIMIT);
-        let email = match self.prepare_email(item, account, limit, cap_zone).await {
+        let email = match self
+            .prepare_email(item, account, limit, cap_zone, reads)
+            .await
+        {
             Ok(email) => email,
             Err(outcome) => return outcome,
         };
         let mime = outreach_mime(&OutreachEmail {
             from,
             to: &email.to,
-            subject,
-            body,
+            subject: letter.subject,
+            body: letter.body,
             unsubscribe_url: &email.unsubscribe_url,
             message_id: None,
             references: &item.references,

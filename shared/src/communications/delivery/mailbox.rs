@@ -6,8 +6,8 @@
 
 use serde_json::{Map, Value};
 
-use super::email::OutreachEmail;
-use super::{Accepted, Delivery, Outcome, outreach_mime, token_outcome};
+use super::email::{Letter, OutreachEmail};
+use super::{Accepted, BatchReads, Delivery, Outcome, outreach_mime, token_outcome};
 use crate::accounts::sender::mailbox::MailboxCheck;
 use crate::accounts::store::AccountItem;
 use crate::communications::reason::{DeliveryFailure, FailureReason};
@@ -23,9 +23,9 @@ impl Delivery {
         item: &CommunicationItem,
         account: AccountItem,
         provider: Provider,
-        subject: &str,
-        body: &str,
+        letter: Letter<'_>,
         cap_zone: Option<&str>,
+        reads: &BatchReads,
     ) -> Outcome {
         let Some(http) = crate::https::shared_client() else {
             return Outcome::Retry(FailureReason::HttpClientUnavailable.into());
@@ -43,11 +43,10 @@ impl Delivery {
         let limit = crate::accounts::sender::daily_send_limit(Some(provider), &public)
             .unwrap_or(crate::accounts::sender::DEFAULT_DAILY_SEND_LIMIT);
         // Tokens before the cap: a refresh that fails must not spend one of today's sends.
-        let (mut account, mut configuration) =
-            match self.accounts.fresh_configuration(account, false).await {
-                Ok(fresh) => fresh,
-                Err(failure) => return token_outcome(failure),
-            };
+        let (mut account, mut configuration) = match self.configuration(account, reads).await {
+            Ok(fresh) => fresh,
+            Err(failure) => return token_outcome(failure),
+        };
         // A mailbox saved with typed values proves its address with the token it sends with
         // (a refused token is refreshed once, as a refused send would be).
         let mut refreshed = false;
@@ -82,7 +81,10 @@ impl Delivery {
                 Err(_) => return Outcome::Retry(FailureReason::PlatformUnreachable.into()),
             }
         }
-        let email = match self.prepare_email(item, &account, limit, cap_zone).await {
+        let email = match self
+            .prepare_email(item, &account, limit, cap_zone, reads)
+            .await
+        {
             Ok(email) => email,
             Err(outcome) => return outcome,
         };
@@ -95,8 +97,8 @@ impl Delivery {
         let mime = outreach_mime(&OutreachEmail {
             from: &from,
             to: &email.to,
-            subject,
-            body,
+            subject: letter.subject,
+            body: letter.body,
             unsubscribe_url: &email.unsubscribe_url,
             message_id: Some(&message_id),
             references: &item.references,

@@ -40,11 +40,13 @@ pub enum Outcome {
 pub use super::model::Accepted;
 pub use crate::platforms::PlatformApis;
 
+mod batch_reads;
 mod email;
 mod instagram;
 mod mailbox;
 mod x;
 
+pub use batch_reads::BatchReads;
 pub use email::{OutreachEmail, outreach_mime, ses_sending_client};
 pub use instagram::{INSTAGRAM_WINDOW_CLOSED, INSTAGRAM_WINDOW_SECONDS};
 
@@ -77,12 +79,15 @@ impl DailySendCap {
     }
 
     /// Takes one of today's `limit` sends of `account`, today being `zone`'s (UTC's without
-    /// one); when they are spent, the start of its next day there.
-    pub async fn take(
+    /// one); when they are spent, the start of its next day there. The first take of a batch
+    /// for a sender takes the slots of all of the batch's emails of that sender at once
+    /// (`slots`); when fewer are left, each send takes its own, so the cap fills exactly.
+    pub(crate) async fn take(
         &self,
         account: &AccountItem,
         limit: u32,
         zone: Option<&str>,
+        slots: &batch_reads::DailySlots,
     ) -> Result<Option<i64>, crate::error::Error> {
         let now = self.clock.epoch_seconds();
         let (day, next_day) = zone
@@ -93,9 +98,28 @@ impl DailySendCap {
                     crate::clock::next_utc_midnight(now),
                 )
             });
+        let (user, id) = (&account.user_id, &account.account_id);
+        let pool = slots.pool(user, id, zone, &day);
+        let mut pool = pool.lock().await;
+        if pool.prepaid > 0 {
+            pool.prepaid -= 1;
+            return Ok(None);
+        }
+        let wanted = slots.wanted(user, id, zone).min(limit);
+        if !pool.bulk_tried && wanted > 1 {
+            pool.bulk_tried = true;
+            if self
+                .runs
+                .take_daily_sends(user, id.as_str(), &day, limit, wanted)
+                .await?
+            {
+                pool.prepaid = wanted - 1;
+                return Ok(None);
+            }
+        }
         let taken = self
             .runs
-            .take_daily_send(&account.user_id, account.account_id.as_str(), &day, limit)
+            .take_daily_sends(user, id.as_str(), &day, limit, 1)
             .await?;
         Ok((!taken).then_some(next_day))
     }
@@ -141,6 +165,11 @@ impl Delivery {
         }
     }
 
+    /// The suppression list the emails are checked against.
+    pub fn suppressions(&self) -> &super::suppression::SuppressionStore {
+        &self.suppressions
+    }
+
     /// Emails go out through this SES configuration set (and its event destination).
     pub fn with_configuration_set(mut self, name: Option<String>) -> Self {
         self.configuration_set = name.filter(|name| !name.is_empty());
@@ -148,14 +177,16 @@ impl Delivery {
     }
 
     /// Delivers one claimed communication; a sender's daily cap counts the days of `cap_zone`
-    /// (the run's send window's zone), UTC days without one.
+    /// (the run's send window's zone), UTC days without one. What the batch's deliveries share
+    /// is read once, in `reads`.
     pub async fn deliver(
         &self,
         item: &CommunicationItem,
         message: &MessageTemplate,
         cap_zone: Option<&str>,
+        reads: &BatchReads,
     ) -> Outcome {
-        let account = match self.account(item).await {
+        let account = match self.account(item, reads).await {
             Ok(account) => account,
             Err(outcome) => return outcome,
         };
@@ -166,14 +197,18 @@ impl Delivery {
                     message.subject.as_deref().unwrap_or(DEFAULT_SUBJECT),
                     &item.recipient,
                 ));
-                self.send_email(item, account, &subject, &body, cap_zone)
+                let letter = email::Letter {
+                    subject: &subject,
+                    body: &body,
+                };
+                self.send_email(item, account, letter, cap_zone, reads)
                     .await
             }
             Channel::Twitter | Channel::Instagram => {
                 let Some(client) = self.http_client() else {
                     return Outcome::Retry(FailureReason::HttpClientUnavailable.into());
                 };
-                self.send_direct_message(&client, item, account, &body)
+                self.send_direct_message(&client, item, account, &body, reads)
                     .await
             }
         }
@@ -187,12 +222,12 @@ impl Delivery {
         item: &CommunicationItem,
         account: AccountItem,
         text: &str,
+        reads: &BatchReads,
     ) -> Outcome {
-        let (mut account, mut configuration) =
-            match self.accounts.fresh_configuration(account, false).await {
-                Ok(fresh) => fresh,
-                Err(failure) => return token_outcome(failure),
-            };
+        let (mut account, mut configuration) = match self.configuration(account, reads).await {
+            Ok(fresh) => fresh,
+            Err(failure) => return token_outcome(failure),
+        };
         for attempt in 0..2 {
             let outcome = match item.channel {
                 Channel::Twitter => {
@@ -222,18 +257,39 @@ impl Delivery {
         Outcome::Failed(FailureReason::TokenRevoked.into())
     }
 
-    async fn account(&self, item: &CommunicationItem) -> Result<AccountItem, Outcome> {
-        match self
+    async fn account(
+        &self,
+        item: &CommunicationItem,
+        reads: &BatchReads,
+    ) -> Result<AccountItem, Outcome> {
+        let key = (item.user_id.clone(), item.account_id.clone());
+        let read = reads
             .accounts
-            .store()
-            .get(&item.user_id, &item.account_id)
-            .await
-        {
+            .get_or_read(&key, || {
+                self.accounts.store().get(&item.user_id, &item.account_id)
+            })
+            .await;
+        match read {
             Ok(Some(account)) if account.connected => Ok(account),
             Ok(Some(_)) => Err(Outcome::Failed(FailureReason::AccountNotConnected.into())),
             Ok(None) => Err(Outcome::Failed(FailureReason::AccountNotFound.into())),
             Err(_) => Err(Outcome::Retry(FailureReason::AccountsUnavailable.into())),
         }
+    }
+
+    /// The account's configuration with working tokens (refreshed first when they expire
+    /// soon), decrypted once per batch: the batch's other sends of this account reuse it.
+    async fn configuration(
+        &self,
+        account: AccountItem,
+        reads: &BatchReads,
+    ) -> Result<(AccountItem, serde_json::Map<String, Value>), crate::accounts::refresh::TokenFailure>
+    {
+        let key = (account.user_id.clone(), account.account_id.clone());
+        reads
+            .configurations
+            .get_or_read(&key, || self.accounts.fresh_configuration(account, false))
+            .await
     }
 
     /// The process's one HTTPS client, built on the first social message only: loading the

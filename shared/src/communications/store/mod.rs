@@ -35,6 +35,7 @@ pub use items::{
     SCHEDULED_INDEX, in_flight_key,
 };
 pub use replies::ReplyKey;
+pub use transitions::Claim;
 
 /// Runs and communications in one DynamoDB table.
 ///

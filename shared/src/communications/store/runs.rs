@@ -176,17 +176,13 @@ impl RunStore {
     }
 
     /// Sets `completed_at` once the run has nothing remaining (a no-op before).
-    pub(super) async fn stamp_completion(
-        &self,
-        user: &UserId,
-        run_id: &RunId,
-        now: &str,
-    ) -> Result<(), Error> {
+    pub async fn stamp_if_complete(&self, user: &UserId, run_id: &RunId) -> Result<(), Error> {
+        let now = self.clock.now_rfc3339();
         let result = self
             .update_run(user, run_id)
             .update_expression("SET completed_at = :now")
             .condition_expression("remaining = :zero AND attribute_not_exists(completed_at)")
-            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":now", s(&now))
             .expression_attribute_values(":zero", n(0))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()

@@ -2,7 +2,11 @@
 //! in one transaction with its run's counters: claim, schedule, release, finish, and SES's
 //! feedback.
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
 
 use super::super::model::{Accepted, CommunicationStatus, RunCountChange};
 use super::RunStore;
@@ -13,56 +17,93 @@ use super::items::{
 use super::replies::ReplyKey;
 use crate::aws::dependency_error;
 use crate::error::Error;
+use crate::ids::{RunId, UserId};
 use crate::storage::{
-    TransactionFailure, conditional, encode_item, number as n, text as s, transact_write, user_key,
+    TransactionFailure, conditional, decode_item, encode_item, number as n, text as s,
+    transact_write, user_key,
 };
 use crate::webhooks::EventType;
+
+/// What a claim of a queued communication found.
+#[derive(Debug)]
+pub enum Claim {
+    /// Claimed (now `sending`): the item as the claim left it.
+    Claimed(CommunicationItem),
+    /// Not queued: the item as it stands (finished, scheduled, or another attempt's).
+    NotQueued(CommunicationItem),
+    /// No such communication.
+    Missing,
+}
 
 /// Reason of a communication its run's cancel ended before it went out.
 pub const CANCELLED_BY_USER: &str = "cancelled_by_user";
 
 impl RunStore {
-    /// Claims a waiting communication for delivery (`queued` -> `sending`, or `scheduled` ->
-    /// `sending` once `now` reached its time); `false` when it is not waiting any more (a
-    /// duplicate message, cancelled) or its time has not come.
-    pub async fn claim(&self, item: &CommunicationItem, now: i64) -> Result<bool, Error> {
-        if item.status != CommunicationStatus::Scheduled {
-            // The claim carries a token of its own: when the SDK retries a claim whose first
-            // attempt was applied but whose answer was lost, the retry fails its condition, and
-            // the item DynamoDB returns with that failure shows whether the claim is ours.
-            let token = uuid::Uuid::new_v4().to_string();
-            let result = self
-                .update_communication_in(item, CommunicationStatus::Queued)
-                .update_expression(
-                    "SET #status = :sending, sending_since = :since, updated_at = :at, claim_token = :token ADD attempts :one",
-                )
-                .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
-                .expression_attribute_values(":since", n(now))
-                .expression_attribute_values(":at", s(self.clock.now_rfc3339()))
-                .expression_attribute_values(":token", s(&token))
-                .expression_attribute_values(":one", n(1))
-                .return_values_on_condition_check_failure(
-                    aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-                .await;
-            return match result {
-                Ok(_) => Ok(true),
-                Err(error) if crate::storage::is_conditional_check_failed(&error) => {
-                    let current = error
-                        .as_service_error()
-                        .and_then(|service| match service {
-                            aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed) => failed.item(),
-                            _ => None,
-                        });
-                    Ok(current.is_some_and(|current| {
-                        current.get("status") == Some(&s(CommunicationStatus::Sending.as_str()))
-                            && current.get("claim_token") == Some(&s(&token))
-                    }))
-                }
-                Err(error) => Err(dependency_error(error)),
-            };
+    /// Claims a queued communication for delivery (`queued` -> `sending`) and reads it in the
+    /// same call: one `UpdateItem` that returns the claimed item, or, when it was not queued,
+    /// the item as it stands (what the worker decides by).
+    pub async fn claim_queued(
+        &self,
+        user: &UserId,
+        run_id: &RunId,
+        index: u32,
+        now: i64,
+    ) -> Result<Claim, Error> {
+        // The claim carries a token of its own: when the SDK retries a claim whose first
+        // attempt was applied but whose answer was lost, the retry fails its condition, and the
+        // item DynamoDB returns with that failure shows whether the claim is ours.
+        let token = uuid::Uuid::new_v4().to_string();
+        let result = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(user, &CommunicationItem::sort_key(run_id, index))))
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":from", s(CommunicationStatus::Queued.as_str()))
+            .update_expression(
+                "SET #status = :sending, sending_since = :since, updated_at = :at, claim_token = :token ADD attempts :one",
+            )
+            .expression_attribute_values(":sending", s(CommunicationStatus::Sending.as_str()))
+            .expression_attribute_values(":since", n(now))
+            .expression_attribute_values(":at", s(self.clock.now_rfc3339()))
+            .expression_attribute_values(":token", s(&token))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => match output.attributes {
+                Some(attributes) => Ok(Claim::Claimed(decode_item(attributes)?)),
+                None => Err(Error::internal("a claim returned no item")),
+            },
+            Err(error) if crate::storage::is_conditional_check_failed(&error) => {
+                let current = error.into_service_error();
+                let current = match current {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
+                    _ => None,
+                };
+                let Some(current) = current else {
+                    return Ok(Claim::Missing);
+                };
+                let ours = current.get("status") == Some(&s(CommunicationStatus::Sending.as_str()))
+                    && current.get("claim_token") == Some(&s(&token));
+                let item: CommunicationItem = decode_item(current)?;
+                Ok(if ours {
+                    Claim::Claimed(item)
+                } else {
+                    Claim::NotQueued(item)
+                })
+            }
+            Err(error) => Err(dependency_error(error)),
         }
+    }
+
+    /// Claims a scheduled communication whose time has come (`scheduled` -> `sending`), in one
+    /// transaction with its run's `scheduled` count; `false` when it is not scheduled any more
+    /// (a duplicate message, cancelled) or its time has not come.
+    pub async fn claim_scheduled(&self, item: &CommunicationItem, now: i64) -> Result<bool, Error> {
         let claim = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::key(&item.user_id, &item.sk)))
@@ -161,13 +202,33 @@ impl RunStore {
         to: CommunicationStatus,
         reason: Option<&str>,
     ) -> Result<bool, Error> {
+        let finished = self
+            .finish_with(item, from, to, reason, &Accepted::default(), None)
+            .await?;
+        if finished {
+            self.stamp_if_complete(&item.user_id, &item.run_id).await?;
+        }
+        Ok(finished)
+    }
+
+    /// Like [`RunStore::finish`], leaving the run's completion stamp to the caller: the worker
+    /// stamps each run once per batch ([`RunStore::stamp_if_complete`]), after all of the
+    /// batch's communications of that run are finished.
+    pub async fn finish_in_batch(
+        &self,
+        item: &CommunicationItem,
+        from: CommunicationStatus,
+        to: CommunicationStatus,
+        reason: Option<&str>,
+    ) -> Result<bool, Error> {
         self.finish_with(item, from, to, reason, &Accepted::default(), None)
             .await
     }
 
     /// Ends a communication the provider accepted (`sending` -> `sent`), keeping the provider's
     /// message id on it and a pointer from that id back to it (for the provider's feedback),
-    /// in the same transaction.
+    /// in the same transaction. The run's completion stamp is the caller's, as for
+    /// [`RunStore::finish_in_batch`].
     pub async fn finish_sent(
         &self,
         item: &CommunicationItem,
@@ -320,8 +381,6 @@ impl RunStore {
         if let Some(event) = event {
             self.publish_communication(item, event, to, reason).await;
         }
-        self.stamp_completion(&item.user_id, &item.run_id, &now)
-            .await?;
         Ok(true)
     }
 

@@ -8,6 +8,7 @@
 //! worker died mid-delivery) is resolved as failed with `delivery_outcome_unknown` once stale:
 //! it may have been delivered, so it is never sent again.
 
+mod batch;
 mod tick;
 
 use super::delivery::{Accepted, Delivery, Outcome};
@@ -16,7 +17,7 @@ use super::queue::{CommunicationMessage, CommunicationQueue};
 use super::reason::{DeliveryFailure, FailureReason};
 use super::store::{CommunicationItem, RunItem, RunStore};
 use crate::clock::Clock;
-use crate::error::{Error, ErrorChain};
+use crate::error::Error;
 
 pub use tick::{
     RELEASE_LOOKBACK_DAYS, RELEASE_STEP, STALE_QUEUED_SECONDS, TICK_BUDGET, TickReport,
@@ -31,7 +32,7 @@ pub const STUCK_SENDING_SECONDS: i64 = 300;
 
 /// Why a message must come back.
 #[derive(Debug)]
-enum Redeliver {
+pub(super) enum Redeliver {
     Transient(String),
     Dependency(Error),
 }
@@ -74,32 +75,34 @@ impl FollowUpStops {
         }
     }
 
-    /// Why `item` (a follow-up of `run`) must not go out, if it must not.
+    /// Why `item` (a follow-up of `run`, to `target`) must not go out, if it must not; its
+    /// address's suppression as the batch read it (or read now when the batch did not).
     async fn reason(
         &self,
         item: &CommunicationItem,
         run: &RunItem,
+        target: &crate::targets::model::TargetView,
+        reads: &super::delivery::BatchReads,
     ) -> Result<Option<String>, Error> {
-        let target = self.targets.get(&item.user_id, item.target_id).await?;
-        let Some(target) = target else {
-            return Ok(Some(STOP_TARGET_DELETED.into()));
-        };
         // RFC 3339 in UTC with the same precision sorts as time does.
         if target
-            .target
             .last_replied_at
             .as_deref()
             .is_some_and(|replied| replied >= run.created_at.as_str())
         {
             return Ok(Some(STOP_REPLIED.into()));
         }
-        if item.channel == super::model::Channel::Email
-            && let Some(address) = item.recipient.email.as_deref()
-            && let Some(suppression) = self.suppressions.of_address(&item.user_id, address).await?
-        {
-            return Ok(Some(suppression.reason.as_str().to_owned()));
+        if item.channel != super::model::Channel::Email {
+            return Ok(None);
         }
-        Ok(None)
+        let Some(address) = item.recipient.email.as_deref() else {
+            return Ok(None);
+        };
+        let suppression = match reads.suppression_of(&item.user_id, address) {
+            Some(found) => found.cloned(),
+            None => self.suppressions.of_address(&item.user_id, address).await?,
+        };
+        Ok(suppression.map(|suppression| suppression.reason.as_str().to_owned()))
     }
 }
 
@@ -155,104 +158,14 @@ impl CommunicationsWorker {
         self
     }
 
-    /// Handles one queue message: `true` when it is done with (delivered, recorded, or a
-    /// duplicate), `false` when SQS must deliver it again. `receives` is SQS's
-    /// `ApproximateReceiveCount`.
+    /// Handles one queue message, as a batch of one (see
+    /// [`CommunicationsWorker::handle_messages`]).
     pub async fn handle_message(&self, body: Option<&str>, receives: u32) -> bool {
-        let Some(message) =
-            body.and_then(|body| serde_json::from_str::<CommunicationMessage>(body).ok())
-        else {
-            // Never logged whole: a body is not ours to print. It retries into the DLQ.
-            tracing::error!(body_bytes = body.map_or(0, str::len), "undecodable message");
-            return false;
-        };
-        match self.process(&message, receives).await {
-            Ok(()) => true,
-            Err(Redeliver::Transient(reason)) => {
-                tracing::warn!(run_id = %message.run_id, index = message.index, %reason, receives, "delivery will be retried");
-                false
-            }
-            Err(Redeliver::Dependency(error)) => {
-                tracing::error!(run_id = %message.run_id, index = message.index, error = %ErrorChain(&error), "message failed");
-                false
-            }
-        }
-    }
-
-    async fn process(
-        &self,
-        message: &CommunicationMessage,
-        receives: u32,
-    ) -> Result<(), Redeliver> {
-        let Some(item) = self
-            .runs
-            .communication(&message.user_id, &message.run_id, message.index)
-            .await?
-        else {
-            tracing::warn!(run_id = %message.run_id, index = message.index, "message names no communication");
-            return Ok(());
-        };
-        let last_receive = receives >= MAX_RECEIVES;
-        let now = self.clock.epoch_seconds();
-        match item.status {
-            status if status.is_final() => return Ok(()),
-            // Early: the release sweep puts it on the queue again when its day comes.
-            CommunicationStatus::Scheduled if item.scheduled_for.is_some_and(|at| at > now) => {
-                return Ok(());
-            }
-            CommunicationStatus::Sending => {
-                return self.resolve_in_flight(&item, last_receive).await;
-            }
-            _ => {}
-        }
-        let Some(run) = self.runs.run(&item.user_id, &item.run_id).await? else {
-            return Err(Redeliver::Transient("run not readable yet".into()));
-        };
-        if run.cancel_requested {
-            self.runs.cancel_by_user(&item).await?;
-            return Ok(());
-        }
-        // A follow-up: checked again right before it goes out, whatever was true when it was
-        // scheduled.
-        if item.step > 1
-            && let Some(stops) = &self.stops
-            && let Some(reason) = stops.reason(&item, &run).await?
-        {
-            self.runs
-                .finish(
-                    &item,
-                    item.status,
-                    CommunicationStatus::Cancelled,
-                    Some(&reason),
-                )
-                .await?;
-            tracing::info!(run_id = %item.run_id, index = item.index, %reason, "follow-up stopped");
-            return Ok(());
-        }
-        if !self.runs.claim(&item, now).await? {
-            // Another delivery of this message claimed it, or it was cancelled meanwhile.
-            return Ok(());
-        }
-        // Outside the run's send window (in the target's zone when it has one): it waits,
-        // scheduled, for the next opening; claimed first so two deliveries never both decide.
-        if let Some(window) = &run.window
-            && let Some(opening) = window.next_opening(item.recipient.timezone.as_deref(), now)
-        {
-            return self
-                .settle(message, &item, &run, Settlement::NextDay { until: opening })
-                .await;
-        }
-        if run.started_at.is_none() {
-            self.runs.mark_started(&item.user_id, &item.run_id).await?;
-        }
-        let step_message = run
-            .message_of_step(item.step)
-            .unwrap_or_else(|| run.message.clone());
-        let cap_zone = run.window.as_ref().map(|window| window.timezone.as_str());
-        let outcome = self.delivery.deliver(&item, &step_message, cap_zone).await;
-        tracing::info!(run_id = %item.run_id, index = item.index, channel = item.channel.as_str(), outcome = ?outcome, "delivery attempt");
-        self.settle(message, &item, &run, settlement(outcome, last_receive))
+        self.handle_messages(&[(body, receives)])
             .await
+            .first()
+            .copied()
+            .unwrap_or(false)
     }
 
     /// A communication another attempt left in `sending`: that worker may still be delivering
@@ -288,6 +201,7 @@ impl CommunicationsWorker {
         item: &CommunicationItem,
         run: &RunItem,
         settlement: Settlement,
+        state: &batch::BatchState,
     ) -> Result<(), Redeliver> {
         match settlement {
             Settlement::Sent(accepted) => {
@@ -298,11 +212,12 @@ impl CommunicationsWorker {
                         .saturating_add(follow_up.wait_seconds);
                     item.follow_up(&accepted, at)
                 });
-                if self
+                let finished = self
                     .runs
                     .finish_sent(item, &accepted, next.as_ref())
-                    .await?
-                {
+                    .await?;
+                state.finished_one_of(item);
+                if finished {
                     crate::metrics::record(crate::metrics::BusinessMetric::Sent {
                         channel: item.channel.as_str(),
                     });
@@ -310,16 +225,17 @@ impl CommunicationsWorker {
             }
             Settlement::Failed(reason) => {
                 let reason = reason.to_string();
-                if self
+                let finished = self
                     .runs
-                    .finish(
+                    .finish_in_batch(
                         item,
                         CommunicationStatus::Sending,
                         CommunicationStatus::Failed,
                         Some(&reason),
                     )
-                    .await?
-                {
+                    .await?;
+                state.finished_one_of(item);
+                if finished {
                     crate::metrics::record(crate::metrics::BusinessMetric::Failed {
                         channel: item.channel.as_str(),
                         reason: &reason,

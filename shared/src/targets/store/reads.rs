@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::KeysAndAttributes;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -113,46 +112,20 @@ impl TargetStore {
         user: &UserId,
         ids: &[TargetId],
     ) -> Result<Vec<Option<TargetView>>, Error> {
-        let mut found: HashMap<String, TargetView> = HashMap::new();
-        for chunk in ids.chunks(100) {
-            let mut keys: Vec<_> = chunk
-                .iter()
-                .map(|id| Self::key(user, &format!("{ACTIVE_PREFIX}{id}")))
-                .collect();
-            keys.dedup();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .build()
-                    .map_err(Error::internal)?,
-            );
-            // BatchGetItem may leave keys unprocessed under load: ask again for those.
-            while let Some(pending) = request.take() {
-                let output = self
-                    .dynamodb
-                    .batch_get_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(dependency_error)?;
-                for item in output
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    let item: TargetItem = decode_item(item)?;
-                    found.insert(item.target.id.to_string(), item.target);
-                }
-                request = output
-                    .unprocessed_keys
-                    .and_then(|mut unprocessed| unprocessed.remove(&self.table))
-                    .filter(|pending| !pending.keys().is_empty());
-            }
-        }
-        Ok(ids
+        // BatchGetItem refuses a request that names one key twice.
+        let mut unique = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        let keys = unique
             .iter()
-            .map(|id| found.get(&id.to_string()).cloned())
-            .collect())
+            .map(|id| Self::key(user, &format!("{ACTIVE_PREFIX}{id}")))
+            .collect();
+        let mut found: HashMap<TargetId, TargetView> = HashMap::new();
+        for item in crate::storage::batch_get(&self.dynamodb, &self.table, keys).await? {
+            let item: TargetItem = decode_item(item)?;
+            found.insert(item.target.id, item.target);
+        }
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
     }
 }
 
