@@ -134,6 +134,8 @@ struct State {
     accepted: Vec<String>,
     rule: Option<Rule>,
     down: bool,
+    /// Added to every answer: a network as far away as AWS is from a Lambda function.
+    latency: Duration,
 }
 
 /// A running proxy.
@@ -207,6 +209,12 @@ impl FaultProxy {
         let mut state = self.state.lock().expect("proxy state");
         state.rule = None;
         state.down = false;
+    }
+
+    /// Delays every answer by `latency` (the benchmarks' model of AWS's round trip; calls in
+    /// flight wait side by side, as they would over the network).
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().expect("proxy state").latency = latency;
     }
 
     /// How many calls the fault has failed.
@@ -316,8 +324,15 @@ async fn forward(
         .send()
         .await
         .map_err(std::io::Error::other)?;
-    if answer.status().is_success() {
-        state.lock().expect("proxy state").accepted.push(operation);
+    let latency = {
+        let mut state = state.lock().expect("proxy state");
+        if answer.status().is_success() {
+            state.accepted.push(operation);
+        }
+        state.latency
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     if fault == Some(Fault::LostAnswer) {
         return Err(std::io::Error::other("the answer was lost"));

@@ -1,6 +1,6 @@
 //! AWS calls per operation, counted at the wire: the SDK's requests pass through the recording
 //! proxy the fault tests use (tests/src/fault_proxy.rs), which names each `service:Operation`,
-//! retries included — what AWS bills.
+//! retries included — what AWS bills. Each count has a budget; one past it fails the run.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,82 @@ use pipewise_tests::fault_proxy::FaultProxy;
 use serde_json::{Value, json};
 
 use crate::fixture::{Api, outreach_message};
+
+/// The most AWS calls each route may make (every service, retries included), as counted when
+/// the worker's batch reads landed (2026-12): a change that adds a call fails `make bench`.
+/// docs/benchmarks.md, "AWS calls", explains each; raise one only with the reason written there.
+const ROUTE_BUDGETS: &[(&str, f64)] = &[
+    ("POST /api/user/integrations/accounts (email, new)", 5.0),
+    (
+        "POST /api/user/integrations/accounts (with a secret, new)",
+        4.0,
+    ),
+    // Connects a pending sender SES verified meanwhile (at most 3 checked per list).
+    ("GET /api/user/integrations/accounts", 6.0),
+    ("GET /api/user/integrations/accounts/{account_id}", 1.0),
+    (
+        "GET /api/user/integrations/accounts/{account_id}/secrets",
+        2.0,
+    ),
+    ("GET /api/user/integrations/tools", 1.0),
+    ("POST /api/user/communication-targets", 1.0),
+    ("GET /api/user/communication-targets", 1.0),
+    ("PATCH /api/user/communication-targets/{target_id}", 2.0),
+    ("DELETE /api/user/communication-targets/{target_id}", 2.0),
+    (
+        "POST /api/user/communication-targets/batch (10 targets)",
+        10.0,
+    ),
+    (
+        "POST /api/user/orchestrator/initiate-communications (10 emails)",
+        9.0,
+    ),
+    ("GET /api/user/orchestrator/runs/{run_id}", 2.0),
+    ("GET /api/user/orchestrator/runs", 1.0),
+    ("DELETE /api/user/integrations/accounts/{account_id}", 2.0),
+];
+
+/// Per email sent (initiate and worker): at most this many DynamoDB calls, and no KMS call
+/// (an SES sender has no secret; the unsubscribe key is read once per process).
+const DYNAMODB_PER_EMAIL_BUDGET: f64 = 4.0;
+const KMS_PER_EMAIL_BUDGET: f64 = 0.0;
+
+/// What went past its budget, in words; empty when every count is within.
+pub fn over_budget(counted: &Value) -> Vec<String> {
+    let mut over = Vec::new();
+    let total = |calls: &Value, prefix: &str| -> f64 {
+        calls
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(call, _)| call.starts_with(prefix))
+            .filter_map(|(_, count)| count.as_f64())
+            .sum()
+    };
+    for route in counted["routes"].as_array().into_iter().flatten() {
+        let name = route["route"].as_str().unwrap_or_default();
+        let calls = total(&route["calls"], "");
+        match ROUTE_BUDGETS.iter().find(|(budget, _)| *budget == name) {
+            Some((_, budget)) if calls > *budget => {
+                over.push(format!("{name}: {calls} calls, budget {budget}"));
+            }
+            Some(_) => {}
+            None => over.push(format!("{name}: no budget (add one to calls.rs)")),
+        }
+    }
+    let per_email = &counted["per_communication"]["calls"];
+    for (service, budget) in [
+        ("dynamodb:", DYNAMODB_PER_EMAIL_BUDGET),
+        ("kms:", KMS_PER_EMAIL_BUDGET),
+    ] {
+        let calls = total(per_email, service);
+        // Counts over 10 emails: a tenth is the resolution.
+        if calls > budget + 1e-9 {
+            over.push(format!("{service} per email: {calls:.1}, budget {budget}"));
+        }
+    }
+    over
+}
 
 fn tally(calls: Vec<String>) -> BTreeMap<String, f64> {
     let mut counted = BTreeMap::new();
@@ -225,9 +301,39 @@ pub async fn count(app: &TestApp) -> Value {
     for (call, count) in &worker_calls {
         *per_communication.entry(call.clone()).or_insert(0.0) += count / 10.0;
     }
-    json!({
+    let mut counted = json!({
         "routes": counter.routes,
         "worker_calls_for_10": worker_calls,
         "per_communication": {"channel": "email", "communications": 10, "calls": per_communication},
-    })
+        "budgets": {
+            "routes": ROUTE_BUDGETS.iter().map(|(route, budget)| json!({"route": route, "calls": budget})).collect::<Vec<_>>(),
+            "dynamodb_per_email": DYNAMODB_PER_EMAIL_BUDGET,
+            "kms_per_email": KMS_PER_EMAIL_BUDGET,
+        },
+    });
+    counted["over_budget"] = json!(over_budget(&counted));
+    counted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_past_its_budget_or_without_one_is_reported() {
+        let within = json!({
+            "routes": [{"route": "GET /api/user/integrations/tools", "calls": {"dynamodb:Query": 1.0}}],
+            "per_communication": {"calls": {"dynamodb:UpdateItem": 1.5, "dynamodb:TransactWriteItems": 1.0}},
+        });
+        assert!(over_budget(&within).is_empty());
+        let over = json!({
+            "routes": [
+                {"route": "GET /api/user/integrations/tools", "calls": {"dynamodb:Query": 2.0}},
+                {"route": "GET /api/user/something-new", "calls": {}},
+            ],
+            "per_communication": {"calls": {"dynamodb:GetItem": 5.0, "kms:Decrypt": 0.1}},
+        });
+        let found = over_budget(&over);
+        assert_eq!(found.len(), 4, "{found:?}");
+    }
 }

@@ -52,7 +52,23 @@ pub fn ms(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
-/// The process's peak resident set (`VmHWM`), kB.
+/// CPU time this process has used (user and system), in seconds.
+pub fn cpu_seconds() -> f64 {
+    // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second
+    // on Linux), after the command name (which may hold spaces, so split after its ')').
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let after = stat.rsplit_once(')')?.1.to_owned();
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let user: f64 = fields.get(11)?.parse().ok()?;
+            let system: f64 = fields.get(12)?.parse().ok()?;
+            Some((user + system) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// Peak resident memory of this process (`VmHWM`), in kB.
 pub fn max_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

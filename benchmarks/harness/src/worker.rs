@@ -1,12 +1,18 @@
 //! Worker throughput: a run's communications drained from the queue by the worker (as Lambda's
 //! event source mapping would: receive a batch, hand it over, delete what it finished), against
-//! a bare receive→delete loop over as many messages on the same queue, at batch sizes 1, 5, 10.
+//! a bare receive→delete loop over as many messages on the same queue, at batch sizes 1, 5, 10;
+//! and a second reading that models AWS's latency (see [`measure_modelled`]).
 
-use std::time::Instant;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use communications_worker::MessageHandler;
 use http::Method;
+use pipewise::communications::CommunicationsWorker;
 use pipewise_tests::TestApp;
+use pipewise_tests::fault_proxy::FaultProxy;
 use serde_json::{Value, json};
 
 use crate::fixture::{Api, email_account, outreach_message, seed_targets, unique_domain};
@@ -25,77 +31,201 @@ pub async fn measure(communications: usize) -> Value {
         .unwrap_or_else(|| vec![1, 5, 10]);
     for batch_size in sizes {
         let app = TestApp::spawn().await;
-        let user = "bench-worker";
-        let api = Api::new(&app, &app.sdk, user);
-        let domain = unique_domain();
-        email_account(&api, &domain, 10_000).await;
-        seed_targets(&app, user, communications, &domain).await;
-        let run = api
-            .expect(
-                Method::POST,
-                "/api/user/orchestrator/initiate-communications",
-                Some(&outreach_message()),
-                202,
-            )
-            .await;
         let worker = app.worker();
+        let drained = drain_a_run(&app, &worker, communications, batch_size).await;
         let sqs = app.sqs();
         let queue = app.queue_url("CommunicationsQueue");
-        let path = format!(
-            "/api/user/orchestrator/runs/{}",
-            run["run_id"].as_str().unwrap_or_default()
-        );
-        let started = Instant::now();
-        let (mut handled, mut failed) = (0, 0);
-        loop {
-            let report =
-                pipewise_local::queue_poller::poll_batch(&sqs, &queue, &worker, 0, batch_size)
-                    .await
-                    .expect("poll");
-            handled += report.received;
-            failed += report.failed;
-            if report.received == 0 {
-                // Empty: done, unless a message the worker handed back (a transient failure)
-                // is still invisible; then wait for SQS to deliver it again, as Lambda would.
-                let view = api.expect(Method::GET, &path, None, 200).await;
-                if view["counts"]["pending"] == 0 {
-                    break;
-                }
-                assert!(
-                    started.elapsed().as_secs() < 600,
-                    "the run never finished: {}",
-                    view["counts"]
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-        }
-        let worker_seconds = started.elapsed().as_secs_f64();
-        let view = api.expect(Method::GET, &path, None, 200).await;
-        assert_eq!(
-            view["counts"]["sent"], communications,
-            "every email sent: {}",
-            view["counts"]
-        );
-
         fill(&sqs, &queue, communications).await;
         let started = Instant::now();
-        let drained = bare_loop(&sqs, &queue, batch_size).await;
+        let bare = bare_loop(&sqs, &queue, batch_size).await;
         let bare_seconds = started.elapsed().as_secs_f64();
-        assert_eq!(drained, communications);
+        assert_eq!(bare, communications);
         let figure = json!({
             "batch_size": batch_size,
-            "worker_per_s": communications as f64 / worker_seconds,
+            "worker_per_s": communications as f64 / drained.seconds,
             "bare_per_s": communications as f64 / bare_seconds,
-            "worker_seconds": worker_seconds,
+            "worker_seconds": drained.seconds,
             // Messages the worker handed back for a retry (SQS delivered them again).
-            "redelivered": failed,
-            "received": handled,
+            "redelivered": drained.redelivered,
+            "received": drained.received,
             "bare_seconds": bare_seconds,
         });
         eprintln!("worker {figure}");
         batches.push(figure);
     }
     json!({"communications": communications, "batches": batches})
+}
+
+/// The reading that models AWS. The emulator serves one call at a time, so the worker's
+/// throughput against it measures the emulator. Two drains of the same size at batch 10 separate
+/// what is ours from what is the network's: one with the emulator's answers as they come (the
+/// process's CPU time over it is our code's, the SDK's and the proxy's: an upper bound of ours),
+/// one with each answer held back `latency_ms` by the recording proxy of the fault tests (calls in
+/// flight wait side by side, as over a network). The difference is what AWS's round trips add
+/// given how the worker overlaps its calls; with our CPU time it models one function instance on
+/// AWS: Lambda's billed time per email and emails per second. Lambda bills the handler only (the
+/// event source mapping receives and deletes), so that is what is timed.
+pub async fn measure_modelled(communications: usize, latency_ms: u64) -> Value {
+    let emulator = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    let mut readings = Vec::new();
+    for latency in [0, latency_ms] {
+        // Each drain on a fresh stack (the emulator slows as its tables grow), its run set up
+        // at the emulator's speed.
+        let direct = TestApp::spawn().await;
+        let proxy = FaultProxy::start(&emulator).await;
+        let worker = direct.worker_on(&direct.sdk_through(&proxy.url));
+        let api = Api::new(&direct, &direct.sdk, USER);
+        let domain = unique_domain();
+        email_account(&api, &domain, 10_000).await;
+        seed_targets(&direct, USER, communications, &domain).await;
+        let run = start_run(&api).await;
+        proxy.take_calls();
+        proxy.set_latency(Duration::from_millis(latency));
+        let cpu = crate::report::cpu_seconds();
+        let drained = drain(&direct, &api, &worker, &run, communications, 10).await;
+        let cpu = crate::report::cpu_seconds() - cpu;
+        proxy.set_latency(Duration::ZERO);
+        let calls = proxy.take_calls();
+        readings.push(json!({
+            "latency_ms": latency,
+            "handler_ms_per_email": drained.handler_seconds * 1_000.0 / communications as f64,
+            "cpu_ms_per_email": cpu * 1_000.0 / communications as f64,
+            "calls_per_email": calls.len() as f64 / communications as f64,
+            "wall_seconds": drained.seconds,
+        }));
+    }
+    let handler = |reading: &Value| reading["handler_ms_per_email"].as_f64().unwrap_or(0.0);
+    let waits_ms = (handler(&readings[1]) - handler(&readings[0])).max(0.0);
+    let cpu_ms = readings[0]["cpu_ms_per_email"].as_f64().unwrap_or(0.0);
+    let modelled_ms = waits_ms + cpu_ms;
+    let figure = json!({
+        "batch_size": 10,
+        "communications": communications,
+        "latency_ms": latency_ms,
+        "readings": readings,
+        "network_ms_per_email": waits_ms,
+        "cpu_ms_per_email": cpu_ms,
+        "lambda_ms_per_email": modelled_ms,
+        "emails_per_s_per_instance": if modelled_ms > 0.0 { 1_000.0 / modelled_ms } else { 0.0 },
+    });
+    eprintln!("worker (modelled AWS) {figure}");
+    figure
+}
+
+const USER: &str = "bench-worker";
+
+/// A time-tracking wrapper: how long the handler itself ran (what Lambda bills).
+struct Timed<'a, H> {
+    inner: &'a H,
+    busy: Mutex<Duration>,
+}
+
+impl<H: MessageHandler> MessageHandler for Timed<'_, H> {
+    fn handle(&self, body: Option<&str>, receives: u32) -> impl Future<Output = bool> + Send {
+        self.inner.handle(body, receives)
+    }
+
+    fn handle_all(
+        &self,
+        messages: &[(Option<&str>, u32)],
+    ) -> impl Future<Output = Vec<bool>> + Send {
+        async move {
+            let started = Instant::now();
+            let done = self.inner.handle_all(messages).await;
+            *self.busy.lock().expect("timer") += started.elapsed();
+            done
+        }
+    }
+}
+
+/// How a run's drain went.
+struct Drained {
+    seconds: f64,
+    handler_seconds: f64,
+    received: usize,
+    redelivered: usize,
+}
+
+async fn start_run(api: &Api) -> String {
+    let run = api
+        .expect(
+            Method::POST,
+            "/api/user/orchestrator/initiate-communications",
+            Some(&outreach_message()),
+            202,
+        )
+        .await;
+    run["run_id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Seeds `communications` targets, starts a run and drains it through `worker`.
+async fn drain_a_run(
+    app: &TestApp,
+    worker: &CommunicationsWorker,
+    communications: usize,
+    batch_size: i32,
+) -> Drained {
+    let api = Api::new(app, &app.sdk, USER);
+    let domain = unique_domain();
+    email_account(&api, &domain, 10_000).await;
+    seed_targets(app, USER, communications, &domain).await;
+    let run = start_run(&api).await;
+    drain(app, &api, worker, &run, communications, batch_size).await
+}
+
+/// Drains the run's messages as Lambda's event source mapping would, until it is finished.
+async fn drain(
+    app: &TestApp,
+    api: &Api,
+    worker: &CommunicationsWorker,
+    run_id: &str,
+    communications: usize,
+    batch_size: i32,
+) -> Drained {
+    let timed = Timed {
+        inner: worker,
+        busy: Mutex::new(Duration::ZERO),
+    };
+    let sqs = app.sqs();
+    let queue = app.queue_url("CommunicationsQueue");
+    let path = format!("/api/user/orchestrator/runs/{run_id}");
+    let started = Instant::now();
+    let (mut received, mut redelivered) = (0, 0);
+    loop {
+        let report = pipewise_local::queue_poller::poll_batch(&sqs, &queue, &timed, 0, batch_size)
+            .await
+            .expect("poll");
+        received += report.received;
+        redelivered += report.failed;
+        if report.received == 0 {
+            // Empty: done, unless a message the worker handed back (a transient failure) is
+            // still invisible; then wait for SQS to deliver it again, as Lambda would.
+            let view = api.expect(Method::GET, &path, None, 200).await;
+            if view["counts"]["pending"] == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed().as_secs() < 600,
+                "the run never finished: {}",
+                view["counts"]
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let view = api.expect(Method::GET, &path, None, 200).await;
+    assert_eq!(
+        view["counts"]["sent"], communications,
+        "every email sent: {}",
+        view["counts"]
+    );
+    let handler_seconds = timed.busy.lock().expect("timer").as_secs_f64();
+    Drained {
+        seconds,
+        handler_seconds,
+        received,
+        redelivered,
+    }
 }
 
 async fn fill(sqs: &aws_sdk_sqs::Client, queue: &str, count: usize) {
