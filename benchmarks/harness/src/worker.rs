@@ -125,16 +125,11 @@ impl<H: MessageHandler> MessageHandler for Timed<'_, H> {
         self.inner.handle(body, receives)
     }
 
-    fn handle_all(
-        &self,
-        messages: &[(Option<&str>, u32)],
-    ) -> impl Future<Output = Vec<bool>> + Send {
-        async move {
-            let started = Instant::now();
-            let done = self.inner.handle_all(messages).await;
-            *self.busy.lock().expect("timer") += started.elapsed();
-            done
-        }
+    async fn handle_all(&self, messages: &[(Option<&str>, u32)]) -> Vec<bool> {
+        let started = Instant::now();
+        let done = self.inner.handle_all(messages).await;
+        *self.busy.lock().expect("timer") += started.elapsed();
+        done
     }
 }
 
