@@ -32,14 +32,25 @@ impl Api {
 
     /// One request through the router: status and JSON body.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let body = body.map(|body| ("application/json", serde_json::to_vec(body).expect("JSON")));
+        self.call_with(method, path, body).await
+    }
+
+    /// One request with a body of any type (`content type`, bytes): status and JSON body.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (u16, Value) {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
         let body = match body {
-            Some(body) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(serde_json::to_vec(body).expect("JSON"))
+            Some((content_type, bytes)) => {
+                request = request.header(header::CONTENT_TYPE, content_type);
+                Body::from(bytes)
             }
             None => Body::empty(),
         };

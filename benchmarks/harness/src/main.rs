@@ -8,6 +8,9 @@
 //! - `worker_aws.json`: the worker at batch 10 with each AWS call answered `BENCH_LATENCY_MS`
 //!   (default 5) later, as AWS would: Lambda time per email and emails/s per instance;
 //! - `growth.json`: list and initiate latency as a user's data grows;
+//! - `scale.json`: the release tick, CSV import, a 3-step sequence and the reply poller as their
+//!   volume grows (`BENCH_SCALE_SIZES`, `BENCH_SEQUENCE_TARGETS`, `BENCH_MAILBOXES`,
+//!   `BENCH_MAILBOX_MESSAGES`), time and calls per item;
 //! - `trust.json`: loading the system's TLS roots vs the bundled ones.
 //!
 //! `BENCH_SAMPLES` (default 300) timed requests per route, `BENCH_COMMUNICATIONS` (default
@@ -22,6 +25,7 @@ mod fixture;
 mod growth;
 mod report;
 mod routes;
+mod scale;
 mod trust;
 mod worker;
 
@@ -35,6 +39,19 @@ fn setting(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
+}
+
+/// A list of sizes from `name` (`10,100,1000`), or `default`.
+fn sizes(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|sizes| {
+            sizes
+                .split(',')
+                .filter_map(|size| size.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|| default.to_vec())
 }
 
 fn selected(phase: &str) -> bool {
@@ -88,6 +105,23 @@ async fn main() {
             "growth.json",
             report::stamp(),
             growth::measure(&app, samples.min(100)).await,
+        );
+    }
+    if selected("scale") {
+        let sizes = sizes("BENCH_SCALE_SIZES", &[10, 100, 1_000, 10_000]);
+        let release = scale::release(&sizes).await;
+        let import = scale::import(&sizes).await;
+        let sequence = scale::sequence(setting("BENCH_SEQUENCE_TARGETS", 1_000)).await;
+        let poller = scale::poller(
+            setting("BENCH_MAILBOXES", 100),
+            setting("BENCH_MAILBOX_MESSAGES", 1_000),
+        )
+        .await;
+        report::write(
+            &directory,
+            "scale.json",
+            report::stamp(),
+            json!({"release": release, "import": import, "sequence": sequence, "poller": poller}),
         );
     }
     if selected("worker-aws") {

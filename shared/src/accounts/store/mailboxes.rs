@@ -54,6 +54,48 @@ impl AccountStore {
         }
     }
 
+    /// Where reading each of `mailboxes` (user and account id) resumes, in the order asked:
+    /// 100 per `BatchGetItem`.
+    pub async fn mailbox_cursors(
+        &self,
+        mailboxes: &[(UserId, String)],
+    ) -> Result<Vec<MailboxCursor>, Error> {
+        let key_of = |user: &UserId, account_id: &str| {
+            Self::key(user, &format!("{CURSOR_PREFIX}{account_id}"))
+        };
+        // BatchGetItem refuses a request that names one key twice.
+        let mut unique: Vec<&(UserId, String)> = mailboxes.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let keys = unique
+            .into_iter()
+            .map(|(user, account_id)| key_of(user, account_id))
+            .collect();
+        let found = crate::storage::batch_get(&self.dynamodb, &self.table, keys).await?;
+        let cursor_key = |item: &std::collections::HashMap<String, AttributeValue>| {
+            (
+                item.get("user_id").and_then(|v| v.as_s().ok()).cloned(),
+                item.get("account_id").and_then(|v| v.as_s().ok()).cloned(),
+            )
+        };
+        let by_key: std::collections::HashMap<_, _> = found
+            .iter()
+            .map(|item| (cursor_key(item), cursor_of(item)))
+            .collect();
+        Ok(mailboxes
+            .iter()
+            .map(|(user, account_id)| {
+                by_key
+                    .get(&(
+                        Some(user.as_str().to_owned()),
+                        Some(format!("{CURSOR_PREFIX}{account_id}")),
+                    ))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
     /// Where reading `account_id`'s mail resumes.
     pub async fn mailbox_cursor(
         &self,
@@ -66,20 +108,7 @@ impl AccountStore {
             Self::key(user, &format!("{CURSOR_PREFIX}{account_id}")),
         )
         .await?;
-        let Some(item) = item else {
-            return Ok(MailboxCursor::default());
-        };
-        Ok(MailboxCursor {
-            cursor: item
-                .get("cursor")
-                .and_then(|value| value.as_s().ok())
-                .cloned(),
-            polled_at: item
-                .get("polled_at")
-                .and_then(|value| value.as_n().ok())
-                .and_then(|value| value.parse().ok())
-                .unwrap_or(0),
-        })
+        Ok(item.as_ref().map(cursor_of).unwrap_or_default())
     }
 
     /// Stores where reading `account_id`'s mail resumes (one poller per schedule writes it).
@@ -102,5 +131,19 @@ impl AccountStore {
             .await
             .map_err(dependency_error)?;
         Ok(())
+    }
+}
+
+fn cursor_of(item: &std::collections::HashMap<String, AttributeValue>) -> MailboxCursor {
+    MailboxCursor {
+        cursor: item
+            .get("cursor")
+            .and_then(|value| value.as_s().ok())
+            .cloned(),
+        polled_at: item
+            .get("polled_at")
+            .and_then(|value| value.as_n().ok())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0),
     }
 }

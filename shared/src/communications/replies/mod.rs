@@ -100,13 +100,13 @@ impl ReplyPoller {
     pub async fn poll(&self) -> Result<PollReport, Error> {
         let started = Instant::now();
         let store = self.accounts.store();
-        let mut mailboxes = Vec::new();
-        for account in store.connected_mailboxes().await? {
-            let cursor = store
-                .mailbox_cursor(&account.user_id, account.account_id.as_str())
-                .await?;
-            mailboxes.push((account, cursor));
-        }
+        let accounts = store.connected_mailboxes().await?;
+        let ids: Vec<(crate::ids::UserId, String)> = accounts
+            .iter()
+            .map(|account| (account.user_id.clone(), account.account_id.to_string()))
+            .collect();
+        let cursors = store.mailbox_cursors(&ids).await?;
+        let mut mailboxes: Vec<_> = accounts.into_iter().zip(cursors).collect();
         mailboxes.sort_by_key(|(_, cursor)| cursor.polled_at);
         let mut report = PollReport::default();
         let total = mailboxes.len();

@@ -11,7 +11,7 @@ use super::RunStore;
 use super::items::{CommunicationItem, PROVIDER_MESSAGE_DAYS};
 use crate::error::Error;
 use crate::ids::UserId;
-use crate::storage::{number as n, read_item, text as s, user_key};
+use crate::storage::{number as n, text as s, user_key};
 
 /// Sort key, and partition prefix, of a reply pointer (`#`: no user id starts with it).
 const REPLY_POINTER: &str = "#reply#";
@@ -97,28 +97,40 @@ impl RunStore {
             .build())
     }
 
-    /// The communication of `user`'s `account_id` that one of `keys` leads to, if any.
+    /// The communication of `user`'s `account_id` that one of `keys` leads to, if any (the
+    /// first key, in order, with a pointer): the pointers of all keys in one `BatchGetItem`.
     pub async fn communication_replied_to(
         &self,
         user: &UserId,
         account_id: &crate::ids::AccountId,
         keys: &[ReplyKey],
     ) -> Result<Option<CommunicationItem>, Error> {
-        for key in keys {
-            let pointer = read_item(
-                &self.dynamodb,
-                &self.table,
-                user_key(&key.partition(user, account_id), "sk", REPLY_POINTER),
-            )
-            .await?;
-            let Some(sk) = pointer
-                .as_ref()
-                .and_then(|pointer| pointer.get("communication"))
-                .and_then(|value| value.as_s().ok())
+        let partitions: Vec<String> = keys
+            .iter()
+            .map(|key| key.partition(user, account_id))
+            .collect();
+        let mut unique = partitions.clone();
+        unique.sort();
+        unique.dedup();
+        let requested = unique
+            .iter()
+            .map(|partition| user_key(partition, "sk", REPLY_POINTER))
+            .collect();
+        let pointers: std::collections::HashMap<String, String> =
+            crate::storage::batch_get(&self.dynamodb, &self.table, requested)
+                .await?
+                .into_iter()
+                .filter_map(|pointer| {
+                    let partition = pointer.get("user_id")?.as_s().ok()?.clone();
+                    let communication = pointer.get("communication")?.as_s().ok()?.clone();
+                    Some((partition, communication))
+                })
+                .collect();
+        for partition in &partitions {
+            let Some((run_id, index)) = pointers
+                .get(partition)
+                .and_then(|sk| CommunicationItem::parse_sort_key(sk))
             else {
-                continue;
-            };
-            let Some((run_id, index)) = CommunicationItem::parse_sort_key(sk) else {
                 continue;
             };
             if let Some(item) = self.communication(user, &run_id, index).await? {
