@@ -11,7 +11,7 @@ DEV_EMULATOR := http://127.0.0.1:4566
 TEST_EMULATOR_PORT := 4567
 TEST_POSTGRES_PORT := 5433
 
-.PHONY: help dev token test test-stress test-faults migrate rotate-keys lint tools openapi package sam-build bench
+.PHONY: help dev token test test-stress test-faults migrate rotate-keys lint tools openapi package sam-build bench bench-clock bench-quick
 
 help:
 	@echo "make dev                  run the API on http://127.0.0.1:8001 against a local AWS emulator"
@@ -23,7 +23,8 @@ help:
 	@echo "make openapi              regenerate docs/openapi.json from the code"
 	@echo "make package              release arm64 bootstrap of every function, zipped, with sizes"
 	@echo "make sam-build            sam build (cargo-lambda, no Docker)"
-	@echo "make bench                every performance figure, side by side with its baseline -> docs/benchmarks.md (~20 min)"
+	@echo "make bench                every performance figure, side by side with its baseline -> docs/benchmarks.md (<= 30 min)"
+	@echo "make bench-quick          the ratios and call budgets of a change in progress, debug build, summary only (<= 5 min)"
 	@echo "make rotate-keys TO=<key>  re-wrap every stored data key under another KMS key (dev stack; DRY_RUN=1, MAX_ITEMS=n)"
 	@echo "make migrate DATABASE_URL=... PIPEWISE_FERNET_KEY=...  copy the old Supabase tables into the running dev stack (DRY_RUN=1, USER_MAP=file.csv)"
 
@@ -112,7 +113,9 @@ package: $(TOOLS)
 # Every performance figure, each as a ratio against a baseline run side by side in the same
 # run (docs/benchmarks.md): cold start and memory (release binaries under a local Runtime API,
 # hello-world and a FastAPI peer beside them), package size, warm latency vs the raw SDK calls,
-# AWS calls per operation, worker throughput vs a bare SQS loop, growth. Never part of make test.
+# AWS calls per operation (against their budgets: a count past one fails the run), worker
+# throughput vs a bare SQS loop and on a model of AWS's latency, growth and scale. Never part
+# of make test. Each phase is timed (tools/bench-timed): the report says where the minutes went.
 BENCH_OUT ?= $(CARGO_TARGET_DIR)/bench
 BENCH_DIR = $(abspath $(BENCH_OUT))
 # Two venvs: the peer's (its size is part of what is measured) and the report's (matplotlib).
@@ -121,10 +124,14 @@ PEER_PYTHON := $(PEER_VENV)/.installed-$(shell cksum < benchmarks/peer/requireme
 REPORT_VENV := $(CARGO_TARGET_DIR)/bench-report-venv
 REPORT_PYTHON := $(REPORT_VENV)/.installed-$(shell cksum < benchmarks/report-requirements.txt | cut -d' ' -f1)
 BENCH_PORT ?= 4590
-# Communications per worker batch size. The issue's figure is 1,000; the emulator copies the whole
-# runs table on every transaction (the worker makes one per communication), so its rate falls as
-# the table grows and 1,000 per size takes ~10 minutes each: 200 by default, 1,000 on request.
+# Communications per worker batch size and for the modelled-AWS reading. The emulator copies
+# the runs table on every transaction (one per communication), so its rate falls as the table
+# grows: 200 by default, 1,000 on request.
 BENCH_COMMUNICATIONS ?= 200
+TIMED = tools/bench-timed run $(BENCH_DIR)
+# A phase of the harness against a fresh emulator (moto copies every table per transaction:
+# data left by one phase would slow the next).
+HARNESS = tools/with-emulator $(BENCH_PORT)
 
 $(PEER_PYTHON): benchmarks/peer/requirements.txt
 	python3 -m venv $(PEER_VENV)
@@ -138,25 +145,49 @@ $(REPORT_PYTHON): benchmarks/report-requirements.txt
 	rm -f $(REPORT_VENV)/.installed-*
 	touch $@
 
-bench: $(TOOLS) $(PEER_PYTHON) $(REPORT_PYTHON)
-	# Two builds: the functions with their own features (as sam build makes them), then the
-	# harness, whose test-crate dependencies would otherwise add features to the functions.
-	cargo build --release -p hello-lambda -p accounts -p targets -p orchestrator \
-	  -p communications-worker -p token-keeper -p mcp
-	cargo build --release -p pipewise-bench
-	rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
-	tools/with-emulator $(BENCH_PORT) sh -c '\
+# The clock starts before the tools and venvs are made, so a fresh clone's whole run is counted.
+bench-clock:
+	@rm -rf $(BENCH_DIR) && tools/bench-timed start $(BENCH_DIR) $(CARGO_TARGET_DIR)
+
+bench: bench-clock $(TOOLS) $(PEER_PYTHON) $(REPORT_PYTHON)
+	@# Two builds: the functions with their own features (as sam build makes them), then the
+	@# harness, whose test-crate dependencies would otherwise add features to the functions.
+	$(TIMED) "release build of the functions" cargo build --release -p hello-lambda -p accounts \
+	  -p targets -p orchestrator -p communications-worker -p token-keeper -p mcp
+	$(TIMED) "release build of the harness" cargo build --release -p pipewise-bench
+	$(TIMED) "cold start, memory, the peer" $(HARNESS) sh -c '\
 	  PEER_PYTHON=$(PEER_VENV)/bin/python tools/bench-cold-start $(CARGO_TARGET_DIR)/release $${ROUNDS:-20} --json $(BENCH_DIR)/cold.json && \
 	  cd benchmarks/peer && $(PEER_VENV)/bin/python warm.py $(BENCH_DIR)/peer_warm.json $${BENCH_SAMPLES:-300}'
-	@# A fresh emulator per phase and per batch size (moto copies every table per transaction).
-	for phase in trust warm calls growth; do \
-	  BENCH_ONLY=$$phase tools/with-emulator $(BENCH_PORT) $(CARGO_TARGET_DIR)/release/pipewise-bench $(BENCH_DIR) || exit 1; \
+	for phase in trust warm calls growth worker-aws scale; do \
+	  BENCH_ONLY=$$phase BENCH_COMMUNICATIONS=$(BENCH_COMMUNICATIONS) $(TIMED) "$$phase" \
+	    $(HARNESS) $(CARGO_TARGET_DIR)/release/pipewise-bench $(BENCH_DIR) || exit 1; \
 	done
 	for size in 1 5 10; do \
-	  BENCH_ONLY=worker BENCH_BATCH_SIZES=$$size BENCH_COMMUNICATIONS=$(BENCH_COMMUNICATIONS) tools/with-emulator $(BENCH_PORT) $(CARGO_TARGET_DIR)/release/pipewise-bench $(BENCH_DIR) || exit 1; \
+	  BENCH_ONLY=worker BENCH_BATCH_SIZES=$$size BENCH_COMMUNICATIONS=$(BENCH_COMMUNICATIONS) $(TIMED) "worker, batch $$size" \
+	    $(HARNESS) $(CARGO_TARGET_DIR)/release/pipewise-bench $(BENCH_DIR) || exit 1; \
 	done
-	tools/bench-sizes $(CARGO_TARGET_DIR)/release $(BENCH_DIR)
+	$(TIMED) "package sizes" tools/bench-sizes $(CARGO_TARGET_DIR)/release $(BENCH_DIR)
+	tools/bench-timed finish $(BENCH_DIR)
 	$(REPORT_VENV)/bin/python tools/bench-report $(BENCH_DIR) docs
+
+# The ratios of a change in progress in a few minutes: the debug harness (no release build, no
+# peer), fewer samples and smaller sizes; the AWS call budgets are checked as in make bench.
+# Prints the summary; writes nothing into docs/. Cold start needs release binaries: measured
+# when an earlier make bench left them, skipped otherwise.
+BENCH_QUICK_DIR = $(abspath $(BENCH_OUT))-quick
+bench-quick: $(TOOLS) $(REPORT_PYTHON)
+	@rm -rf $(BENCH_QUICK_DIR) && tools/bench-timed start $(BENCH_QUICK_DIR) -
+	tools/bench-timed run $(BENCH_QUICK_DIR) "debug build of the harness" cargo build -p pipewise-bench
+	@if [ -x $(CARGO_TARGET_DIR)/release/accounts ] && [ -x $(CARGO_TARGET_DIR)/release/hello-lambda ]; then \
+	  tools/bench-timed run $(BENCH_QUICK_DIR) "cold start (release binaries of an earlier make bench)" \
+	    $(HARNESS) tools/bench-cold-start $(CARGO_TARGET_DIR)/release 5 --json $(BENCH_QUICK_DIR)/cold.json; \
+	else echo "bench-quick: no release binaries, cold start skipped (make bench measures it)"; fi
+	BENCH_ONLY=calls,warm,worker-aws,scale BENCH_SAMPLES=50 BENCH_COMMUNICATIONS=100 \
+	  BENCH_SCALE_SIZES=10,100,1000 BENCH_IMPORT_SIZES=10,100 BENCH_SEQUENCE_TARGETS=100 BENCH_MAILBOXES=20 BENCH_MAILBOX_MESSAGES=200 \
+	  tools/bench-timed run $(BENCH_QUICK_DIR) "calls, warm, worker on a model of AWS, scale" \
+	  $(HARNESS) $(CARGO_TARGET_DIR)/debug/pipewise-bench $(BENCH_QUICK_DIR)
+	tools/bench-timed finish $(BENCH_QUICK_DIR)
+	$(REPORT_VENV)/bin/python tools/bench-report --summary-only $(BENCH_QUICK_DIR)
 
 # What `sam build` does (cargo-lambda per function, no Docker), then `sam deploy --guided`.
 sam-build: $(TOOLS)

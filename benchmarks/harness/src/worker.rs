@@ -60,15 +60,19 @@ pub async fn measure(communications: usize) -> Value {
 /// throughput against it measures the emulator. Two drains of the same size at batch 10 separate
 /// what is ours from what is the network's: one with the emulator's answers as they come (the
 /// process's CPU time over it is our code's, the SDK's and the proxy's: an upper bound of ours),
-/// one with each answer held back `latency_ms` by the recording proxy of the fault tests (calls in
-/// flight wait side by side, as over a network). The difference is what AWS's round trips add
-/// given how the worker overlaps its calls; with our CPU time it models one function instance on
-/// AWS: Lambda's billed time per email and emails per second. Lambda bills the handler only (the
+/// one with each answer held back ten times `latency_ms` by the recording proxy of the fault tests
+/// (calls in flight wait side by side, as over a network). The difference, over that delay, is
+/// how many round trips each email waits for one after another given how the worker overlaps its
+/// calls; at `latency_ms` each, with our CPU time, it models one function instance on AWS:
+/// Lambda's billed time per email and emails per second. Lambda bills the handler only (the
 /// event source mapping receives and deletes), so that is what is timed.
 pub async fn measure_modelled(communications: usize, latency_ms: u64) -> Value {
     let emulator = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
     let mut readings = Vec::new();
-    for latency in [0, latency_ms] {
+    // The probe's delay is ten times the model's: the round trips it adds stand out of the
+    // emulator's own spread, and their count per batch does not depend on the delay.
+    let probe_ms = latency_ms.saturating_mul(10).max(10);
+    for latency in [0, probe_ms] {
         // Each drain on a fresh stack (the emulator slows as its tables grow), its run set up
         // at the emulator's speed.
         let direct = TestApp::spawn().await;
@@ -95,13 +99,18 @@ pub async fn measure_modelled(communications: usize, latency_ms: u64) -> Value {
         }));
     }
     let handler = |reading: &Value| reading["handler_ms_per_email"].as_f64().unwrap_or(0.0);
-    let waits_ms = (handler(&readings[1]) - handler(&readings[0])).max(0.0);
+    // Round trips one after another per email (a batch's overlapping calls count once), then
+    // what they cost at the model's delay.
+    let round_trips = ((handler(&readings[1]) - handler(&readings[0])) / probe_ms as f64).max(0.0);
+    let waits_ms = round_trips * latency_ms as f64;
     let cpu_ms = readings[0]["cpu_ms_per_email"].as_f64().unwrap_or(0.0);
     let modelled_ms = waits_ms + cpu_ms;
     let figure = json!({
         "batch_size": 10,
         "communications": communications,
         "latency_ms": latency_ms,
+        "probe_latency_ms": probe_ms,
+        "sequential_round_trips_per_email": round_trips,
         "readings": readings,
         "network_ms_per_email": waits_ms,
         "cpu_ms_per_email": cpu_ms,
