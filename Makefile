@@ -128,6 +128,8 @@ BENCH_PORT ?= 4590
 # the runs table on every transaction (one per communication), so its rate falls as the table
 # grows: 200 by default, 1,000 on request.
 BENCH_COMMUNICATIONS ?= 200
+# Timed requests per route (warm phase, ours and the peer's).
+BENCH_SAMPLES ?= 200
 TIMED = tools/bench-timed run $(BENCH_DIR)
 # A phase of the harness against a fresh emulator (moto copies every table per transaction:
 # data left by one phase would slow the next).
@@ -157,9 +159,9 @@ bench: bench-clock $(TOOLS) $(PEER_PYTHON) $(REPORT_PYTHON)
 	$(TIMED) "release build of the harness" cargo build --release -p pipewise-bench
 	$(TIMED) "cold start, memory, the peer" $(HARNESS) sh -c '\
 	  PEER_PYTHON=$(PEER_VENV)/bin/python tools/bench-cold-start $(CARGO_TARGET_DIR)/release $${ROUNDS:-20} --json $(BENCH_DIR)/cold.json && \
-	  cd benchmarks/peer && $(PEER_VENV)/bin/python warm.py $(BENCH_DIR)/peer_warm.json $${BENCH_SAMPLES:-300}'
-	for phase in trust warm calls growth worker-aws scale; do \
-	  BENCH_ONLY=$$phase BENCH_COMMUNICATIONS=$(BENCH_COMMUNICATIONS) $(TIMED) "$$phase" \
+	  cd benchmarks/peer && $(PEER_VENV)/bin/python warm.py $(BENCH_DIR)/peer_warm.json $(BENCH_SAMPLES)'
+	for phase in trust warm calls growth worker-aws scale-release scale-import scale-sequence scale-poller; do \
+	  BENCH_ONLY=$$phase BENCH_COMMUNICATIONS=$(BENCH_COMMUNICATIONS) BENCH_SAMPLES=$(BENCH_SAMPLES) $(TIMED) "$$phase" \
 	    $(HARNESS) $(CARGO_TARGET_DIR)/release/pipewise-bench $(BENCH_DIR) || exit 1; \
 	done
 	for size in 1 5 10; do \

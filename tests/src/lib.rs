@@ -32,11 +32,12 @@ mod app {
     mod queues;
     pub(crate) mod requests;
     mod sdk_endpoints;
-    mod tables;
+    pub(crate) mod tables;
 }
 
 pub use app::emails::RawEmail;
 pub use app::requests::TestResponse;
+pub use app::tables::due_scheduled_communication;
 pub use pipewise_local::dev_auth::{DEV_AUDIENCE, DEV_ISSUER, DEV_JWT_SECRET};
 
 /// Once per test process: logs when `TEST_LOG` is set, and the TLS provider of the test

@@ -175,6 +175,17 @@ pub async fn seed_targets(app: &TestApp, user: &str, count: usize, domain: &str)
 }
 
 /// The message every measured run sends.
+/// Starts a run of [`outreach_message`] to all of the user's targets: the initiate's answer.
+pub async fn initiate(api: &Api) -> Value {
+    api.expect(
+        Method::POST,
+        "/api/user/orchestrator/initiate-communications",
+        Some(&outreach_message()),
+        202,
+    )
+    .await
+}
+
 pub fn outreach_message() -> Value {
     json!({"message": {"subject": "Hi {{first_name}}", "body": "Hello {{name}}, a short note."}})
 }

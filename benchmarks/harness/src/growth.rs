@@ -7,7 +7,7 @@ use http::Method;
 use pipewise_tests::TestApp;
 use serde_json::{Value, json};
 
-use crate::fixture::{Api, email_account, outreach_message, seed_targets, unique_domain};
+use crate::fixture::{Api, email_account, seed_targets, unique_domain};
 use crate::report::{ms, percentile};
 
 /// Both curves.
@@ -31,14 +31,7 @@ pub async fn measure(app: &TestApp, samples: usize) -> Value {
             seed_targets(app, &user, communications, &domain).await;
             seeding.push(started.elapsed().as_secs_f64() * 1000.0);
             let started = Instant::now();
-            let answer = api
-                .expect(
-                    Method::POST,
-                    "/api/user/orchestrator/initiate-communications",
-                    Some(&outreach_message()),
-                    202,
-                )
-                .await;
+            let answer = crate::fixture::initiate(&api).await;
             latencies.push(started.elapsed().as_secs_f64() * 1000.0);
             assert_eq!(answer["queued"], communications, "{answer}");
         }

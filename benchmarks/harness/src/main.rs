@@ -42,7 +42,7 @@ fn setting(name: &str, default: usize) -> usize {
 }
 
 /// A list of sizes from `name` (`10,100,1000`), or `default`.
-fn sizes(name: &str, default: &[usize]) -> Vec<usize> {
+pub(crate) fn sizes(name: &str, default: &[usize]) -> Vec<usize> {
     std::env::var(name)
         .ok()
         .map(|sizes| {
@@ -107,24 +107,43 @@ async fn main() {
             growth::measure(&app, samples.min(100)).await,
         );
     }
-    if selected("scale") {
+    // The scale parts, each alone (`scale-release`, ...) or together (`scale`); make bench runs
+    // each against a fresh emulator, whose memory and transactions grow with what it holds.
+    let part = |name: &str| selected("scale") || selected(&format!("scale-{name}"));
+    let mut scale = serde_json::Map::new();
+    if part("release") {
         let sizes = sizes("BENCH_SCALE_SIZES", &[10, 100, 1_000, 10_000]);
-        let release = scale::release(&sizes).await;
+        scale.insert("release".into(), json!(scale::release(&sizes).await));
+    }
+    if part("import") {
         // The emulator copies the targets table on every transaction, so an import's time grows
         // with the square of its rows there (10,000 rows: over an hour); its calls grow linearly.
-        let import = scale::import(&self::sizes("BENCH_IMPORT_SIZES", &[10, 100, 1_000])).await;
-        let sequence = scale::sequence(setting("BENCH_SEQUENCE_TARGETS", 1_000)).await;
-        let poller = scale::poller(
+        let sizes = sizes("BENCH_IMPORT_SIZES", &[10, 100, 1_000]);
+        scale.insert("import".into(), json!(scale::import(&sizes).await));
+    }
+    if part("sequence") {
+        let targets = setting("BENCH_SEQUENCE_TARGETS", 200);
+        scale.insert("sequence".into(), json!(scale::sequence(targets).await));
+    }
+    if part("poller") {
+        let (mailboxes, messages) = (
             setting("BENCH_MAILBOXES", 100),
             setting("BENCH_MAILBOX_MESSAGES", 1_000),
-        )
-        .await;
-        report::write(
-            &directory,
-            "scale.json",
-            report::stamp(),
-            json!({"release": release, "import": import, "sequence": sequence, "poller": poller}),
         );
+        scale.insert("poller".into(), scale::poller(mailboxes, messages).await);
+    }
+    if !scale.is_empty() {
+        // Parts measured apart join those written before.
+        let path = directory.join("scale.json");
+        let mut merged: serde_json::Map<String, serde_json::Value> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        for key in ["date", "machine"] {
+            merged.remove(key);
+        }
+        merged.extend(scale);
+        report::write(&directory, "scale.json", report::stamp(), json!(merged));
     }
     if selected("worker-aws") {
         let latency_ms = setting("BENCH_LATENCY_MS", 5) as u64;

@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use http::Method;
 use pipewise::clock::Clock;
 use pipewise::communications::CommunicationsWorker;
@@ -73,42 +72,7 @@ pub async fn release(sizes: &[usize]) -> Vec<Value> {
         let run_id = pipewise::ids::RunId::new();
         let items = (0..n as u32)
             .map(|index| {
-                [
-                    ("user_id", AttributeValue::S(USER.into())),
-                    (
-                        "sk",
-                        AttributeValue::S(
-                            pipewise::communications::store::CommunicationItem::sort_key(
-                                &run_id, index,
-                            ),
-                        ),
-                    ),
-                    ("run_id", AttributeValue::S(run_id.to_string())),
-                    ("index", AttributeValue::N(index.to_string())),
-                    (
-                        "target_id",
-                        AttributeValue::S(uuid::Uuid::new_v4().to_string()),
-                    ),
-                    ("channel", AttributeValue::S("email".into())),
-                    ("account_id", AttributeValue::S("gmail".into())),
-                    (
-                        "recipient",
-                        AttributeValue::M(
-                            [("name".to_owned(), AttributeValue::S("P".into()))].into(),
-                        ),
-                    ),
-                    ("status", AttributeValue::S("scheduled".into())),
-                    ("attempts", AttributeValue::N("1".into())),
-                    ("scheduled_for", AttributeValue::N((now - 60).to_string())),
-                    (
-                        "scheduled_day",
-                        AttributeValue::S(pipewise::clock::utc_day(now)),
-                    ),
-                    ("updated_at", AttributeValue::S(pipewise::now_rfc3339())),
-                ]
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), value))
-                .collect()
+                pipewise_tests::due_scheduled_communication(USER, &run_id, index, now - 60)
             })
             .collect();
         app.put_items("RunsTable", items).await;

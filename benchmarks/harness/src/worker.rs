@@ -15,21 +15,13 @@ use pipewise_tests::TestApp;
 use pipewise_tests::fault_proxy::FaultProxy;
 use serde_json::{Value, json};
 
-use crate::fixture::{Api, email_account, outreach_message, seed_targets, unique_domain};
+use crate::fixture::{Api, email_account, seed_targets, unique_domain};
 
 /// Throughput at each batch size, each on a fresh stack.
 pub async fn measure(communications: usize) -> Value {
     let mut batches = Vec::new();
-    let sizes: Vec<i32> = std::env::var("BENCH_BATCH_SIZES")
-        .ok()
-        .map(|sizes| {
-            sizes
-                .split(',')
-                .filter_map(|size| size.trim().parse().ok())
-                .collect()
-        })
-        .unwrap_or_else(|| vec![1, 5, 10]);
-    for batch_size in sizes {
+    for batch_size in crate::sizes("BENCH_BATCH_SIZES", &[1, 5, 10]) {
+        let batch_size = i32::try_from(batch_size).unwrap_or(10);
         let app = TestApp::spawn().await;
         let worker = app.worker();
         let drained = drain_a_run(&app, &worker, communications, batch_size).await;
@@ -151,14 +143,7 @@ struct Drained {
 }
 
 async fn start_run(api: &Api) -> String {
-    let run = api
-        .expect(
-            Method::POST,
-            "/api/user/orchestrator/initiate-communications",
-            Some(&outreach_message()),
-            202,
-        )
-        .await;
+    let run = crate::fixture::initiate(api).await;
     run["run_id"].as_str().unwrap_or_default().to_owned()
 }
 

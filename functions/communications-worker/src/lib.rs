@@ -183,7 +183,7 @@ pub fn worker_with_clock(
     clock: Clock,
 ) -> Result<CommunicationsWorker, ConfigError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-    let accounts = AccountService::from_config(source, sdk)?;
+    let accounts = AccountService::from_config(source, sdk)?.with_clock(clock.clone());
     let runs = RunStore::new(dynamodb.clone(), source.required(vars::RUNS_TABLE)?)
         .with_events(EventPublisher::from_source(source, sdk))
         .with_clock(clock.clone());

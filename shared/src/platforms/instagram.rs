@@ -158,9 +158,13 @@ pub fn send_request(
 }
 
 /// In one page of conversations: the Instagram-scoped id of `username` when that person's last
-/// message to the business is inside the messaging window.
-pub fn open_conversation(page: &Value, business_id: &str, username: &str) -> Option<String> {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+/// message to the business is inside the messaging window at `now` (epoch seconds).
+pub fn open_conversation(
+    page: &Value,
+    business_id: &str,
+    username: &str,
+    now: i64,
+) -> Option<String> {
     page["data"].as_array()?.iter().find_map(|conversation| {
         let person = conversation["participants"]["data"]
             .as_array()?
@@ -178,7 +182,8 @@ pub fn open_conversation(page: &Value, business_id: &str, username: &str) -> Opt
             .filter(|message| message["from"]["id"].as_str() == Some(person_id))
             .filter_map(|message| message["created_time"].as_str().and_then(graph_time))
             .max()?;
-        (now - last_from_person < WINDOW_SECONDS).then(|| person_id.to_owned())
+        // Saturating: a time in the platform's answer is not ours to trust not to overflow.
+        (now.saturating_sub(last_from_person) < WINDOW_SECONDS).then(|| person_id.to_owned())
     })
 }
 
@@ -194,4 +199,37 @@ fn graph_time(text: &str) -> Option<i64> {
         })
         .ok()
         .map(time::OffsetDateTime::unix_timestamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(last_message: &str) -> Value {
+        json!({"data": [{
+            "participants": {"data": [
+                {"id": "17841400000000001", "username": "ada.studio"},
+                {"id": "ig-scoped-grace", "username": "Grace.Hopper"},
+            ]},
+            "messages": {"data": [
+                {"from": {"id": "ig-scoped-grace"}, "created_time": last_message},
+            ]},
+        }]})
+    }
+
+    #[test]
+    fn the_window_is_counted_from_the_clock_it_is_given() {
+        // 2026-11-26T01:00:00Z
+        let written = "2026-11-26T01:00:00+0000";
+        let at = 1_795_654_800;
+        let open =
+            |now| open_conversation(&page(written), "17841400000000001", "grace.hopper", now);
+        assert_eq!(open(at + 23 * 3_600).as_deref(), Some("ig-scoped-grace"));
+        assert_eq!(open(at + 25 * 3_600), None, "closed after 24 hours");
+        assert_eq!(
+            open(i64::MIN),
+            Some("ig-scoped-grace".into()),
+            "no overflow"
+        );
+    }
 }

@@ -91,6 +91,24 @@ impl TestApp {
         sender
     }
 
+    /// `count` targets of `user` made through the API, `Person{i} Surname` at `p{i}@{domain}`;
+    /// their ids, in order.
+    pub async fn email_targets(&self, user: &str, domain: &str, count: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(count);
+        for i in 0..count {
+            let created = self
+                .post(
+                    "/api/user/communication-targets",
+                    user,
+                    &serde_json::json!({"name": format!("Person{i} Surname"), "email": format!("p{i}@{domain}")}),
+                )
+                .await;
+            created.assert_status(201);
+            ids.push(created.body["id"].as_str().unwrap_or_default().to_owned());
+        }
+        ids
+    }
+
     /// An SES identity made outside this service (the operator's own no-reply@, or one made
     /// by hand): it must never prove anyone's claim.
     pub async fn operator_identity(&self, email: &str) {

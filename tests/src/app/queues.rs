@@ -104,6 +104,22 @@ impl TestApp {
         self.drain("CommunicationsQueue", worker).await
     }
 
+    /// The SQS event Lambda's event source mapping would hand over for `messages` (each on its
+    /// first receive).
+    pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> aws_lambda_events::sqs::SqsEvent {
+        let mut event = aws_lambda_events::sqs::SqsEvent::default();
+        for message in messages {
+            let mut record = aws_lambda_events::sqs::SqsMessage::default();
+            record.message_id = message.message_id.clone();
+            record.body = message.body.clone();
+            record
+                .attributes
+                .insert("ApproximateReceiveCount".into(), "1".into());
+            event.records.push(record);
+        }
+        event
+    }
+
     /// Receives up to ten messages without handling or deleting them.
     pub async fn receive_messages(&self) -> Vec<aws_sdk_sqs::types::Message> {
         self.sqs()

@@ -77,3 +77,50 @@ impl TestApp {
         }
     }
 }
+
+/// A communication of `user`'s `run_id`, stored as the worker's schedule leaves one: `scheduled`,
+/// due at `due_at` (epoch seconds), in the release index under its UTC day. Test data at a scale
+/// the API would take long to make (written with [`TestApp::put_items`]).
+pub fn due_scheduled_communication(
+    user: &str,
+    run_id: &pipewise::ids::RunId,
+    index: u32,
+    due_at: i64,
+) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    [
+        ("user_id", AttributeValue::S(user.into())),
+        (
+            "sk",
+            AttributeValue::S(
+                pipewise::communications::store::CommunicationItem::sort_key(run_id, index),
+            ),
+        ),
+        ("run_id", AttributeValue::S(run_id.to_string())),
+        ("index", AttributeValue::N(index.to_string())),
+        (
+            "target_id",
+            AttributeValue::S(uuid::Uuid::new_v4().to_string()),
+        ),
+        ("channel", AttributeValue::S("email".into())),
+        ("account_id", AttributeValue::S("mail".into())),
+        (
+            "recipient",
+            AttributeValue::M([("name".to_owned(), AttributeValue::S("P".into()))].into()),
+        ),
+        ("status", AttributeValue::S("scheduled".into())),
+        ("attempts", AttributeValue::N("1".into())),
+        ("scheduled_for", AttributeValue::N(due_at.to_string())),
+        (
+            "scheduled_day",
+            AttributeValue::S(pipewise::clock::utc_day(due_at)),
+        ),
+        (
+            "updated_at",
+            AttributeValue::S("2026-01-01T00:00:00Z".into()),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}

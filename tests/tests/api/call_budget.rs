@@ -45,15 +45,7 @@ async fn an_email_and_its_follow_up_each_cost_at_most_four_dynamodb_calls_and_no
     let sender = app
         .verified_email_account("alice", "mail", &domain, None)
         .await;
-    for i in 0..EMAILS {
-        app.post(
-            "/api/user/communication-targets",
-            "alice",
-            &json!({"name": format!("Person{i} Surname"), "email": format!("p{i}@{domain}")}),
-        )
-        .await
-        .assert_status(201);
-    }
+    app.email_targets("alice", &domain, EMAILS).await;
     let two_steps = json!({"steps": [
         {"message": {"subject": "Hello {{first_name}}", "body": "First, {{name}}."}},
         {"message": {"body": "Following up, {{first_name}}."}, "wait": "P3D"},

@@ -31,3 +31,4 @@ mod targets;
 mod template;
 mod tenant_safety;
 mod webhooks;
+mod worker_batches;

@@ -32,18 +32,7 @@ async fn setup(count: usize, verified: bool) -> (Outreach, Vec<String>) {
     if verified {
         app.sender_verified("alice", "gmail").await;
     }
-    let mut ids = Vec::new();
-    for i in 0..count {
-        let created = app
-            .post(
-                "/api/user/communication-targets",
-                "alice",
-                &json!({"name": format!("Person{i} Surname"), "email": format!("p{i}@{domain}")}),
-            )
-            .await;
-        created.assert_status(201);
-        ids.push(created.body["id"].as_str().unwrap().to_owned());
-    }
+    let ids = app.email_targets("alice", &domain, count).await;
     (
         Outreach {
             app,
@@ -95,17 +84,7 @@ async fn queue_depth(app: &TestApp) -> usize {
 }
 
 fn event_of(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    for message in messages {
-        let mut record = SqsMessage::default();
-        record.message_id = message.message_id.clone();
-        record.body = message.body.clone();
-        record
-            .attributes
-            .insert("ApproximateReceiveCount".into(), "1".into());
-        event.records.push(record);
-    }
-    event
+    TestApp::sqs_event(messages)
 }
 
 #[tokio::test]

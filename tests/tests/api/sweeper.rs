@@ -148,47 +148,12 @@ async fn the_tick_settles_what_a_dead_worker_or_a_lost_message_left() {
 #[tokio::test]
 async fn ten_thousand_due_communications_are_released_in_one_tick() {
     let app = TestApp::spawn().await;
-    let run_id = uuid::Uuid::now_v7().to_string();
+    let run_id = pipewise::ids::RunId::new();
     let now = pipewise::clock::epoch_seconds();
-    let today = pipewise::clock::utc_day(now);
     let total = 10_000;
     let items = (0..total)
         .map(|index: u32| {
-            [
-                ("user_id", AttributeValue::S("alice".into())),
-                (
-                    "sk",
-                    AttributeValue::S(
-                        pipewise::communications::store::CommunicationItem::sort_key(
-                            &pipewise::ids::RunId::parse(&run_id).unwrap(),
-                            index,
-                        ),
-                    ),
-                ),
-                ("run_id", AttributeValue::S(run_id.clone())),
-                ("index", AttributeValue::N(index.to_string())),
-                (
-                    "target_id",
-                    AttributeValue::S(uuid::Uuid::new_v4().to_string()),
-                ),
-                ("channel", AttributeValue::S("email".into())),
-                ("account_id", AttributeValue::S("mail".into())),
-                (
-                    "recipient",
-                    AttributeValue::M([("name".to_owned(), AttributeValue::S("P".into()))].into()),
-                ),
-                ("status", AttributeValue::S("scheduled".into())),
-                ("attempts", AttributeValue::N("1".into())),
-                ("scheduled_for", AttributeValue::N((now - 60).to_string())),
-                ("scheduled_day", AttributeValue::S(today.clone())),
-                (
-                    "updated_at",
-                    AttributeValue::S("2026-01-01T00:00:00Z".into()),
-                ),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect()
+            pipewise_tests::due_scheduled_communication("alice", &run_id, index, now - 60)
         })
         .collect();
     app.put_items("RunsTable", items).await;

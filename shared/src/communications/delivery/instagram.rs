@@ -20,11 +20,13 @@ pub const INSTAGRAM_WINDOW_SECONDS: i64 = instagram::WINDOW_SECONDS;
 #[derive(Clone)]
 pub(super) struct InstagramMessages {
     base: String,
+    /// What the messaging window and rate-limit resets are counted from.
+    clock: crate::clock::Clock,
 }
 
 impl InstagramMessages {
-    pub(super) fn new(base: String) -> Self {
-        Self { base }
+    pub(super) fn new(base: String, clock: crate::clock::Clock) -> Self {
+        Self { base, clock }
     }
 }
 
@@ -55,11 +57,16 @@ impl DirectMessages for InstagramMessages {
         for _ in 0..instagram::CONVERSATION_PAGES {
             let Some(url) = next.take() else { break };
             let page = client.get(&url).bearer_auth(token).send().await;
-            let body = match read_json(page, false).await {
+            let body = match read_json(page, false, self.clock.epoch_seconds()).await {
                 Ok(body) => body,
                 Err(outcome) => return outcome,
             };
-            if let Some(found) = instagram::open_conversation(&body, ig_user_id, username) {
+            if let Some(found) = instagram::open_conversation(
+                &body,
+                ig_user_id,
+                username,
+                self.clock.epoch_seconds(),
+            ) {
                 recipient = Some(found);
                 break;
             }
@@ -71,7 +78,7 @@ impl DirectMessages for InstagramMessages {
         let sent = instagram::send_request(client, &self.base, token, ig_user_id, &recipient, text)
             .send()
             .await;
-        match read_json(sent, true).await {
+        match read_json(sent, true, self.clock.epoch_seconds()).await {
             Ok(_) => Outcome::Sent(Accepted::default()),
             Err(outcome) => outcome,
         }

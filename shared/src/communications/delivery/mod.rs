@@ -157,8 +157,11 @@ impl Delivery {
             ses,
             unsubscribe,
             suppressions,
-            x: x::XMessages::new(apis.x.clone()),
-            instagram: instagram::InstagramMessages::new(apis.instagram.clone()),
+            x: x::XMessages::new(apis.x.clone(), daily_cap.clock.clone()),
+            instagram: instagram::InstagramMessages::new(
+                apis.instagram.clone(),
+                daily_cap.clock.clone(),
+            ),
             apis,
             daily_cap,
             configuration_set: None,
@@ -327,6 +330,7 @@ fn token_outcome(failure: crate::accounts::refresh::TokenFailure) -> Outcome {
 async fn read_json(
     response: Result<reqwest::Response, reqwest::Error>,
     delivering: bool,
+    now: i64,
 ) -> Result<Value, Outcome> {
     let response = match response {
         Ok(response) => response,
@@ -343,11 +347,8 @@ async fn read_json(
         return Ok(response.json().await.unwrap_or(Value::Null));
     }
     // X says when its window resets; otherwise a minute.
-    let reset_seconds = crate::platforms::x::rate_limit_reset_seconds(
-        response.headers(),
-        time::OffsetDateTime::now_utc().unix_timestamp(),
-    )
-    .unwrap_or(60);
+    let reset_seconds =
+        crate::platforms::x::rate_limit_reset_seconds(response.headers(), now).unwrap_or(60);
     Err(match status.as_u16() {
         401 => Outcome::Failed(FailureReason::TokenRevoked.into()),
         403 => Outcome::Failed(FailureReason::NotPermitted.into()),

@@ -21,13 +21,16 @@ pub(super) struct XMessages {
     base: String,
     /// One lookup per recipient per warm instance.
     user_ids: Arc<Mutex<XUserIds>>,
+    /// What X's rate-limit reset is counted from.
+    clock: crate::clock::Clock,
 }
 
 impl XMessages {
-    pub(super) fn new(base: String) -> Self {
+    pub(super) fn new(base: String, clock: crate::clock::Clock) -> Self {
         Self {
             base,
             user_ids: Arc::default(),
+            clock,
         }
     }
 }
@@ -63,7 +66,7 @@ impl DirectMessages for XMessages {
                 let lookup = x::user_lookup(client, &self.base, token, username)
                     .send()
                     .await;
-                let id = match read_json(lookup, false).await {
+                let id = match read_json(lookup, false, self.clock.epoch_seconds()).await {
                     Ok(body) => match x::user_id_of(&body) {
                         Some(id) => id.to_owned(),
                         None => return Outcome::Failed(FailureReason::RecipientNotFound.into()),
@@ -79,7 +82,7 @@ impl DirectMessages for XMessages {
         let sent = x::send_request(client, &self.base, token, &user_id, text)
             .send()
             .await;
-        match read_json(sent, true).await {
+        match read_json(sent, true, self.clock.epoch_seconds()).await {
             Ok(_) => Outcome::Sent(Accepted::default()),
             Err(outcome) => outcome,
         }
