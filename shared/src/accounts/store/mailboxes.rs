@@ -9,7 +9,7 @@ use super::{AccountItem, AccountStore};
 use crate::aws::dependency_error;
 use crate::error::Error;
 use crate::ids::UserId;
-use crate::storage::{decode_item, number, read_item, text as s};
+use crate::storage::{decode_item, number, text as s};
 
 const CURSOR_PREFIX: &str = "#mailbox#";
 
@@ -94,21 +94,6 @@ impl AccountStore {
                     .unwrap_or_default()
             })
             .collect())
-    }
-
-    /// Where reading `account_id`'s mail resumes.
-    pub async fn mailbox_cursor(
-        &self,
-        user: &UserId,
-        account_id: &str,
-    ) -> Result<MailboxCursor, Error> {
-        let item = read_item(
-            &self.dynamodb,
-            &self.table,
-            Self::key(user, &format!("{CURSOR_PREFIX}{account_id}")),
-        )
-        .await?;
-        Ok(item.as_ref().map(cursor_of).unwrap_or_default())
     }
 
     /// Stores where reading `account_id`'s mail resumes (one poller per schedule writes it).
