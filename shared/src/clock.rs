@@ -70,18 +70,6 @@ impl Clock {
     }
 }
 
-/// Seconds since the Unix epoch, by the system clock.
-pub fn epoch_seconds() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// The current time as RFC 3339 (UTC, seconds precision plus fraction), by the system clock.
-pub fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// An epoch second as RFC 3339 (UTC); the epoch itself for one out of range.
 pub fn rfc3339(epoch_seconds: i64) -> String {
     OffsetDateTime::from_unix_timestamp(epoch_seconds)

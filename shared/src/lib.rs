@@ -34,5 +34,3 @@ pub use error::{Error, Result};
 
 /// Version of this service, reported by `/api/user/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-pub use clock::now_rfc3339;

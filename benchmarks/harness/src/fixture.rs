@@ -123,7 +123,7 @@ pub async fn email_account(api: &Api, domain: &str, daily_send_limit: u32) {
 pub async fn seed_targets(app: &TestApp, user: &str, count: usize, domain: &str) {
     let table = app.resource("TargetsTable").to_owned();
     let dynamodb = app.dynamodb();
-    let now = pipewise::now_rfc3339();
+    let now = pipewise::clock::Clock::system().now_rfc3339();
     let items: Vec<HashMap<String, AttributeValue>> = (0..count)
         .map(|i| {
             let id = TargetId::new().to_string();

@@ -202,7 +202,7 @@ impl Direct {
     /// email's guard (into a partition of its own, so the route's guards never collide).
     async fn create_target(&self, sample: usize, domain: &str) {
         let id = pipewise::targets::TargetId::new().to_string();
-        let now = pipewise::now_rfc3339();
+        let now = pipewise::clock::Clock::system().now_rfc3339();
         let user = AttributeValue::S(self.raw_user.clone());
         let email = format!("w{sample}@{domain}");
         let put = Put::builder()

@@ -68,7 +68,7 @@ pub async fn release(sizes: &[usize]) -> Vec<Value> {
     let mut rows = Vec::new();
     for &n in sizes {
         let app = TestApp::spawn().await;
-        let now = pipewise::clock::epoch_seconds();
+        let now = pipewise::clock::Clock::system().epoch_seconds();
         let run_id = pipewise::ids::RunId::new();
         let items = (0..n as u32)
             .map(|index| {

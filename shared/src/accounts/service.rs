@@ -72,8 +72,9 @@ impl AccountService {
         }
     }
 
-    /// The same service telling time by `clock`.
+    /// The same service telling time by `clock`, its store too.
     pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.store = self.store.with_clock(clock.clone());
         self.clock = clock;
         self
     }

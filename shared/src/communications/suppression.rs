@@ -78,6 +78,8 @@ pub struct SuppressionList {
 pub struct SuppressionStore {
     dynamodb: Client,
     table: String,
+    /// What `suppressed_at` reads.
+    clock: crate::clock::Clock,
 }
 
 impl SuppressionStore {
@@ -86,7 +88,14 @@ impl SuppressionStore {
         Self {
             dynamodb,
             table: table.into(),
+            clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// The same store, telling time by `clock`.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Suppresses an address; idempotent: `true` when this call suppressed it (or strengthened
@@ -111,7 +120,7 @@ impl SuppressionStore {
             .set_item(Some({
                 key.insert("address".into(), text(address.clone()));
                 key.insert("reason".into(), text(reason.as_str()));
-                key.insert("suppressed_at".into(), text(crate::now_rfc3339()));
+                key.insert("suppressed_at".into(), text(self.clock.now_rfc3339()));
                 key
             }))
             // Keep the first record of the same reason (its time), and never weaken a

@@ -254,8 +254,9 @@ impl WebhookDeliverer {
             return Ok(blocked);
         }
         let secret = self.secrets.open(endpoint).await?;
-        // The signature's time is the wall clock's: receivers compare it with theirs.
-        let timestamp = crate::clock::epoch_seconds();
+        // The signature's time is the wall clock's, never a moved one: receivers compare it
+        // with theirs (Standard Webhooks' 5-minute tolerance).
+        let timestamp = crate::clock::Clock::system().epoch_seconds();
         let body = event.body();
         let signature = secret.sign(&event.id, timestamp, &body);
         let answer = self

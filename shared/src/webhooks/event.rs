@@ -108,7 +108,14 @@ impl WebhookEvent {
     /// An event whose id is derived from `occurrence` (what makes this transition unique, e.g.
     /// a communication's id): a producer that emits the same transition twice (a retried
     /// message) emits the same id, and receivers deduplicate on `webhook-id`.
-    pub fn new(user_id: &UserId, event_type: EventType, occurrence: &str, data: Value) -> Self {
+    /// `clock` tells when it happened (the producer's clock: tests move it).
+    pub fn new(
+        user_id: &UserId,
+        event_type: EventType,
+        occurrence: &str,
+        data: Value,
+        clock: &crate::clock::Clock,
+    ) -> Self {
         let name = format!(
             "{}\n{}\n{occurrence}",
             user_id.as_str(),
@@ -119,7 +126,7 @@ impl WebhookEvent {
             id: format!("msg_{}", id.simple()),
             user_id: user_id.clone(),
             event_type,
-            timestamp: crate::now_rfc3339(),
+            timestamp: clock.now_rfc3339(),
             data,
         }
     }
@@ -150,17 +157,37 @@ mod tests {
     }
 
     #[test]
+    fn an_event_is_timed_by_the_producers_clock() {
+        let clock = crate::clock::Clock::adjustable();
+        clock.advance(2 * crate::clock::DAY_SECONDS);
+        let user = UserId::from_verified_sub("u1".into());
+        let event = WebhookEvent::new(&user, EventType::RunCompleted, "r", Value::Null, &clock);
+        let at = time::OffsetDateTime::parse(
+            &event.timestamp,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let ahead = at - time::OffsetDateTime::now_utc();
+        assert!(ahead > time::Duration::days(1), "{ahead}");
+        // The id names the occurrence, never the time: a retry on a moved clock is the same.
+        let later = WebhookEvent::new(&user, EventType::RunCompleted, "r", Value::Null, &clock);
+        assert_eq!(event.id, later.id);
+    }
+
+    #[test]
     fn the_same_occurrence_gets_the_same_id_and_another_one_another() {
         let user = UserId::from_verified_sub("u1".into());
         let data = serde_json::json!({"run_id": "r"});
-        let first = WebhookEvent::new(&user, EventType::RunCompleted, "r", data.clone());
-        let again = WebhookEvent::new(&user, EventType::RunCompleted, "r", data.clone());
-        let other = WebhookEvent::new(&user, EventType::RunCompleted, "s", data.clone());
+        let clock = crate::clock::Clock::system();
+        let first = WebhookEvent::new(&user, EventType::RunCompleted, "r", data.clone(), &clock);
+        let again = WebhookEvent::new(&user, EventType::RunCompleted, "r", data.clone(), &clock);
+        let other = WebhookEvent::new(&user, EventType::RunCompleted, "s", data.clone(), &clock);
         let other_user = WebhookEvent::new(
             &UserId::from_verified_sub("u2".into()),
             EventType::RunCompleted,
             "r",
             data,
+            &clock,
         );
         assert_eq!(first.id, again.id);
         assert_ne!(first.id, other.id);

@@ -146,6 +146,7 @@ mod tests {
             EventType::WebhookTest,
             "x",
             serde_json::json!({}),
+            &crate::clock::Clock::system(),
         );
         let message = WebhookMessage::Attempt {
             webhook_id: WebhookId::new(),

@@ -113,6 +113,8 @@ pub struct WebhookService {
     queue: EventPublisher,
     policy: UrlPolicy,
     resolver: Arc<dyn HostResolver>,
+    /// What `created_at` and test events' times read.
+    clock: crate::clock::Clock,
 }
 
 impl WebhookService {
@@ -130,7 +132,14 @@ impl WebhookService {
             queue,
             policy,
             resolver,
+            clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// The same service, telling time by `clock`.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// From the functions' settings (`WEBHOOKS_TABLE`, `SECRETS_KMS_KEY_ID`,
@@ -219,7 +228,7 @@ impl WebhookService {
             events,
             description,
             secret: self.secrets.seal(user, &webhook_id, &secret).await?,
-            created_at: crate::now_rfc3339(),
+            created_at: self.clock.now_rfc3339(),
             failing_since: None,
             disabled_at: None,
             disabled_reason: None,
@@ -261,6 +270,7 @@ impl WebhookService {
             EventType::WebhookTest,
             &uuid::Uuid::new_v4().to_string(),
             json!({"webhook_id": webhook_id.to_string()}),
+            &self.clock,
         );
         let event_id = event.id.clone();
         let attempt = WebhookMessage::Attempt {

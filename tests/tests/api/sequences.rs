@@ -161,7 +161,7 @@ async fn a_reply_or_an_unsubscribe_cancels_the_follow_up_already_scheduled() {
             .record_reply(
                 &alice,
                 &pipewise::ids::TargetId::parse(&ada).expect("a target id"),
-                &pipewise::now_rfc3339()
+                &pipewise::clock::Clock::system().now_rfc3339()
             )
             .await
             .unwrap()
@@ -407,6 +407,7 @@ async fn the_largest_run_reads_back_whole_well_inside_lambdas_response_limit() {
         5_000,
         SkippedSummary::default(),
         message.clone(),
+        pipewise::clock::Clock::system().now_rfc3339(),
     );
     run.follow_ups = (0..4)
         .map(|_| FollowUp {
@@ -416,7 +417,7 @@ async fn the_largest_run_reads_back_whole_well_inside_lambdas_response_limit() {
         .collect();
     let store = RunStore::new(app.dynamodb(), app.resource("RunsTable"));
     assert!(store.create_run(&run).await.expect("the run"));
-    let later = pipewise::clock::epoch_seconds() + 3 * 86_400;
+    let later = pipewise::clock::Clock::system().epoch_seconds() + 3 * 86_400;
     let mut items = Vec::with_capacity(5_000);
     for index in 0..1_000u32 {
         let first = CommunicationItem {
@@ -449,12 +450,16 @@ async fn the_largest_run_reads_back_whole_well_inside_lambdas_response_limit() {
             internet_message_id: None,
             replied_at: None,
             feedback: Vec::new(),
-            updated_at: pipewise::clock::now_rfc3339(),
+            updated_at: pipewise::clock::Clock::system().now_rfc3339(),
         };
         let mut step = first.clone();
         items.push(first);
         for _ in 2..=5 {
-            step = step.follow_up(&Accepted::default(), later);
+            step = step.follow_up(
+                &Accepted::default(),
+                later,
+                pipewise::clock::Clock::system().now_rfc3339(),
+            );
             items.push(step.clone());
         }
     }

@@ -90,7 +90,7 @@ async fn the_tick_settles_what_a_dead_worker_or_a_lost_message_left() {
     // One communication was claimed by a worker that died mid-delivery; the other's message
     // is gone. Both are left as they were.
     let table = app.resource("RunsTable").to_owned();
-    let started = pipewise::clock::epoch_seconds();
+    let started = pipewise::clock::Clock::system().epoch_seconds();
     app.dynamodb()
         .update_item()
         .table_name(&table)
@@ -149,7 +149,7 @@ async fn the_tick_settles_what_a_dead_worker_or_a_lost_message_left() {
 async fn ten_thousand_due_communications_are_released_in_one_tick() {
     let app = TestApp::spawn().await;
     let run_id = pipewise::ids::RunId::new();
-    let now = pipewise::clock::epoch_seconds();
+    let now = pipewise::clock::Clock::system().epoch_seconds();
     let total = 10_000;
     let items = (0..total)
         .map(|index: u32| {

@@ -211,7 +211,9 @@ async fn an_unverified_claim_expires_and_its_address_can_be_claimed_by_its_owner
         .update_expression("SET started_at = :old")
         .expression_attribute_values(
             ":old",
-            AttributeValue::N((pipewise::clock::epoch_seconds() - 86_401).to_string()),
+            AttributeValue::N(
+                (pipewise::clock::Clock::system().epoch_seconds() - 86_401).to_string(),
+            ),
         )
         .send()
         .await

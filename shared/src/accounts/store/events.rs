@@ -56,6 +56,7 @@ impl AccountStore {
                 event_type,
                 &occurrence,
                 data,
+                &self.clock,
             ))
             .await;
     }

@@ -100,7 +100,7 @@ impl AccountStore {
                 serde_dynamo::to_attribute_value(&sealed.secret_paths).map_err(Error::internal)?,
             )
             .expression_attribute_values(":next", number(current.version.saturating_add(1)))
-            .expression_attribute_values(":now", text(crate::now_rfc3339()));
+            .expression_attribute_values(":now", text(self.clock.now_rfc3339()));
         let mut set = vec![
             "configuration = :configuration",
             "secret_paths = :paths",
@@ -149,7 +149,7 @@ impl AccountStore {
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":reason", text(REAUTH_REQUIRED))
             .expression_attribute_values(":one", number("1"))
-            .expression_attribute_values(":now", text(crate::now_rfc3339()))
+            .expression_attribute_values(":now", text(self.clock.now_rfc3339()))
             .send()
             .await;
         let marked = conditional(result)?;

@@ -104,6 +104,8 @@ pub struct AccountStore {
     pub(super) dynamodb: Client,
     pub(super) table: String,
     pub(super) events: crate::webhooks::EventPublisher,
+    /// What the store's timestamps and its events' times read (the service's clock).
+    pub(super) clock: crate::clock::Clock,
 }
 
 impl AccountStore {
@@ -113,7 +115,14 @@ impl AccountStore {
             dynamodb,
             table: table.into(),
             events: crate::webhooks::EventPublisher::default(),
+            clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// The same store, telling time by `clock`.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The same store, publishing its accounts' state changes with `events` (webhooks).

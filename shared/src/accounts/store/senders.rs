@@ -80,7 +80,7 @@ impl AccountStore {
             .expression_attribute_values(":expected", number(item.version))
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":next", number(item.version + 1))
-            .expression_attribute_values(":now", text(crate::now_rfc3339()))
+            .expression_attribute_values(":now", text(self.clock.now_rfc3339()))
             .build()
             .map_err(Error::internal)?;
         let attempt = claim

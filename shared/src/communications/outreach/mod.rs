@@ -67,6 +67,7 @@ impl Outreach {
     /// The same service telling time by `clock` (tests move it), its run store too.
     pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
         self.runs = self.runs.with_clock(clock.clone());
+        self.suppressions = self.suppressions.with_clock(clock.clone());
         self.idempotency = self.idempotency.with_clock(clock.clone());
         self.targets = self.targets.with_clock(clock.clone());
         self.clock = clock;
@@ -189,7 +190,7 @@ impl Outreach {
         }
         let plan = self.plan(user, target_ids, channels, senders).await?;
         check_template_values(sequence, &plan)?;
-        let now = crate::now_rfc3339();
+        let now = self.clock.now_rfc3339();
         let created = self.clock.epoch_seconds();
         let items: Vec<CommunicationItem> = plan
             .communications
@@ -230,7 +231,14 @@ impl Outreach {
         self.runs.put_new_communications(&items).await?;
         let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
         let skipped = SkippedSummary::of(plan.skipped);
-        let mut run = RunItem::new(user, run_id, total, skipped.clone(), sequence.first.clone());
+        let mut run = RunItem::new(
+            user,
+            run_id,
+            total,
+            skipped.clone(),
+            sequence.first.clone(),
+            now,
+        );
         run.follow_ups = sequence.follow_ups.clone();
         run.window = sequence.window.clone();
         if !self.runs.create_run(&run).await? {

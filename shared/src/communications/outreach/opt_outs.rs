@@ -33,7 +33,7 @@ impl Outreach {
         tracing::info!(user_id = %user, target_id = %unsubscription.target_id, "a recipient unsubscribed");
         // Once per unsubscribe: a second click changes nothing and tells nobody again.
         if suppressed {
-            let now = crate::now_rfc3339();
+            let now = self.clock.now_rfc3339();
             let event = WebhookEvent::new(
                 &user,
                 EventType::CommunicationUnsubscribed,
@@ -43,6 +43,7 @@ impl Outreach {
                     "channel": "email",
                     "status": "unsubscribed",
                 }),
+                &self.clock,
             );
             self.runs.events().publish(event).await;
         }

@@ -233,7 +233,7 @@ impl ReplyPoller {
         let replied_at = message
             .received_at
             .clone()
-            .unwrap_or_else(crate::now_rfc3339);
+            .unwrap_or_else(|| self.clock.now_rfc3339());
         if self.runs.mark_replied(&item, &replied_at).await? {
             report.replies += 1;
             crate::metrics::record(crate::metrics::BusinessMetric::Replied);

@@ -87,13 +87,14 @@ pub struct RunItem {
 }
 
 impl RunItem {
-    /// A new run with nothing sent yet.
+    /// A new run with nothing sent yet, created at `created_at` (RFC 3339).
     pub fn new(
         user: &UserId,
         run_id: &RunId,
         total: u32,
         skipped: SkippedSummary,
         message: MessageTemplate,
+        created_at: String,
     ) -> Self {
         Self {
             user_id: user.clone(),
@@ -112,7 +113,7 @@ impl RunItem {
             message,
             follow_ups: Vec::new(),
             window: None,
-            created_at: crate::now_rfc3339(),
+            created_at,
             started_at: None,
             completed_at: None,
         }
@@ -247,9 +248,15 @@ fn is_first_step(step: &u32) -> bool {
 }
 
 impl CommunicationItem {
-    /// The next step's communication, `scheduled` for `at` (epoch seconds): the same person,
-    /// channel and account, in the thread of this one as `accepted` reported it.
-    pub fn follow_up(&self, accepted: &super::super::model::Accepted, at: i64) -> Self {
+    /// The next step's communication, `scheduled` for `at` (epoch seconds) and written at
+    /// `now` (RFC 3339): the same person, channel and account, in the thread of this one as
+    /// `accepted` reported it.
+    pub fn follow_up(
+        &self,
+        accepted: &super::super::model::Accepted,
+        at: i64,
+        now: String,
+    ) -> Self {
         let index = self.index.saturating_add(STEP_INDEX_STRIDE);
         let mut references = self.references.clone();
         references.extend(accepted.internet_message_id.clone());
@@ -279,7 +286,7 @@ impl CommunicationItem {
             internet_message_id: None,
             replied_at: None,
             feedback: Vec::new(),
-            updated_at: crate::now_rfc3339(),
+            updated_at: now,
         }
     }
 
@@ -391,6 +398,7 @@ mod tests {
                 subject: None,
                 body: "Hi".into(),
             },
+            "2026-01-01T00:00:00Z".into(),
         );
         run.counts.sent = 2;
         run.counts.pending = 5;

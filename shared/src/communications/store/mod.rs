@@ -105,6 +105,7 @@ impl RunStore {
                 event_type,
                 &communication_id,
                 data,
+                &self.clock,
             ))
             .await;
     }

@@ -207,6 +207,7 @@ impl RunStore {
                     crate::webhooks::EventType::RunCompleted,
                     &run_id.to_string(),
                     data,
+                    &self.clock,
                 ))
                 .await;
         }

@@ -210,7 +210,7 @@ impl CommunicationsWorker {
                         .clock
                         .epoch_seconds()
                         .saturating_add(follow_up.wait_seconds);
-                    item.follow_up(&accepted, at)
+                    item.follow_up(&accepted, at, self.clock.now_rfc3339())
                 });
                 let finished = self
                     .runs
