@@ -1,6 +1,7 @@
 //! The crate's shape, checked: the domains (accounts, targets, communications) know nothing of
 //! HTTP, tokens or Lambda events, accounts and targets never import communications (which builds
-//! on them), and no file of `src/` uses a file that uses it back.
+//! on them), no file of `src/` uses a file that uses it back, and only `clock` (and the token
+//! check, whose expiry is the wall clock's) reads the system time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -125,6 +126,22 @@ fn domains_know_nothing_of_http_tokens_or_lambda_come_in_order_and_no_file_uses_
             }
         }
         graph.insert(module.clone(), references(module, code, &modules));
+    }
+    // One clock: what a test moves is what every store, service and event reads.
+    for (module, text) in &texts {
+        let reads_system_time = ["now_utc(", "SystemTime::now"]
+            .iter()
+            .any(|call| code_of(text).contains(call));
+        let allowed = matches!(
+            module.first().map(String::as_str),
+            Some("clock" | "auth" | "metrics")
+        );
+        if reads_system_time && !allowed {
+            problems.push(format!(
+                "{} reads the system time: take the `Clock` it was built with",
+                module.join("::")
+            ));
+        }
     }
     // The domains' order: communications builds on accounts and targets, never the other way.
     for (module, uses) in &graph {
