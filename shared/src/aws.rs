@@ -21,10 +21,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Loads the shared SDK configuration; call once per cold start and build every client from it.
 pub async fn sdk_config() -> SdkConfig {
-    // The SDK's default HTTPS client, with the system's roots: it reads them once per process
-    // (cached) however many clients are built. Roots compiled in measured slower here: the SDK
-    // takes them as PEM and parses them again for every client's connector (docs/benchmarks.md).
+    // One HTTPS client for every SDK client of the process, its roots compiled in and parsed
+    // once (the SDK's default reads /etc/ssl/certs and parses them again per client).
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::https::sdk_http_client())
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
