@@ -203,6 +203,7 @@ impl GmailSendAnswer {
                 None,
             ),
             GmailSendAnswer::InvalidArgument(message) => gmail_invalid(message),
+            GmailSendAnswer::Unauthenticated => crate::fake_oauth::gmail_unauthorized(),
         }
     }
 }

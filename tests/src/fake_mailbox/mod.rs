@@ -161,6 +161,8 @@ pub enum GmailSendAnswer {
     BackendError,
     /// 400 `invalidArgument` with this message.
     InvalidArgument(String),
+    /// 401 `authError` "Invalid Credentials": the token was refused (expired or revoked early).
+    Unauthenticated,
 }
 
 /// A scripted answer of Graph's `sendMail` ([`FakeSocial::graph_send_answers`]).

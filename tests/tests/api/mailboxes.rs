@@ -345,6 +345,48 @@ async fn the_mailboxes_answers_are_waited_out_failed_or_never_repeated() {
 }
 
 #[tokio::test]
+async fn a_send_refreshes_its_token_at_most_once_whichever_step_was_refused() {
+    let (app, fake) = app_with_providers().await;
+    let account = connected(&app, "alice", Provider::Google).await;
+    // Saved by hand (as a migration would) with an access token Google no longer takes: the
+    // address check is refused, so the send refreshes first.
+    let mut configuration = revealed(&app, "alice", &account).await;
+    configuration["access_token"] = json!("ya29.stale");
+    app.post(
+        ACCOUNTS,
+        "alice",
+        &json!({"account_id": account, "account_type": "email", "provider": "google",
+            "configuration": configuration}),
+    )
+    .await
+    .assert_status(200);
+    targets(&app, "client.example", 1).await;
+    // The send itself is then refused too: a token refused right after its refresh is dead,
+    // not stale, and is not refreshed a second time.
+    fake.gmail_send_answers(&[GmailSendAnswer::Unauthenticated]);
+    let run_id = run(&app).await;
+    app.drain_queue().await;
+    assert_eq!(
+        refreshes(&fake, Provider::Google),
+        1,
+        "one refresh per send"
+    );
+    assert!(fake.sent_mail().is_empty());
+    let view = run_view(&app, &run_id).await;
+    assert_eq!(
+        view["communications"][0]["reason"], "token_revoked",
+        "{view}"
+    );
+
+    // A send refused once with a good refresh token goes out after one refresh.
+    fake.gmail_send_answers(&[GmailSendAnswer::Unauthenticated]);
+    run(&app).await;
+    app.drain_queue().await;
+    assert_eq!(fake.sent_mail().len(), 1);
+    assert_eq!(refreshes(&fake, Provider::Google), 2);
+}
+
+#[tokio::test]
 async fn one_dead_mailbox_never_stops_the_others() {
     let (app, fake) = app_with_providers().await;
     // Bob's Gmail, which will die, and Alice's Microsoft mailbox, which sends and is answered.

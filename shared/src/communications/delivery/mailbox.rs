@@ -1,8 +1,8 @@
 //! Email through the sender's own mailbox: Gmail's `messages.send` or Graph's `sendMail`, with
 //! the same MIME as SES mail (unsubscribe headers and link) and our own `Message-ID`, which the
 //! recipient's reply names. The mailbox's tokens are refreshed before use under the account's
-//! lease (Microsoft's rotated refresh token is sealed in the same write); a 401 refreshes once
-//! and tries once more. What each answer means: docs/providers.md, "Gmail" and "Microsoft".
+//! lease (Microsoft's rotated refresh token is sealed in the same write); a 401 (to the address
+//! check or the send) refreshes once per send and tries once more. What each answer means: docs/providers.md, "Gmail" and "Microsoft".
 
 use serde_json::{Map, Value};
 
@@ -103,7 +103,7 @@ impl Delivery {
             message_id: Some(&message_id),
             references: &item.references,
         });
-        for attempt in 0..2 {
+        loop {
             let token = configuration
                 .get("access_token")
                 .and_then(Value::as_str)
@@ -131,9 +131,12 @@ impl Delivery {
                 }
                 Err(outcome) => outcome,
             };
-            if attempt > 0 || outcome != Outcome::Failed(FailureReason::TokenRevoked.into()) {
+            // One forced refresh per send, whichever step was refused first: a token refused
+            // right after a refresh is revoked, not stale.
+            if refreshed || outcome != Outcome::Failed(FailureReason::TokenRevoked.into()) {
                 return outcome;
             }
+            refreshed = true;
             match self.accounts.fresh_configuration(account, true).await {
                 Ok((fresh, fresh_configuration)) => {
                     account = fresh;
@@ -142,7 +145,6 @@ impl Delivery {
                 Err(failure) => return token_outcome(failure),
             }
         }
-        Outcome::Failed(FailureReason::TokenRevoked.into())
     }
 }
 
