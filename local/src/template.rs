@@ -114,6 +114,31 @@ impl Bindings {
     }
 }
 
+/// One `Allow` statement of a function's policy ([`Template::policy_statements`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyStatement {
+    /// `service:Action`, as written.
+    pub actions: std::collections::BTreeSet<String>,
+    /// Logical ids (`Table`, `Table/index/name`), `*`, or the text as written.
+    pub resources: Vec<String>,
+}
+
+/// A policy resource by the logical id it names.
+fn resource_name(resource: &Value) -> String {
+    match resource {
+        Value::String(text) => text.clone(),
+        Value::Tagged(tagged) => {
+            let text = tagged.value.as_str().unwrap_or_default();
+            match tagged.tag.to_string().as_str() {
+                "!GetAtt" => text.trim_end_matches(".Arn").to_owned(),
+                "!Sub" => text.replacen("${", "", 1).replacen(".Arn}", "", 1),
+                _ => text.to_owned(),
+            }
+        }
+        other => format!("{other:?}"),
+    }
+}
+
 /// The parsed template.
 pub struct Template {
     document: Value,
@@ -178,6 +203,47 @@ impl Template {
         }
         routes.sort();
         routes
+    }
+
+    /// The `Allow` statements of a function's `Policies`: their actions, and their resources
+    /// named by logical id (`!GetAtt RunsTable.Arn` -> `RunsTable`, `!Sub
+    /// ${RunsTable.Arn}/index/scheduled` -> `RunsTable/index/scheduled`, `!Ref X` -> `X`, `*`).
+    pub fn policy_statements(&self, function: &str) -> Vec<PolicyStatement> {
+        let policies = self
+            .document
+            .get("Resources")
+            .and_then(|resources| resources.get(function))
+            .and_then(|resource| resource.get("Properties"))
+            .and_then(|properties| properties.get("Policies"))
+            .and_then(Value::as_sequence);
+        let listed = |value: Option<&Value>| -> Vec<Value> {
+            match value {
+                Some(Value::Sequence(list)) => list.clone(),
+                Some(single) => vec![single.clone()],
+                None => Vec::new(),
+            }
+        };
+        let mut statements = Vec::new();
+        for policy in policies.into_iter().flatten() {
+            let listed_statements = policy.get("Statement").and_then(Value::as_sequence);
+            for statement in listed_statements.into_iter().flatten() {
+                if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
+                    continue;
+                }
+                statements.push(PolicyStatement {
+                    actions: listed(statement.get("Action"))
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect(),
+                    resources: listed(statement.get("Resource"))
+                        .iter()
+                        .map(resource_name)
+                        .collect(),
+                });
+            }
+        }
+        statements
     }
 
     /// Default values of the template's parameters.

@@ -130,6 +130,8 @@ struct Rule {
 #[derive(Default)]
 struct State {
     calls: Vec<String>,
+    /// The IAM actions each call needs (a transaction's per item), in order.
+    actions: Vec<String>,
     /// Operations the emulator answered with a 2xx (e.g. emails SES accepted).
     accepted: Vec<String>,
     rule: Option<Rule>,
@@ -233,6 +235,63 @@ impl FaultProxy {
     pub fn take_calls(&self) -> Vec<String> {
         std::mem::take(&mut self.state.lock().expect("proxy state").calls)
     }
+
+    /// The IAM actions the calls since the last take needed, as a policy names them, each with
+    /// the DynamoDB table (and index) it acted on: `dynamodb:Query@table/index/name`; see
+    /// [`actions_of`].
+    pub fn take_actions(&self) -> Vec<String> {
+        std::mem::take(&mut self.state.lock().expect("proxy state").actions)
+    }
+}
+
+/// The IAM actions one call needs: SES v2's operations under `ses:`; SQS's batch operations as
+/// their single ones (SQS authorizes `SendMessageBatch` by `sqs:SendMessage`); a DynamoDB call
+/// per table it names (`@table`, `@table/index/name`), a `TransactWriteItems` as the action of
+/// each of its items (IAM authorizes a transaction per item: `PutItem`, `UpdateItem`,
+/// `DeleteItem`, `ConditionCheckItem`), a `BatchGetItem` or `BatchWriteItem` once per table.
+pub fn actions_of(operation: &str, body: &[u8]) -> Vec<String> {
+    if let Some(ses) = operation.strip_prefix("sesv2:") {
+        return vec![format!("ses:{ses}")];
+    }
+    if let Some(sqs) = operation.strip_prefix("sqs:") {
+        return vec![format!("sqs:{}", sqs.trim_end_matches("Batch"))];
+    }
+    if !operation.starts_with("dynamodb:") {
+        return vec![operation.to_owned()];
+    }
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let on = |action: &str, table: &str, index: Option<&str>| match index {
+        Some(index) => format!("{action}@{table}/index/{index}"),
+        None => format!("{action}@{table}"),
+    };
+    let mut actions: Vec<String> = match operation {
+        "dynamodb:TransactWriteItems" => request["TransactItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                let (kind, write) = item.as_object()?.iter().next()?;
+                let action = match kind.as_str() {
+                    "ConditionCheck" => "dynamodb:ConditionCheckItem".to_owned(),
+                    other => format!("dynamodb:{other}Item"),
+                };
+                Some(on(&action, write["TableName"].as_str()?, None))
+            })
+            .collect(),
+        "dynamodb:BatchGetItem" | "dynamodb:BatchWriteItem" => request["RequestItems"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(table, _)| on(operation, table, None))
+            .collect(),
+        _ => match request["TableName"].as_str() {
+            Some(table) => vec![on(operation, table, request["IndexName"].as_str())],
+            None => vec![operation.to_owned()],
+        },
+    };
+    actions.sort();
+    actions.dedup();
+    actions
 }
 
 /// `service:Operation` of a request: from `X-Amz-Target` (DynamoDB, KMS, SQS, Secrets Manager,
@@ -284,6 +343,8 @@ async fn forward(
             return Err(std::io::Error::other("down"));
         }
         state.calls.push(operation.clone());
+        let actions = actions_of(&operation, &body);
+        state.actions.extend(actions);
         let matched = state.rule.as_mut().is_some_and(|rule| {
             if rule.operation != operation {
                 return false;

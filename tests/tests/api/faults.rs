@@ -28,7 +28,7 @@ const INITIATE: &str = "/api/user/orchestrator/initiate-communications";
 
 /// One request of a scenario.
 #[derive(Debug, Clone)]
-struct Call {
+pub(crate) struct Call {
     method: Method,
     path: String,
     body: Option<Value>,
@@ -75,7 +75,7 @@ impl Call {
     }
 }
 
-async fn send(app: &TestApp, user: &str, call: &Call) -> TestResponse {
+pub(crate) async fn send(app: &TestApp, user: &str, call: &Call) -> TestResponse {
     let mut request = app.request(call.method.clone(), &call.path);
     if !call.public {
         request = request.bearer_auth(match call.scope {
@@ -214,7 +214,7 @@ async fn unsubscribe_path(app: &TestApp, user: &str) -> String {
 
 /// Prepares `user`'s state for `route` on the direct app and returns the call to make. Every
 /// route of the template needs an arm here.
-async fn scenario(route: &str, app: &TestApp, user: &str) -> Call {
+pub(crate) async fn scenario(route: &str, app: &TestApp, user: &str) -> Call {
     match route {
         "GET /api/user/health" => Call::new(Method::GET, "/api/user/health"),
         "GET /api/user/integrations/accounts" => {

@@ -11,6 +11,7 @@ mod emulator;
 mod errors;
 mod events;
 mod faults;
+mod iam_policies;
 mod identity;
 mod import;
 mod key_rotation;
