@@ -387,6 +387,46 @@ async fn a_send_refreshes_its_token_at_most_once_whichever_step_was_refused() {
 }
 
 #[tokio::test]
+async fn the_poller_reads_connected_mailboxes_by_provider_and_nothing_else() {
+    let (app, _platforms) = app_with_providers().await;
+    connected(&app, "alice", Provider::Google).await;
+    connected(&app, "bob", Provider::Microsoft).await;
+    let gone = connected(&app, "carol", Provider::Google).await;
+    // Carol's mailbox disconnected, and accounts that are no mailbox (a social one, an SES
+    // sender) beside them: none of them is read.
+    app.dynamodb()
+        .update_item()
+        .table_name(app.resource("AccountsTable"))
+        .key("user_id", AttributeValue::S("carol".into()))
+        .key("account_id", AttributeValue::S(gone.clone()))
+        .update_expression("SET connected = :false, status_reason = :reason")
+        .expression_attribute_values(":false", AttributeValue::Bool(false))
+        .expression_attribute_values(":reason", AttributeValue::S("reauth_required".into()))
+        .send()
+        .await
+        .expect("disconnect carol's mailbox");
+    app.post(
+        ACCOUNTS,
+        "dave",
+        &json!({"account_id": "x-main", "account_type": "social", "provider": "x",
+            "configuration": {"access_token": "x-token"}}),
+    )
+    .await
+    .assert_status(201);
+    app.post(
+        ACCOUNTS,
+        "dave",
+        &json!({"account_id": "ses", "account_type": "email",
+            "configuration": {"from_address": "dave@sender.example"}}),
+    )
+    .await
+    .assert_status(201);
+    let report = app.worker().poll_replies().await.expect("a poll");
+    assert_eq!(report.mailboxes, 2, "{report:?}");
+    assert_eq!(report.failed, 0, "{report:?}");
+}
+
+#[tokio::test]
 async fn one_dead_mailbox_never_stops_the_others() {
     let (app, fake) = app_with_providers().await;
     // Bob's Gmail, which will die, and Alice's Microsoft mailbox, which sends and is answered.

@@ -13,6 +13,13 @@ use crate::storage::{decode_item, number, text as s};
 
 const CURSOR_PREFIX: &str = "#mailbox#";
 
+/// The accounts table's index by `provider` (template.yaml).
+const PROVIDER_INDEX: &str = "by_provider";
+
+/// The `provider` values of accounts whose mailbox the poller reads (`gmail` is an older name
+/// of `google`, still accepted).
+const MAILBOX_PROVIDERS: [&str; 3] = ["google", "gmail", "microsoft"];
+
 /// Where reading a mailbox's new mail resumes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailboxCursor {
@@ -23,35 +30,39 @@ pub struct MailboxCursor {
 }
 
 impl AccountStore {
-    /// Every connected mailbox (email accounts at Google or Microsoft), over the whole table.
+    /// Every connected mailbox (email accounts at Google or Microsoft): a Query of the
+    /// `by_provider` index per mailbox provider, page by page, so the work grows with the
+    /// mailboxes, not with the table. The index is eventually consistent: a mailbox connected a
+    /// moment ago is read on the next tick.
     pub async fn connected_mailboxes(&self) -> Result<Vec<AccountItem>, Error> {
         let mut mailboxes = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .dynamodb
-                .scan()
-                .table_name(&self.table)
-                .filter_expression(
-                    "account_type = :email AND connected = :true AND provider IN (:google, :gmail, :microsoft)",
-                )
-                .expression_attribute_values(":email", s("email"))
-                .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .expression_attribute_values(":google", s("google"))
-                .expression_attribute_values(":gmail", s("gmail"))
-                .expression_attribute_values(":microsoft", s("microsoft"))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(dependency_error)?;
-            for item in page.items.unwrap_or_default() {
-                mailboxes.push(decode_item(item)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(mailboxes);
+        for provider in MAILBOX_PROVIDERS {
+            let mut start = None;
+            loop {
+                let page = self
+                    .dynamodb
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(PROVIDER_INDEX)
+                    .key_condition_expression("provider = :provider")
+                    .filter_expression("account_type = :email AND connected = :true")
+                    .expression_attribute_values(":provider", s(provider))
+                    .expression_attribute_values(":email", s("email"))
+                    .expression_attribute_values(":true", AttributeValue::Bool(true))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(dependency_error)?;
+                for item in page.items.unwrap_or_default() {
+                    mailboxes.push(decode_item(item)?);
+                }
+                start = page.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
             }
         }
+        Ok(mailboxes)
     }
 
     /// Where reading each of `mailboxes` (user and account id) resumes, in the order asked:
