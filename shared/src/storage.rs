@@ -54,13 +54,16 @@ pub async fn read_item(
 }
 
 /// Items by key from one table, read consistently, 100 keys per `BatchGetItem` (its limit);
-/// keys DynamoDB leaves unprocessed under load are asked for again (8 rounds, then 503). Keys
+/// keys DynamoDB leaves unprocessed under load are asked for again (8 rounds, then 503). A key
+/// asked twice is asked once (`BatchGetItem` refuses a request that names one key twice). Keys
 /// with no item are left out; the order is DynamoDB's.
 pub async fn batch_get(
     client: &Client,
     table: &str,
-    keys: Vec<std::collections::HashMap<String, AttributeValue>>,
+    mut keys: Vec<std::collections::HashMap<String, AttributeValue>>,
 ) -> Result<Vec<std::collections::HashMap<String, AttributeValue>>, Error> {
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|key| seen.insert(key_fingerprint(key, key.keys())));
     let mut found = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(100) {
         let mut pending = chunk.to_vec();
@@ -99,6 +102,51 @@ pub async fn batch_get(
         }
     }
     Ok(found)
+}
+
+/// Like [`batch_get`], each key named by the caller's `K` (an id, an address): the items found,
+/// by the name of the key that found them, so callers match answers back without reading keys
+/// out of items.
+pub async fn batch_get_by<K>(
+    client: &Client,
+    table: &str,
+    keys: Vec<(K, std::collections::HashMap<String, AttributeValue>)>,
+) -> Result<std::collections::HashMap<K, std::collections::HashMap<String, AttributeValue>>, Error>
+where
+    K: Eq + std::hash::Hash,
+{
+    let Some(key_names) = keys
+        .first()
+        .map(|(_, key)| key.keys().cloned().collect::<Vec<_>>())
+    else {
+        return Ok(std::collections::HashMap::new());
+    };
+    let mut names = std::collections::HashMap::with_capacity(keys.len());
+    let mut requested = Vec::with_capacity(keys.len());
+    for (name, key) in keys {
+        names.insert(key_fingerprint(&key, key.keys()), name);
+        requested.push(key);
+    }
+    let mut by_name = std::collections::HashMap::with_capacity(names.len());
+    for item in batch_get(client, table, requested).await? {
+        if let Some(name) = names.remove(&key_fingerprint(&item, key_names.iter())) {
+            by_name.insert(name, item);
+        }
+    }
+    Ok(by_name)
+}
+
+/// The values of `names` in `item`, as one comparable text: what tells two keys apart.
+fn key_fingerprint<'a>(
+    item: &std::collections::HashMap<String, AttributeValue>,
+    names: impl Iterator<Item = &'a String>,
+) -> String {
+    let mut names: Vec<&String> = names.collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| format!("{name}={:?}\u{0}", item.get(name)))
+        .collect()
 }
 
 /// The outcome of a conditional single-item write: `true` when it was applied, `false` when its
@@ -230,4 +278,35 @@ pub fn decode_item<T: serde::de::DeserializeOwned>(
     item: std::collections::HashMap<String, AttributeValue>,
 ) -> Result<T, Error> {
     serde_dynamo::from_item(item).map_err(Error::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(user: &str, sk: &str) -> std::collections::HashMap<String, AttributeValue> {
+        user_key(user, "sk", sk)
+    }
+
+    #[test]
+    fn a_key_is_told_apart_by_its_key_attributes_only() {
+        let asked = key("alice", "#suppression#a@example.com");
+        let mut found = asked.clone();
+        found.insert("reason".into(), text("bounced"));
+        let names: Vec<String> = asked.keys().cloned().collect();
+        assert_eq!(
+            key_fingerprint(&asked, asked.keys()),
+            key_fingerprint(&found, names.iter()),
+            "an item found matches the key that asked for it"
+        );
+        assert_ne!(
+            key_fingerprint(&asked, asked.keys()),
+            key_fingerprint(&key("bob", "#suppression#a@example.com"), names.iter()),
+        );
+        // The separator keeps `a` + `bc` apart from `ab` + `c`.
+        assert_ne!(
+            key_fingerprint(&key("a", "bc"), names.iter()),
+            key_fingerprint(&key("ab", "c"), names.iter()),
+        );
+    }
 }

@@ -181,26 +181,25 @@ impl SuppressionStore {
         user: &UserId,
         addresses: &[String],
     ) -> Result<HashMap<String, Suppression>, Error> {
-        let mut unique: Vec<String> = addresses.iter().map(|a| a.trim().to_lowercase()).collect();
-        unique.sort();
-        unique.dedup();
-        let keys = unique
+        let keys = addresses
             .iter()
             .map(|address| {
-                user_key(
+                let address = address.trim().to_lowercase();
+                let key = user_key(
                     user.as_str(),
                     "sk",
                     &format!("{SUPPRESSION_PREFIX}{address}"),
-                )
+                );
+                (address, key)
             })
             .collect();
-        let found = crate::storage::batch_get(&self.dynamodb, &self.table, keys)
-            .await?
-            .iter()
-            .filter_map(suppression_of)
-            .map(|suppression| (suppression.address.clone(), suppression))
-            .collect();
-        Ok(found)
+        Ok(
+            crate::storage::batch_get_by(&self.dynamodb, &self.table, keys)
+                .await?
+                .into_iter()
+                .filter_map(|(address, item)| Some((address, suppression_of(&item)?)))
+                .collect(),
+        )
     }
 
     /// One address's suppression, if any (read consistently).

@@ -71,37 +71,20 @@ impl AccountStore {
         &self,
         mailboxes: &[(UserId, String)],
     ) -> Result<Vec<MailboxCursor>, Error> {
-        let key_of = |user: &UserId, account_id: &str| {
-            Self::key(user, &format!("{CURSOR_PREFIX}{account_id}"))
-        };
-        // BatchGetItem refuses a request that names one key twice.
-        let mut unique: Vec<&(UserId, String)> = mailboxes.iter().collect();
-        unique.sort();
-        unique.dedup();
-        let keys = unique
-            .into_iter()
-            .map(|(user, account_id)| key_of(user, account_id))
-            .collect();
-        let found = crate::storage::batch_get(&self.dynamodb, &self.table, keys).await?;
-        let cursor_key = |item: &std::collections::HashMap<String, AttributeValue>| {
-            (
-                item.get("user_id").and_then(|v| v.as_s().ok()).cloned(),
-                item.get("account_id").and_then(|v| v.as_s().ok()).cloned(),
-            )
-        };
-        let by_key: std::collections::HashMap<_, _> = found
+        let keys = mailboxes
             .iter()
-            .map(|item| (cursor_key(item), cursor_of(item)))
+            .map(|(user, account_id)| {
+                let key = Self::key(user, &format!("{CURSOR_PREFIX}{account_id}"));
+                ((user, account_id.as_str()), key)
+            })
             .collect();
+        let found = crate::storage::batch_get_by(&self.dynamodb, &self.table, keys).await?;
         Ok(mailboxes
             .iter()
             .map(|(user, account_id)| {
-                by_key
-                    .get(&(
-                        Some(user.as_str().to_owned()),
-                        Some(format!("{CURSOR_PREFIX}{account_id}")),
-                    ))
-                    .cloned()
+                found
+                    .get(&(user, account_id.as_str()))
+                    .map(cursor_of)
                     .unwrap_or_default()
             })
             .collect())

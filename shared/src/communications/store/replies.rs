@@ -109,26 +109,24 @@ impl RunStore {
             .iter()
             .map(|key| key.partition(user, account_id))
             .collect();
-        let mut unique = partitions.clone();
-        unique.sort();
-        unique.dedup();
-        let requested = unique
+        let requested = partitions
             .iter()
-            .map(|partition| user_key(partition, "sk", REPLY_POINTER))
+            .map(|partition| (partition.as_str(), user_key(partition, "sk", REPLY_POINTER)))
             .collect();
-        let pointers: std::collections::HashMap<String, String> =
-            crate::storage::batch_get(&self.dynamodb, &self.table, requested)
+        let pointers: std::collections::HashMap<&str, String> =
+            crate::storage::batch_get_by(&self.dynamodb, &self.table, requested)
                 .await?
                 .into_iter()
-                .filter_map(|pointer| {
-                    let partition = pointer.get("user_id")?.as_s().ok()?.clone();
-                    let communication = pointer.get("communication")?.as_s().ok()?.clone();
-                    Some((partition, communication))
+                .filter_map(|(partition, pointer)| {
+                    Some((
+                        partition,
+                        pointer.get("communication")?.as_s().ok()?.clone(),
+                    ))
                 })
                 .collect();
         for partition in &partitions {
             let Some((run_id, index)) = pointers
-                .get(partition)
+                .get(partition.as_str())
                 .and_then(|sk| CommunicationItem::parse_sort_key(sk))
             else {
                 continue;

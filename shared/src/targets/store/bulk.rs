@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use super::{ACTIVE_PREFIX, COUNTER_KEY, EMAIL_PREFIX, TargetItem, TargetStore, view_of};
 use crate::error::Error;
 use crate::ids::UserId;
-use crate::storage::{TransactionFailure, batch_get, encode_item, number as n, transact_write};
+use crate::storage::{TransactionFailure, batch_get_by, encode_item, number as n, transact_write};
 use crate::targets::model::{MAX_ACTIVE_TARGETS_PER_USER, TargetDraft, TargetId};
 
 /// Most actions in one `TransactWriteItems` (DynamoDB's limit).
@@ -60,18 +60,20 @@ impl TargetStore {
         let keys = drafts
             .iter()
             .filter_map(|draft| draft.email.as_ref())
-            .map(|email| Self::key(user, &format!("{EMAIL_PREFIX}{}", email.as_str())))
+            .map(|email| {
+                let key = Self::key(user, &format!("{EMAIL_PREFIX}{}", email.as_str()));
+                (email.as_str().to_owned(), key)
+            })
             .collect();
         let held: std::collections::HashMap<String, Option<String>> =
-            batch_get(&self.dynamodb, &self.table, keys)
+            batch_get_by(&self.dynamodb, &self.table, keys)
                 .await?
                 .into_iter()
-                .filter_map(|mut item| {
-                    let sk = item.remove("sk")?.as_s().ok()?.clone();
+                .map(|(email, mut item)| {
                     let holder = item
                         .remove("target_id")
                         .and_then(|value| value.as_s().ok().cloned());
-                    Some((sk.strip_prefix(EMAIL_PREFIX)?.to_owned(), holder))
+                    (email, holder)
                 })
                 .collect();
         let mut fresh = Vec::new();

@@ -112,18 +112,13 @@ impl TargetStore {
         user: &UserId,
         ids: &[TargetId],
     ) -> Result<Vec<Option<TargetView>>, Error> {
-        // BatchGetItem refuses a request that names one key twice.
-        let mut unique = ids.to_vec();
-        unique.sort();
-        unique.dedup();
-        let keys = unique
+        let keys = ids
             .iter()
-            .map(|id| Self::key(user, &format!("{ACTIVE_PREFIX}{id}")))
+            .map(|id| (*id, Self::key(user, &format!("{ACTIVE_PREFIX}{id}"))))
             .collect();
         let mut found: HashMap<TargetId, TargetView> = HashMap::new();
-        for item in crate::storage::batch_get(&self.dynamodb, &self.table, keys).await? {
-            let item: TargetItem = decode_item(item)?;
-            found.insert(item.target.id, item.target);
+        for (id, item) in crate::storage::batch_get_by(&self.dynamodb, &self.table, keys).await? {
+            found.insert(id, decode_item::<TargetItem>(item)?.target);
         }
         Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
     }
