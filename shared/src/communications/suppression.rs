@@ -148,30 +148,23 @@ impl SuppressionStore {
     /// Every suppression of a user, by address.
     pub async fn all(&self, user: &UserId) -> Result<HashMap<String, Suppression>, Error> {
         let mut found = HashMap::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .dynamodb
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("user_id = :user AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":user", text(user.as_str()))
-                .expression_attribute_values(":prefix", text(SUPPRESSION_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(dependency_error)?;
-            for item in page.items() {
-                if let Some(suppression) = suppression_of(item) {
-                    found.insert(suppression.address.clone(), suppression);
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(found);
+        let mut items = self
+            .dynamodb
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("user_id = :user AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":user", text(user.as_str()))
+            .expression_attribute_values(":prefix", text(SUPPRESSION_PREFIX))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            if let Some(suppression) = suppression_of(&item.map_err(dependency_error)?) {
+                found.insert(suppression.address.clone(), suppression);
             }
         }
+        Ok(found)
     }
 
     /// Suppressions of the given addresses only (lower-case), 100 per BatchGetItem: what

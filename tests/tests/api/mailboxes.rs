@@ -392,8 +392,8 @@ async fn the_poller_reads_connected_mailboxes_by_provider_and_nothing_else() {
     connected(&app, "alice", Provider::Google).await;
     connected(&app, "bob", Provider::Microsoft).await;
     let gone = connected(&app, "carol", Provider::Google).await;
-    // Carol's mailbox disconnected, and accounts that are no mailbox (a social one, an SES
-    // sender) beside them: none of them is read.
+    // Carol's mailbox disconnected, and accounts that are no mailbox (a Google calendar, in the
+    // same index partition; an SES sender, in none) beside them: none of them is read.
     app.dynamodb()
         .update_item()
         .table_name(app.resource("AccountsTable"))
@@ -408,8 +408,8 @@ async fn the_poller_reads_connected_mailboxes_by_provider_and_nothing_else() {
     app.post(
         ACCOUNTS,
         "dave",
-        &json!({"account_id": "x-main", "account_type": "social", "provider": "x",
-            "configuration": {"access_token": "x-token"}}),
+        &json!({"account_id": "calendar", "account_type": "calendar", "provider": "google",
+            "configuration": {"calendar_id": "primary"}}),
     )
     .await
     .assert_status(201);

@@ -37,29 +37,21 @@ impl AccountStore {
     pub async fn connected_mailboxes(&self) -> Result<Vec<AccountItem>, Error> {
         let mut mailboxes = Vec::new();
         for provider in MAILBOX_PROVIDERS {
-            let mut start = None;
-            loop {
-                let page = self
-                    .dynamodb
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(PROVIDER_INDEX)
-                    .key_condition_expression("provider = :provider")
-                    .filter_expression("account_type = :email AND connected = :true")
-                    .expression_attribute_values(":provider", s(provider))
-                    .expression_attribute_values(":email", s("email"))
-                    .expression_attribute_values(":true", AttributeValue::Bool(true))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(dependency_error)?;
-                for item in page.items.unwrap_or_default() {
-                    mailboxes.push(decode_item(item)?);
-                }
-                start = page.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
+            let mut items = self
+                .dynamodb
+                .query()
+                .table_name(&self.table)
+                .index_name(PROVIDER_INDEX)
+                .key_condition_expression("provider = :provider")
+                .filter_expression("account_type = :email AND connected = :true")
+                .expression_attribute_values(":provider", s(provider))
+                .expression_attribute_values(":email", s("email"))
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = items.next().await {
+                mailboxes.push(decode_item(item.map_err(dependency_error)?)?);
             }
         }
         Ok(mailboxes)

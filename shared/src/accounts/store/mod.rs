@@ -322,25 +322,18 @@ impl AccountStore {
     /// whole table, page by page: the scheduled keeper's work list.
     pub async fn with_expiring_tokens(&self) -> Result<Vec<AccountItem>, Error> {
         let mut accounts = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .dynamodb
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("attribute_exists(expires_at)")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(dependency_error)?;
-            for item in page.items.unwrap_or_default() {
-                accounts.push(decode_item(item)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(accounts);
-            }
+        let mut items = self
+            .dynamodb
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("attribute_exists(expires_at)")
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            accounts.push(decode_item(item.map_err(dependency_error)?)?);
         }
+        Ok(accounts)
     }
 }
 
