@@ -281,8 +281,14 @@ impl CommunicationsWorker {
                 .or_default()
                 .push(item.target_id);
         }
-        for (user, ids) in by_user {
-            match stops.targets.active_by_ids(user, &ids).await {
+        // The users' reads side by side: a batch's wait is its slowest user's, not their sum.
+        let reads = futures::future::join_all(by_user.into_iter().map(|(user, ids)| async move {
+            let views = stops.targets.active_by_ids(user, &ids).await;
+            (user, ids, views)
+        }))
+        .await;
+        for (user, ids, views) in reads {
+            match views {
                 Ok(views) => {
                     for (id, view) in ids.into_iter().zip(views) {
                         found.insert((user.clone(), id), view);
