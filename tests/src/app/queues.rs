@@ -64,11 +64,16 @@ impl TestApp {
 
     /// The SES feedback handler, configured exactly like its function.
     pub fn feedback(&self) -> pipewise::communications::feedback::EmailFeedback {
-        communications_worker::feedback_from_config(
-            &ConfigSource::from_map(&self.environment),
-            &self.sdk,
-        )
-        .expect("configure the feedback handler")
+        self.feedback_on(&self.sdk)
+    }
+
+    /// The feedback handler with another SDK configuration (e.g. through a proxy).
+    pub fn feedback_on(
+        &self,
+        sdk: &SdkConfig,
+    ) -> pipewise::communications::feedback::EmailFeedback {
+        communications_worker::feedback_from_config(&ConfigSource::from_map(&self.environment), sdk)
+            .expect("configure the feedback handler")
     }
 
     /// The webhook deliverer, configured exactly like its function, with a clock the test
@@ -77,9 +82,18 @@ impl TestApp {
         &self,
         clock: pipewise::clock::Clock,
     ) -> pipewise::webhooks::WebhookDeliverer {
+        self.webhook_deliverer_on(&self.sdk, clock)
+    }
+
+    /// The webhook deliverer with another SDK configuration (e.g. through a proxy).
+    pub fn webhook_deliverer_on(
+        &self,
+        sdk: &SdkConfig,
+        clock: pipewise::clock::Clock,
+    ) -> pipewise::webhooks::WebhookDeliverer {
         pipewise::webhooks::WebhookDeliverer::from_config(
             &ConfigSource::from_map(&self.environment),
-            &self.sdk,
+            sdk,
             clock,
         )
         .expect("configure the webhook deliverer")
@@ -164,7 +178,15 @@ impl TestApp {
     /// Runs the feedback handler on the feedback queue until it is empty; returns how many
     /// messages were received.
     pub async fn drain_feedback(&self) -> usize {
-        self.drain("EmailFeedbackQueue", &self.feedback()).await
+        self.drain_feedback_with(&self.feedback()).await
+    }
+
+    /// Like [`TestApp::drain_feedback`], with a given handler.
+    pub async fn drain_feedback_with(
+        &self,
+        handler: &pipewise::communications::feedback::EmailFeedback,
+    ) -> usize {
+        self.drain("EmailFeedbackQueue", handler).await
     }
 
     /// Runs `handler` on the template's queue `logical_id` as Lambda's event source mapping

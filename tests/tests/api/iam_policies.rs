@@ -1,6 +1,6 @@
 //! Every AWS call a function makes is one its role may make: each route's clean run (the fault
-//! matrix's scenarios), the worker's sends (SES and a Gmail mailbox), its tick and reply poll,
-//! and the token keeper, recorded at the wire by the fault proxy as the IAM actions they need (a
+//! matrix's scenarios), the worker's sends (SES, a Gmail mailbox), its tick and reply poll, the webhook
+//! deliverer, the SES feedback handler and the token keeper, recorded at the wire by the fault proxy as the IAM actions they need (a
 //! transaction as the action of each item), checked against that function's `Allow` statements
 //! in template.yaml — for DynamoDB also the table or index each statement names. The emulator
 //! does not enforce IAM, so without this a missing action only shows in AWS, as an
@@ -16,6 +16,7 @@ use pipewise_tests::connect_flow::{app_with_providers, connected};
 use pipewise_tests::fake_mailbox::Inbound;
 use pipewise_tests::fake_oauth::Provider;
 use pipewise_tests::fault_proxy::FaultProxy;
+use pipewise_tests::webhook_receiver::WebhookReceiver;
 use serde_json::json;
 
 use crate::faults::{scenario, send};
@@ -93,11 +94,36 @@ async fn every_call_a_function_makes_is_allowed_by_its_policy() {
         missing.extend(not_allowed(&template, &direct, &route.function, actions));
     }
 
-    // The worker: an email through SES and one through a Gmail mailbox, a reply read back by
+    // What the routes' runs enqueued, sent by the worker through SES.
+    let worker = direct.worker_on(&through_proxy);
+    proxy.take_actions();
+    assert!(direct.drain_queue_with(&worker).await > 0);
+    let actions = proxy.take_actions();
+    assert!(
+        actions.iter().any(|action| action == "ses:SendEmail"),
+        "{actions:?}"
+    );
+    checked += actions.len();
+    missing.extend(not_allowed(
+        &template,
+        &direct,
+        "CommunicationsWorkerFunction",
+        actions,
+    ));
+
+    // The worker: an email through a Gmail mailbox, a reply read back by
     // the poller, the tick; then the token keeper.
     let (app, fake) = app_with_providers().await;
     let through_proxy = app.sdk_through(&proxy.url);
     connected(&app, "iam-mailbox", Provider::Google).await;
+    let receiver = WebhookReceiver::start().await;
+    app.post(
+        "/api/user/webhooks",
+        "iam-mailbox",
+        &json!({"url": receiver.url}),
+    )
+    .await
+    .assert_status(201);
     app.post(
         "/api/user/communication-targets",
         "iam-mailbox",
@@ -141,6 +167,41 @@ async fn every_call_a_function_makes_is_allowed_by_its_policy() {
         &template,
         &app,
         "CommunicationsWorkerFunction",
+        actions,
+    ));
+
+    // The run's events, delivered to the user's endpoint; SES feedback on a message id.
+    let deliverer = app.webhook_deliverer_on(&through_proxy, pipewise::clock::Clock::system());
+    assert!(app.drain_webhooks_with(&deliverer).await > 0);
+    assert!(!receiver.received().is_empty(), "the events arrived");
+    let actions = proxy.take_actions();
+    checked += actions.len();
+    missing.extend(not_allowed(
+        &template,
+        &app,
+        "WebhookDeliveryFunction",
+        actions,
+    ));
+    app.publish_ses_event(&json!({
+        "eventType": "Delivery",
+        "mail": {"timestamp": "2026-12-06T00:00:00.000Z", "source": "ada@example.com",
+            "messageId": "0100iam-policies-000000", "destination": ["grace@client.example"]},
+        "delivery": {"timestamp": "2026-12-06T00:00:01.000Z",
+            "recipients": ["grace@client.example"], "smtpResponse": "250 OK"}
+    }))
+    .await;
+    assert_eq!(
+        app.drain_feedback_with(&app.feedback_on(&through_proxy))
+            .await,
+        1
+    );
+    let actions = proxy.take_actions();
+    assert!(!actions.is_empty(), "the feedback looked the message up");
+    checked += actions.len();
+    missing.extend(not_allowed(
+        &template,
+        &app,
+        "CommunicationsFeedbackFunction",
         actions,
     ));
 
