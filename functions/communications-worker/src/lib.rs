@@ -156,14 +156,17 @@ pub async fn handle_worker_event(
     worker: &CommunicationsWorker,
     event: WorkerEvent,
 ) -> Result<WorkerResponse, pipewise::Error> {
+    // The schedule's futures are boxed like a batch's (`handle_all`): a poll nests every mailbox's
+    // reads, and from a clean build (no incremental cache) the layout of `main`'s future overflowed
+    // the compiler's query depth.
     match event {
         WorkerEvent::Queue(batch) => Ok(WorkerResponse::Batch(handle_batch(worker, batch).await)),
-        WorkerEvent::Schedule { source, .. } if source == POLL_MAILBOXES => {
-            Ok(WorkerResponse::Polled(worker.poll_replies().await?))
-        }
+        WorkerEvent::Schedule { source, .. } if source == POLL_MAILBOXES => Ok(
+            WorkerResponse::Polled(Box::pin(worker.poll_replies()).await?),
+        ),
         WorkerEvent::Schedule { detail_type, .. } => {
             tracing::info!(%detail_type, "release tick");
-            Ok(WorkerResponse::Released(worker.tick().await?))
+            Ok(WorkerResponse::Released(Box::pin(worker.tick()).await?))
         }
     }
 }
