@@ -187,6 +187,48 @@ pub fn open_conversation(
     })
 }
 
+/// A direct message on Instagram, which allows no cold messages: a business may message a
+/// person only inside the 24-hour window the person opened by messaging it, and only by the
+/// Instagram-scoped id of that conversation. So the conversation with `username` is looked up
+/// ([`CONVERSATION_PAGES`] pages at most), its last message from the person must be under 24
+/// hours old, and the message goes to that id, from the account's `ig_user_id` with its
+/// `access_token`.
+pub(super) async fn send_direct_message(
+    http: &reqwest::Client,
+    base: &str,
+    configuration: &serde_json::Map<String, Value>,
+    username: &str,
+    text: &str,
+    clock: &crate::clock::Clock,
+) -> Result<(), super::direct::DirectRefusal> {
+    use super::direct::{DirectRefusal, read_answer};
+    let (Some(token), Some(ig_user_id)) = (
+        configuration.get("access_token").and_then(Value::as_str),
+        configuration.get("ig_user_id").and_then(Value::as_str),
+    ) else {
+        return Err(DirectRefusal::MissingCredentials);
+    };
+    let mut next = Some(conversations_url(base, ig_user_id));
+    let mut recipient = None;
+    for _ in 0..CONVERSATION_PAGES {
+        let Some(url) = next.take() else { break };
+        let page = http.get(&url).bearer_auth(token).send().await;
+        let body = read_answer(page, false, clock.epoch_seconds()).await?;
+        if let Some(found) = open_conversation(&body, ig_user_id, username, clock.epoch_seconds()) {
+            recipient = Some(found);
+            break;
+        }
+        next = next_page(&body);
+    }
+    let recipient = recipient.ok_or(DirectRefusal::WindowClosed)?;
+    let sent = send_request(http, base, token, ig_user_id, &recipient, text)
+        .send()
+        .await;
+    read_answer(sent, true, clock.epoch_seconds())
+        .await
+        .map(drop)
+}
+
 /// A Graph API time (`2026-11-26T01:00:00+0000`, or RFC 3339) as Unix seconds.
 fn graph_time(text: &str) -> Option<i64> {
     let graph = time::format_description::parse_borrowed::<2>(

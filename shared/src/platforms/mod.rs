@@ -5,6 +5,7 @@
 //! "Add a provider".
 
 pub mod connect;
+pub mod direct;
 pub mod google;
 pub mod instagram;
 pub mod mailbox;
@@ -37,12 +38,19 @@ impl Provider {
     /// The platform an account's `provider` names: `x` (or its old name `twitter`),
     /// `instagram`, `google` (or `gmail`), `microsoft`, as the API documents them.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "x" | "twitter" => Some(Self::X),
-            "instagram" => Some(Self::Instagram),
-            "google" | "gmail" => Some(Self::Google),
-            "microsoft" => Some(Self::Microsoft),
-            _ => None,
+        Self::ALL
+            .into_iter()
+            .find(|provider| provider.names().contains(&name))
+    }
+
+    /// Every `provider` value that names it (its name first, then older names still accepted):
+    /// what a stored account may hold.
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            Self::X => &["x", "twitter"],
+            Self::Instagram => &["instagram"],
+            Self::Google => &["google", "gmail"],
+            Self::Microsoft => &["microsoft"],
         }
     }
 
@@ -53,6 +61,13 @@ impl Provider {
             Self::Instagram => Channel::Instagram,
             Self::Google | Self::Microsoft => Channel::Email,
         }
+    }
+
+    /// The platform that carries direct messages on `channel`; `None` for email.
+    pub fn of_direct_channel(channel: Channel) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|provider| !provider.is_mailbox() && provider.channel() == channel)
     }
 
     /// Whether its accounts are mailboxes (email accounts) rather than social accounts.
@@ -139,12 +154,7 @@ impl Provider {
 
     /// Its name in logs and stored fields (`x`, `instagram`, `google`, `microsoft`).
     pub fn name(self) -> &'static str {
-        match self {
-            Self::X => "x",
-            Self::Instagram => "instagram",
-            Self::Google => "google",
-            Self::Microsoft => "microsoft",
-        }
+        self.names()[0]
     }
 
     /// Refresh when the token expires within this many seconds.

@@ -139,3 +139,60 @@ pub fn rate_limit_reset_seconds(headers: &reqwest::header::HeaderMap, now: i64) 
         // Saturating: the header is the platform's, any number at all.
         .map(|reset| reset.saturating_sub(now).clamp(1, 900) as u64)
 }
+
+/// Whom a direct message on X goes to: a username, whose user id is looked up once per warm
+/// instance and account.
+pub(super) struct DirectRecipient<'a> {
+    pub(super) cache: &'a super::direct::XRecipientIds,
+    pub(super) username: &'a str,
+}
+
+/// A direct message on X: the recipient's user id (looked up by username, then cached), then
+/// the DM sent with the account's `access_token`.
+pub(super) async fn send_direct_message(
+    http: &reqwest::Client,
+    base: &str,
+    sender: super::direct::DirectSender<'_>,
+    recipient: DirectRecipient<'_>,
+    text: &str,
+    clock: &crate::clock::Clock,
+) -> Result<(), super::direct::DirectRefusal> {
+    use super::direct::{DirectRefusal, read_answer};
+    let Some(token) = sender
+        .configuration
+        .get("access_token")
+        .and_then(Value::as_str)
+    else {
+        return Err(DirectRefusal::MissingCredentials);
+    };
+    let cache_key = (
+        sender.user_id.clone(),
+        sender.account_id.clone(),
+        recipient.username.to_ascii_lowercase(),
+    );
+    let cached = recipient
+        .cache
+        .lock()
+        .ok()
+        .and_then(|ids| ids.get(&cache_key).cloned());
+    let user_id = match cached {
+        Some(id) => id,
+        None => {
+            let lookup = user_lookup(http, base, token, recipient.username)
+                .send()
+                .await;
+            let answer = read_answer(lookup, false, clock.epoch_seconds()).await?;
+            let id = user_id_of(&answer)
+                .ok_or(DirectRefusal::NoSuchRecipient)?
+                .to_owned();
+            if let Ok(mut ids) = recipient.cache.lock() {
+                ids.insert(cache_key, id.clone());
+            }
+            id
+        }
+    };
+    let sent = send_request(http, base, token, &user_id, text).send().await;
+    read_answer(sent, true, clock.epoch_seconds())
+        .await
+        .map(drop)
+}

@@ -10,6 +10,8 @@ use super::reason::{DeliveryFailure, FailureReason};
 use super::store::CommunicationItem;
 use crate::accounts::AccountService;
 use crate::accounts::store::AccountItem;
+use crate::platforms::Provider;
+use crate::platforms::direct::{DirectMessenger, DirectRefusal, DirectSender};
 
 /// What became of a delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,28 +44,17 @@ pub use crate::platforms::PlatformApis;
 
 mod batch_reads;
 mod email;
-mod instagram;
 mod mailbox;
-mod x;
 
 pub use batch_reads::BatchReads;
 pub use email::{OutreachEmail, outreach_mime, ses_sending_client};
-pub use instagram::{INSTAGRAM_WINDOW_CLOSED, INSTAGRAM_WINDOW_SECONDS};
 
-/// How one platform takes a direct message: one implementation per platform file (x.rs,
-/// instagram.rs). The account's tokens are fresh when it is called; a 401 comes back as
-/// `Failed("token_revoked")` and the caller refreshes and calls once more.
-trait DirectMessages {
-    /// Sends `text` to the communication's recipient with the account's `configuration`.
-    async fn send(
-        &self,
-        client: &reqwest::Client,
-        item: &CommunicationItem,
-        account: &AccountItem,
-        configuration: &serde_json::Map<String, Value>,
-        text: &str,
-    ) -> Outcome;
-}
+/// Reason of an Instagram message that cannot be sent: the person has not messaged the
+/// business in the last 24 hours (or never).
+pub const INSTAGRAM_WINDOW_CLOSED: &str = FailureReason::InstagramWindowClosed.as_str();
+
+/// How long after a person's last message a business may answer on Instagram.
+pub const INSTAGRAM_WINDOW_SECONDS: i64 = crate::platforms::instagram::WINDOW_SECONDS;
 
 /// The per-sender daily cap: one counter per account and UTC day in the runs table.
 #[derive(Clone)]
@@ -132,8 +123,8 @@ pub struct Delivery {
     ses: aws_sdk_sesv2::Client,
     unsubscribe: super::unsubscribe::UnsubscribeTokens,
     suppressions: super::suppression::SuppressionStore,
-    x: x::XMessages,
-    instagram: instagram::InstagramMessages,
+    /// Direct messages through X's and Instagram's APIs.
+    direct: DirectMessenger,
     /// Where the mailboxes' APIs are (Gmail, Graph).
     apis: PlatformApis,
     daily_cap: DailySendCap,
@@ -157,11 +148,7 @@ impl Delivery {
             ses,
             unsubscribe,
             suppressions,
-            x: x::XMessages::new(apis.x.clone(), daily_cap.clock.clone()),
-            instagram: instagram::InstagramMessages::new(
-                apis.instagram.clone(),
-                daily_cap.clock.clone(),
-            ),
+            direct: DirectMessenger::new(&apis, daily_cap.clock.clone()),
             apis,
             daily_cap,
             configuration_set: None,
@@ -227,27 +214,31 @@ impl Delivery {
         text: &str,
         reads: &BatchReads,
     ) -> Outcome {
+        // Email never comes here; a new channel must say how it sends.
+        let Some(provider) = Provider::of_direct_channel(item.channel) else {
+            return Outcome::Failed(FailureReason::ChannelNotSocial.into());
+        };
+        let Some(username) = item.channel.recipient_address(&item.recipient) else {
+            return Outcome::Failed(FailureReason::TargetHasNoAddress.into());
+        };
         let (mut account, mut configuration) = match self.configuration(account, reads).await {
             Ok(fresh) => fresh,
             Err(failure) => return token_outcome(failure),
         };
         for attempt in 0..2 {
-            let outcome = match item.channel {
-                Channel::Twitter => {
-                    self.x
-                        .send(client, item, &account, &configuration, text)
-                        .await
-                }
-                Channel::Instagram => {
-                    self.instagram
-                        .send(client, item, &account, &configuration, text)
-                        .await
-                }
-                // Email never comes here; a new channel must say how it sends.
-                Channel::Email => return Outcome::Failed(FailureReason::ChannelNotSocial.into()),
+            let sender = DirectSender {
+                user_id: &account.user_id,
+                account_id: &account.account_id,
+                configuration: &configuration,
             };
-            if attempt > 0 || outcome != Outcome::Failed(FailureReason::TokenRevoked.into()) {
-                return outcome;
+            let sent = self
+                .direct
+                .send(provider, client, sender, username, text)
+                .await;
+            match sent {
+                Some(Err(DirectRefusal::TokenRevoked)) if attempt == 0 => {}
+                Some(sent) => return direct_outcome(sent),
+                None => return Outcome::Failed(FailureReason::ChannelNotSocial.into()),
             }
             match self.accounts.fresh_configuration(account, true).await {
                 Ok((fresh, fresh_configuration)) => {
@@ -325,44 +316,43 @@ fn token_outcome(failure: crate::accounts::refresh::TokenFailure) -> Outcome {
     }
 }
 
-/// Reads a platform answer. `delivering` marks the call that sends: a timeout there may have
-/// delivered the message, so it is `Unknown` rather than `Retry`.
-async fn read_json(
-    response: Result<reqwest::Response, reqwest::Error>,
-    delivering: bool,
-    now: i64,
-) -> Result<Value, Outcome> {
-    let response = match response {
-        Ok(response) => response,
-        Err(error) if error.is_connect() => {
-            return Err(Outcome::Retry(FailureReason::PlatformUnreachable.into()));
-        }
-        Err(_) if delivering => {
-            return Err(Outcome::Unknown(FailureReason::PlatformTimeout.into()));
-        }
-        Err(_) => return Err(Outcome::Retry(FailureReason::PlatformTimeout.into())),
+/// What a platform's answer to a direct message means for the communication: a refusal of the
+/// sending call that may have gone out is `Unknown`, never sent again.
+fn direct_outcome(sent: Result<(), DirectRefusal>) -> Outcome {
+    let refusal = match sent {
+        Ok(()) => return Outcome::Sent(Accepted::default()),
+        Err(refusal) => refusal,
     };
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response.json().await.unwrap_or(Value::Null));
-    }
-    // X says when its window resets; otherwise a minute.
-    let reset_seconds =
-        crate::platforms::x::rate_limit_reset_seconds(response.headers(), now).unwrap_or(60);
-    Err(match status.as_u16() {
-        401 => Outcome::Failed(FailureReason::TokenRevoked.into()),
-        403 => Outcome::Failed(FailureReason::NotPermitted.into()),
-        404 => Outcome::Failed(FailureReason::RecipientNotFound.into()),
-        429 => Outcome::RateLimited {
+    match refusal {
+        DirectRefusal::MissingCredentials => {
+            Outcome::Failed(FailureReason::AccountMissingCredentials.into())
+        }
+        DirectRefusal::NoSuchRecipient => Outcome::Failed(FailureReason::RecipientNotFound.into()),
+        DirectRefusal::WindowClosed => Outcome::Failed(FailureReason::InstagramWindowClosed.into()),
+        DirectRefusal::TokenRevoked => Outcome::Failed(FailureReason::TokenRevoked.into()),
+        DirectRefusal::NotPermitted => Outcome::Failed(FailureReason::NotPermitted.into()),
+        DirectRefusal::RateLimited { seconds } => Outcome::RateLimited {
             reason: FailureReason::RateLimited,
-            seconds: reset_seconds,
+            seconds,
         },
+        DirectRefusal::Unreachable => Outcome::Retry(FailureReason::PlatformUnreachable.into()),
+        DirectRefusal::TimedOut { maybe_sent: true } => {
+            Outcome::Unknown(FailureReason::PlatformTimeout.into())
+        }
+        DirectRefusal::TimedOut { maybe_sent: false } => {
+            Outcome::Retry(FailureReason::PlatformTimeout.into())
+        }
         // The sending call reached the platform and failed inside it: the message may have
         // gone out, so it is never sent again.
-        500..=599 if delivering => {
-            Outcome::Unknown(DeliveryFailure::PlatformStatus(status.as_u16()))
+        DirectRefusal::Status {
+            code,
+            maybe_sent: true,
+        } => Outcome::Unknown(DeliveryFailure::PlatformStatus(code)),
+        DirectRefusal::Status { code, .. } if (500..=599).contains(&code) => {
+            Outcome::Retry(DeliveryFailure::PlatformStatus(code))
         }
-        500..=599 => Outcome::Retry(DeliveryFailure::PlatformStatus(status.as_u16())),
-        _ => Outcome::Failed(DeliveryFailure::PlatformStatus(status.as_u16())),
-    })
+        DirectRefusal::Status { code, .. } => {
+            Outcome::Failed(DeliveryFailure::PlatformStatus(code))
+        }
+    }
 }

@@ -34,4 +34,13 @@ impl Channel {
             Self::Instagram => target.instagram_username.as_deref(),
         }
     }
+
+    /// The recipient's address on this channel, as the communication recorded it.
+    pub fn recipient_address(self, recipient: &RecipientSnapshot) -> Option<&str> {
+        match self {
+            Self::Email => recipient.email.as_deref(),
+            Self::Twitter => recipient.twitter_username.as_deref(),
+            Self::Instagram => recipient.instagram_username.as_deref(),
+        }
+    }
 }
