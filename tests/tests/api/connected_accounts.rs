@@ -270,13 +270,32 @@ async fn the_scheduled_keeper_refreshes_grants_nobody_uses() {
         .await
         .assert_status(201);
     }
+    // The keeper reads accounts by provider name (an index query per name): an account stored
+    // under X's older name is read too, and one of no platform is not.
+    app.post(
+        ACCOUNTS,
+        "bob",
+        &json!({"account_id": "x-old-name", "account_type": "social", "provider": "twitter",
+            "expires_at": in_days(40),
+            "configuration": {"access_token": "bob-access", "refresh_token": "bob-refresh"}}),
+    )
+    .await
+    .assert_status(201);
+    app.post(
+        ACCOUNTS,
+        "bob",
+        &json!({"account_id": "crm", "account_type": "crm", "provider": "hubspot",
+            "expires_at": in_days(1), "configuration": {"portal": "123"}}),
+    )
+    .await
+    .assert_status(201);
     let keeper =
         token_keeper::service_from_config(&ConfigSource::from_map(&app.environment), &app.sdk)
             .expect("the keeper's service");
     let report = keeper.keep_tokens_alive().await.expect("a keeper run");
     assert_eq!(
         (report.checked, report.refreshed, report.failed),
-        (3, 2, 0),
+        (4, 2, 0),
         "{report:?}"
     );
     let presented: Vec<String> = fake

@@ -66,8 +66,8 @@ pub struct ConnectSessionItem {
     pub error: Option<String>,
     /// When it expires (epoch seconds; the table's TTL attribute).
     pub expires_at_epoch: i64,
-    /// When it expires (RFC 3339), as answered. Not named `expires_at`: the token keeper's scan
-    /// reads items with that attribute as accounts.
+    /// When it expires (RFC 3339), as answered. Not named `expires_at`: the token keeper reads
+    /// items of a provider with that attribute as accounts.
     pub session_expires_at: String,
 }
 

@@ -9,16 +9,10 @@ use super::{AccountItem, AccountStore};
 use crate::aws::dependency_error;
 use crate::error::Error;
 use crate::ids::UserId;
-use crate::storage::{decode_item, number, text as s};
+use crate::platforms::Provider;
+use crate::storage::{number, text as s};
 
 const CURSOR_PREFIX: &str = "#mailbox#";
-
-/// The accounts table's index by `provider` (template.yaml).
-const PROVIDER_INDEX: &str = "by_provider";
-
-/// The `provider` values of accounts whose mailbox the poller reads (`gmail` is an older name
-/// of `google`, still accepted).
-const MAILBOX_PROVIDERS: [&str; 3] = ["google", "gmail", "microsoft"];
 
 /// Where reading a mailbox's new mail resumes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,26 +29,16 @@ impl AccountStore {
     /// mailboxes, not with the table. The index is eventually consistent: a mailbox connected a
     /// moment ago is read on the next tick.
     pub async fn connected_mailboxes(&self) -> Result<Vec<AccountItem>, Error> {
-        let mut mailboxes = Vec::new();
-        for provider in MAILBOX_PROVIDERS {
-            let mut items = self
-                .dynamodb
-                .query()
-                .table_name(&self.table)
-                .index_name(PROVIDER_INDEX)
-                .key_condition_expression("provider = :provider")
-                .filter_expression("account_type = :email AND connected = :true")
-                .expression_attribute_values(":provider", s(provider))
-                .expression_attribute_values(":email", s("email"))
-                .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .into_paginator()
-                .items()
-                .send();
-            while let Some(item) = items.next().await {
-                mailboxes.push(decode_item(item.map_err(dependency_error)?)?);
-            }
-        }
-        Ok(mailboxes)
+        let mailbox_providers = Provider::ALL.into_iter().filter(|p| p.is_mailbox());
+        self.of_providers(
+            mailbox_providers,
+            "account_type = :email AND connected = :true",
+            &[
+                (":email", s("email")),
+                (":true", AttributeValue::Bool(true)),
+            ],
+        )
+        .await
     }
 
     /// Where reading each of `mailboxes` (user and account id) resumes, in the order asked:

@@ -4,6 +4,7 @@
 //! partition holds one counter item (sort key [`QUOTA_ITEM`], which no account id can equal since
 //! `#` is not allowed in one) that transactions keep equal to the number of accounts.
 
+mod by_provider;
 mod claims;
 mod connect_sessions;
 mod data_keys;
@@ -316,24 +317,6 @@ impl AccountStore {
             .set_key(Some(Self::key(&item.user_id, item.account_id.as_str())))
             .condition_expression("version = :expected")
             .expression_attribute_values(":expected", number(item.version))
-    }
-
-    /// Every account whose tokens have an expiry (the ones a provider refreshes), over the
-    /// whole table, page by page: the scheduled keeper's work list.
-    pub async fn with_expiring_tokens(&self) -> Result<Vec<AccountItem>, Error> {
-        let mut accounts = Vec::new();
-        let mut items = self
-            .dynamodb
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("attribute_exists(expires_at)")
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = items.next().await {
-            accounts.push(decode_item(item.map_err(dependency_error)?)?);
-        }
-        Ok(accounts)
     }
 }
 
