@@ -49,6 +49,10 @@ const ROUTE_BUDGETS: &[(&str, f64)] = &[
 /// (an SES sender has no secret; the unsubscribe key is read once per process).
 const DYNAMODB_PER_EMAIL_BUDGET: f64 = 4.0;
 const KMS_PER_EMAIL_BUDGET: f64 = 0.0;
+/// Per email: SQS sends (`SendMessage` and `SendMessageBatch`, the queue's and the webhook
+/// events'), ten per call: 0.2 (the initiate's enqueue, the batch's events), 1.1 when each event
+/// was its own `SendMessage`.
+const SQS_SENDS_PER_EMAIL_BUDGET: f64 = 0.3;
 
 /// What went past its budget, in words; empty when every count is within.
 pub fn over_budget(counted: &Value) -> Vec<String> {
@@ -77,6 +81,7 @@ pub fn over_budget(counted: &Value) -> Vec<String> {
     for (service, budget) in [
         ("dynamodb:", DYNAMODB_PER_EMAIL_BUDGET),
         ("kms:", KMS_PER_EMAIL_BUDGET),
+        ("sqs:SendMessage", SQS_SENDS_PER_EMAIL_BUDGET),
     ] {
         let calls = total(per_email, service);
         // Counts over 10 emails: a tenth is the resolution.
@@ -309,6 +314,7 @@ pub async fn count(app: &TestApp) -> Value {
             "routes": ROUTE_BUDGETS.iter().map(|(route, budget)| json!({"route": route, "calls": budget})).collect::<Vec<_>>(),
             "dynamodb_per_email": DYNAMODB_PER_EMAIL_BUDGET,
             "kms_per_email": KMS_PER_EMAIL_BUDGET,
+            "sqs_sends_per_email": SQS_SENDS_PER_EMAIL_BUDGET,
         },
     });
     counted["over_budget"] = json!(over_budget(&counted));

@@ -2,6 +2,9 @@
 //! send); the deliverer fans each event out to the user's endpoints as one attempt message per
 //! endpoint, and puts a failed attempt back, delayed, for its retry.
 
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +40,11 @@ pub enum WebhookMessage {
     },
 }
 
+tokio::task_local! {
+    /// Events held by [`EventPublisher::batched`] while its work runs.
+    static HELD_EVENTS: Arc<Mutex<Vec<WebhookEvent>>>;
+}
+
 /// Puts events on the webhook queue. Built once per cold start; without a queue configured
 /// it emits nothing.
 #[derive(Clone, Default)]
@@ -70,13 +78,88 @@ impl EventPublisher {
 
     /// Puts an event on the queue. Never fails the caller, whose transition is already
     /// committed: a queue that refuses it (after the SDK's retries) is logged and counted
-    /// (`WebhookEventDropped`, alarmed on).
+    /// (`WebhookEventDropped`, alarmed on). Inside [`Self::batched`] it is held and queued
+    /// with the others at the end.
     pub async fn publish(&self, event: WebhookEvent) {
-        let event_type = event.event_type.as_str();
-        let event_id = event.id.clone();
-        if let Err(error) = self.send(&WebhookMessage::Event { event }, 0).await {
-            tracing::error!(event_id, event_type, error = %crate::error::ErrorChain(&error), "an event could not be queued for webhooks");
-            crate::metrics::record(crate::metrics::BusinessMetric::WebhookEventDropped);
+        if self.queue.is_none() {
+            return;
+        }
+        let mut event = Some(event);
+        // Outside `batched` (no scope) the event stays here and goes out now.
+        let _ = HELD_EVENTS.try_with(|held| {
+            if let Ok(mut held) = held.lock() {
+                held.extend(event.take());
+            }
+        });
+        if let Some(event) = event {
+            self.publish_all(vec![event]).await;
+        }
+    }
+
+    /// Runs `work` holding the events it publishes, then queues them together, ten per
+    /// `SendMessageBatch` (a worker batch's sends cost one SQS call, not one each). Held events
+    /// are queued once `work` is done, whatever it answered: each stands for a committed write.
+    pub async fn batched<F: Future>(&self, work: F) -> F::Output {
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let output = HELD_EVENTS.scope(held.clone(), work).await;
+        let events = held
+            .lock()
+            .map(|mut held| std::mem::take(&mut *held))
+            .unwrap_or_default();
+        self.publish_all(events).await;
+        output
+    }
+
+    /// Queues events, ten per `SendMessageBatch`; each one SQS refuses is logged and counted
+    /// as dropped, like [`Self::publish`]'s.
+    async fn publish_all(&self, events: Vec<WebhookEvent>) {
+        let Some((sqs, url)) = &self.queue else {
+            return;
+        };
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            let chunk: Vec<WebhookEvent> = events.by_ref().take(10).collect();
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(position, event)| {
+                    let message = WebhookMessage::Event {
+                        event: event.clone(),
+                    };
+                    let body = serde_json::to_string(&message).ok()?;
+                    SendMessageBatchRequestEntry::builder()
+                        .id(position.to_string())
+                        .message_body(body)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let refused: Vec<usize> = match sqs
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(output) => output
+                    .failed
+                    .iter()
+                    .filter_map(|failed| failed.id.parse().ok())
+                    .collect(),
+                Err(error) => {
+                    let error = dependency_error(error);
+                    tracing::error!(error = %crate::error::ErrorChain(&error), "events could not be queued for webhooks");
+                    (0..chunk.len()).collect()
+                }
+            };
+            for event in refused.iter().filter_map(|&position| chunk.get(position)) {
+                tracing::error!(
+                    event_id = event.id,
+                    event_type = event.event_type.as_str(),
+                    "an event could not be queued for webhooks"
+                );
+                crate::metrics::record(crate::metrics::BusinessMetric::WebhookEventDropped);
+            }
         }
     }
 

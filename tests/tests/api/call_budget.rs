@@ -12,6 +12,10 @@ use serde_json::json;
 
 /// DynamoDB calls per email sent, the initiate's or the release tick's share included.
 const DYNAMODB_CALLS_PER_EMAIL: f64 = 4.0;
+/// SQS sends (`SendMessage`, `SendMessageBatch`) per email: the communications queue's and the
+/// webhook events', each ten per call (a follow-up batch: the release, the ten `sent` events
+/// and the run's completion; one call per event before events were held per batch: 1.1).
+const SQS_SENDS_PER_EMAIL: f64 = 0.3;
 /// Emails in the run: one batch of the worker's event source mapping (`BatchSize: 10`).
 const EMAILS: usize = 10;
 
@@ -73,6 +77,13 @@ async fn an_email_and_its_follow_up_each_cost_at_most_four_dynamodb_calls_and_no
         0.0,
         "an SES email needs no key: {first:?}"
     );
+    // The queue and the webhook events: the initiate's enqueue and the batch's ten `sent`
+    // events each go out ten per `SendMessageBatch`, not one call per email.
+    assert!(
+        per_email(&first, "sqs:SendMessage") <= SQS_SENDS_PER_EMAIL,
+        "first step: {} SQS sends per email: {first:?}",
+        per_email(&first, "sqs:SendMessage")
+    );
 
     // The follow-up: the release tick's share (its calls beyond an idle tick's: the tick runs
     // every minute whether anything is due or not), then the worker.
@@ -95,4 +106,9 @@ async fn an_email_and_its_follow_up_each_cost_at_most_four_dynamodb_calls_and_no
         per_email(&second, "dynamodb:")
     );
     assert_eq!(per_email(&second, "kms:"), 0.0, "{second:?}");
+    assert!(
+        per_email(&second, "sqs:SendMessage") <= SQS_SENDS_PER_EMAIL,
+        "follow-up: {} SQS sends per email: {second:?}",
+        per_email(&second, "sqs:SendMessage")
+    );
 }

@@ -63,8 +63,15 @@ enum Next {
 impl CommunicationsWorker {
     /// Handles one batch of queue messages (body and SQS's `ApproximateReceiveCount`): for each,
     /// `true` when it is done with (delivered, recorded, or a duplicate), `false` when SQS must
-    /// deliver it again.
+    /// deliver it again. The batch's webhook events are queued together once it is done.
     pub async fn handle_messages(&self, messages: &[(Option<&str>, u32)]) -> Vec<bool> {
+        self.runs
+            .events()
+            .batched(self.handle_messages_holding_events(messages))
+            .await
+    }
+
+    async fn handle_messages_holding_events(&self, messages: &[(Option<&str>, u32)]) -> Vec<bool> {
         let state = BatchState::default();
         let mut done = vec![false; messages.len()];
         let mut of_run: Vec<Option<RunKey>> = vec![None; messages.len()];
