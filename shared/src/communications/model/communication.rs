@@ -91,7 +91,8 @@ pub struct CommunicationView {
     /// Its step in the run's sequence (1: the first message).
     pub step: u32,
     /// The target.
-    pub target_id: String,
+    #[schema(value_type = String)]
+    pub target_id: crate::ids::TargetId,
     /// The channel it travels on.
     pub channel: Channel,
     /// Where it stands.

@@ -27,7 +27,8 @@ pub enum RunStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Skipped {
     /// The target.
-    pub target_id: String,
+    #[schema(value_type = String)]
+    pub target_id: crate::ids::TargetId,
     /// The channel it travels on.
     pub channel: Channel,
     /// `target_has_no_address` or `no_connected_account`.

@@ -119,7 +119,7 @@ pub fn plan(
     for target in targets {
         for &channel in &channels {
             let skip = |reason: &str| Skipped {
-                target_id: target.id.to_string(),
+                target_id: target.id,
                 channel,
                 reason: reason.to_owned(),
             };
@@ -287,7 +287,7 @@ mod tests {
         let reasons: Vec<(String, &str)> = plan
             .skipped
             .iter()
-            .map(|s| (name_of(&s.target_id), s.reason.as_str()))
+            .map(|s| (name_of(&s.target_id.to_string()), s.reason.as_str()))
             .collect();
         // The disconnected X account sends nothing; Instagram is not asked for by default.
         assert_eq!(

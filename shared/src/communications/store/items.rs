@@ -313,7 +313,7 @@ impl CommunicationItem {
         CommunicationView {
             communication_id: self.communication_id(),
             step: self.step,
-            target_id: self.target_id.to_string(),
+            target_id: self.target_id,
             channel: self.channel,
             status: self.status,
             reason: self.reason.clone(),
