@@ -138,6 +138,42 @@ impl std::fmt::Display for FailureReason {
     }
 }
 
+/// Why a communication was cancelled before it went out: the `reason` a run shows for it and
+/// counts under `cancelled_by_reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The user cancelled its run.
+    CancelledByUser,
+    /// A follow-up whose person replied after the sequence started.
+    Replied,
+    /// A follow-up whose target was deleted.
+    TargetDeleted,
+    /// A follow-up whose address was suppressed meanwhile (its wire name is the suppression's:
+    /// `unsubscribed`, `bounced`, `complained`).
+    Suppressed(crate::communications::suppression::SuppressionReason),
+}
+
+impl StopReason {
+    /// The wire name, as runs show and store it.
+    pub const fn as_str(self) -> &'static str {
+        use crate::communications::suppression::SuppressionReason;
+        match self {
+            Self::CancelledByUser => "cancelled_by_user",
+            Self::Replied => "replied",
+            Self::TargetDeleted => "target_deleted",
+            Self::Suppressed(SuppressionReason::Unsubscribed) => "unsubscribed",
+            Self::Suppressed(SuppressionReason::Bounced) => "bounced",
+            Self::Suppressed(SuppressionReason::Complained) => "complained",
+        }
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A reason, or a platform's own HTTP answer (`platform_error_<status>` for a 5xx,
 /// `platform_refused_<status>` for another refusal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,5 +222,23 @@ mod tests {
             DeliveryFailure::PlatformStatus(400).to_string(),
             "platform_refused_400"
         );
+    }
+
+    #[test]
+    fn a_stopped_follow_up_is_named_as_its_suppression_or_its_cause() {
+        use crate::communications::suppression::SuppressionReason;
+        for suppression in [
+            SuppressionReason::Unsubscribed,
+            SuppressionReason::Bounced,
+            SuppressionReason::Complained,
+        ] {
+            assert_eq!(
+                StopReason::Suppressed(suppression).as_str(),
+                suppression.as_str()
+            );
+        }
+        assert_eq!(StopReason::CancelledByUser.to_string(), "cancelled_by_user");
+        assert_eq!(StopReason::Replied.as_str(), "replied");
+        assert_eq!(StopReason::TargetDeleted.as_str(), "target_deleted");
     }
 }

@@ -35,9 +35,6 @@ pub enum Claim {
     Missing,
 }
 
-/// Reason of a communication its run's cancel ended before it went out.
-pub const CANCELLED_BY_USER: &str = "cancelled_by_user";
-
 impl RunStore {
     /// Claims a queued communication for delivery (`queued` -> `sending`) and reads it in the
     /// same call: one `UpdateItem` that returns the claimed item, or, when it was not queued,
@@ -187,7 +184,7 @@ impl RunStore {
             item,
             item.status,
             CommunicationStatus::Cancelled,
-            Some(CANCELLED_BY_USER),
+            Some(crate::communications::reason::StopReason::CancelledByUser.as_str()),
         )
         .await
     }

@@ -11,11 +11,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{CommunicationsWorker, Redeliver, STOP_TARGET_DELETED};
+use super::CommunicationsWorker;
+use super::Redeliver;
 use crate::communications::delivery::BatchReads;
 use crate::communications::model::CommunicationStatus;
 use crate::communications::queue::CommunicationMessage;
 use crate::communications::read_once::ReadOnce;
+use crate::communications::reason::StopReason;
 use crate::communications::store::{Claim, CommunicationItem, RunItem};
 use crate::error::{Error, ErrorChain};
 use crate::ids::{RunId, TargetId, UserId};
@@ -53,7 +55,7 @@ pub(super) struct Claimed {
 /// What becomes of a claimed communication before any delivery.
 enum Next {
     /// A follow-up that must not go out, with why.
-    Stop(String),
+    Stop(StopReason),
     /// Outside its run's send window: scheduled for the next opening.
     Wait(i64),
     /// Delivered now.
@@ -331,7 +333,7 @@ impl CommunicationsWorker {
                     .map(|stored| stored.target),
             };
             let Some(target) = target else {
-                return Ok(Next::Stop(STOP_TARGET_DELETED.into()));
+                return Ok(Next::Stop(StopReason::TargetDeleted));
             };
             if let Some(reason) = stops.reason(item, run, &target, reads).await? {
                 return Ok(Next::Stop(reason));
@@ -371,7 +373,7 @@ impl CommunicationsWorker {
                         item,
                         CommunicationStatus::Sending,
                         CommunicationStatus::Cancelled,
-                        Some(&reason),
+                        Some(reason.as_str()),
                     )
                     .await?;
                 state.finished_one_of(item);

@@ -14,7 +14,7 @@ mod tick;
 use super::delivery::{Accepted, Delivery, Outcome};
 use super::model::CommunicationStatus;
 use super::queue::{CommunicationMessage, CommunicationQueue};
-use super::reason::{DeliveryFailure, FailureReason};
+use super::reason::{DeliveryFailure, FailureReason, StopReason};
 use super::store::{CommunicationItem, RunItem, RunStore};
 use crate::clock::Clock;
 use crate::error::Error;
@@ -83,14 +83,14 @@ impl FollowUpStops {
         run: &RunItem,
         target: &crate::targets::model::TargetView,
         reads: &super::delivery::BatchReads,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<StopReason>, Error> {
         // RFC 3339 in UTC with the same precision sorts as time does.
         if target
             .last_replied_at
             .as_deref()
             .is_some_and(|replied| replied >= run.created_at.as_str())
         {
-            return Ok(Some(STOP_REPLIED.into()));
+            return Ok(Some(StopReason::Replied));
         }
         if item.channel != super::model::Channel::Email {
             return Ok(None);
@@ -102,14 +102,9 @@ impl FollowUpStops {
             Some(found) => found.cloned(),
             None => self.suppressions.of_address(&item.user_id, address).await?,
         };
-        Ok(suppression.map(|suppression| suppression.reason.as_str().to_owned()))
+        Ok(suppression.map(|suppression| StopReason::Suppressed(suppression.reason)))
     }
 }
-
-/// A follow-up's reason when its person replied after the sequence started.
-pub const STOP_REPLIED: &str = "replied";
-/// A follow-up's reason when its target was deleted.
-pub const STOP_TARGET_DELETED: &str = "target_deleted";
 
 impl CommunicationsWorker {
     /// A worker over the runs store, a delivery, its own queue (for communications that wait
