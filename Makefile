@@ -124,15 +124,13 @@ PEER_PYTHON := $(PEER_VENV)/.installed-$(shell cksum < benchmarks/peer/requireme
 REPORT_VENV := $(CARGO_TARGET_DIR)/bench-report-venv
 REPORT_PYTHON := $(REPORT_VENV)/.installed-$(shell cksum < benchmarks/report-requirements.txt | cut -d' ' -f1)
 BENCH_PORT ?= 4590
-# Communications per worker batch size and for the modelled-AWS reading. The emulator copies
-# the runs table on every transaction (one per communication), so its rate falls as the table
-# grows: 200 by default, 1,000 on request.
+# Communications per worker batch size and for the modelled-AWS reading: 200 by default (the
+# ratios are steady by then), more on request.
 BENCH_COMMUNICATIONS ?= 200
 # Timed requests per route (warm phase, ours and the peer's).
 BENCH_SAMPLES ?= 200
 TIMED = tools/bench-timed run $(BENCH_DIR)
-# A phase of the harness against a fresh emulator (moto copies every table per transaction:
-# data left by one phase would slow the next).
+# A phase of the harness against a fresh emulator: what one phase leaves never slows the next.
 HARNESS = tools/with-emulator $(BENCH_PORT)
 
 $(PEER_PYTHON): benchmarks/peer/requirements.txt
