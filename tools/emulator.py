@@ -23,6 +23,8 @@ repeat of a committed call within 10 minutes answers as the first did and change
 the same token with other parameters is `IdempotentParameterMismatchException`. The SDK retries
 an attempt that timed out with the same token; without this, a slow emulator (a long dump, a busy
 machine) applied the retry a second time and a version-guarded write failed its own condition.
+A transaction backs up only its own items (moto deep-copied every table it touched: O(table)
+per transaction, O(n^2) for n rows written one transaction each).
 `GET /_emulator/ses/raw-messages` lists the raw emails SES accepted, for tests: the whole-state
 dump walks every object moto ever tracked (every item of every test's tables), seconds by the end
 of a run, and all requests wait for it.
