@@ -183,7 +183,7 @@ bench-quick: $(TOOLS) $(REPORT_PYTHON)
 	    $(HARNESS) tools/bench-cold-start $(CARGO_TARGET_DIR)/release 5 --json $(BENCH_QUICK_DIR)/cold.json; \
 	else echo "bench-quick: no release binaries, cold start skipped (make bench measures it)"; fi
 	BENCH_ONLY=calls,warm,worker-aws,scale BENCH_SAMPLES=50 BENCH_COMMUNICATIONS=100 \
-	  BENCH_SCALE_SIZES=10,100,1000 BENCH_IMPORT_SIZES=10,100 BENCH_SEQUENCE_TARGETS=100 BENCH_MAILBOXES=20 BENCH_MAILBOX_MESSAGES=200 \
+	  BENCH_SCALE_SIZES=10,100,1000 BENCH_IMPORT_SIZES=10,100 BENCH_SEQUENCE_TARGETS=10,100 BENCH_MAILBOXES=2,20 BENCH_MAILBOX_MESSAGES=200 \
 	  tools/bench-timed run $(BENCH_QUICK_DIR) "calls, warm, worker on a model of AWS, scale" \
 	  $(HARNESS) $(CARGO_TARGET_DIR)/debug/pipewise-bench $(BENCH_QUICK_DIR)
 	tools/bench-timed finish $(BENCH_QUICK_DIR)

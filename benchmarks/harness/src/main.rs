@@ -9,8 +9,9 @@
 //!   (default 5) later, as AWS would: Lambda time per email and emails/s per instance;
 //! - `growth.json`: list and initiate latency as a user's data grows;
 //! - `scale.json`: the release tick, CSV import, a 3-step sequence and the reply poller as their
-//!   volume grows (`BENCH_SCALE_SIZES`, `BENCH_IMPORT_SIZES`, `BENCH_SEQUENCE_TARGETS`,
-//!   `BENCH_MAILBOXES`, `BENCH_MAILBOX_MESSAGES`), time and calls per item;
+//!   volume grows (`BENCH_SCALE_SIZES`, `BENCH_IMPORT_SIZES`, `BENCH_SEQUENCE_TARGETS` and
+//!   `BENCH_MAILBOXES`, each a list of sizes; `BENCH_MAILBOX_MESSAGES`, the new messages at the
+//!   largest mailbox count), time and calls per item;
 //! - `trust.json`: loading the system's TLS roots vs the bundled ones.
 //!
 //! `BENCH_SAMPLES` (default 300) timed requests per route, `BENCH_COMMUNICATIONS` (default
@@ -121,15 +122,23 @@ async fn main() {
         scale.insert("import".into(), json!(scale::import(&sizes).await));
     }
     if part("sequence") {
-        let targets = setting("BENCH_SEQUENCE_TARGETS", 1_000);
-        scale.insert("sequence".into(), json!(scale::sequence(targets).await));
+        // Each size's three steps, one after another (its rows carry `size` and `step`).
+        let mut steps = Vec::new();
+        for targets in sizes("BENCH_SEQUENCE_TARGETS", &[10, 100, 1_000]) {
+            steps.extend(scale::sequence(targets).await);
+        }
+        scale.insert("sequence".into(), json!(steps));
     }
     if part("poller") {
-        let (mailboxes, messages) = (
-            setting("BENCH_MAILBOXES", 100),
-            setting("BENCH_MAILBOX_MESSAGES", 1_000),
-        );
-        scale.insert("poller".into(), scale::poller(mailboxes, messages).await);
+        // The same new messages per mailbox at every size: the largest size's share.
+        let mailbox_sizes = sizes("BENCH_MAILBOXES", &[10, 100]);
+        let largest = mailbox_sizes.iter().copied().max().unwrap_or(1).max(1);
+        let per_mailbox = setting("BENCH_MAILBOX_MESSAGES", 1_000) / largest;
+        let mut polls = Vec::new();
+        for mailboxes in mailbox_sizes {
+            polls.push(scale::poller(mailboxes, mailboxes * per_mailbox).await);
+        }
+        scale.insert("poller".into(), json!(polls));
     }
     if !scale.is_empty() {
         // Parts measured apart join those written before.
