@@ -10,6 +10,7 @@
 //! counters always equal the states and the run's status (derived from them) is never stale.
 
 mod daily_cap;
+mod feedback;
 mod indexes;
 mod items;
 mod replies;

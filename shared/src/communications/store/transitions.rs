@@ -1,11 +1,10 @@
 //! A communication's state changes, each conditional on the state it leaves and, when it ends,
-//! in one transaction with its run's counters: claim, schedule, release, finish, and SES's
-//! feedback.
+//! in one transaction with its run's counters: claim, schedule, release, finish (SES's feedback
+//! on a sent one is in `feedback.rs`).
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use super::super::model::{Accepted, CommunicationStatus, RunCountChange};
@@ -379,54 +378,6 @@ impl RunStore {
             self.publish_communication(item, event, to, reason).await;
         }
         Ok(true)
-    }
-
-    /// Applies one feedback event to a sent communication and its run's counters, in one
-    /// transaction: `status` as it was read (so two events never race), the event's `kind`
-    /// not counted yet. `false` when either changed meanwhile (read again and decide again).
-    pub async fn apply_feedback(
-        &self,
-        item: &CommunicationItem,
-        kind: &str,
-        to: CommunicationStatus,
-        reason: Option<&str>,
-        counters: RunCountChange,
-    ) -> Result<bool, Error> {
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&item.user_id, &item.sk)))
-            .condition_expression("#status = :read AND NOT contains(feedback, :kind)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":read", s(item.status.as_str()))
-            .expression_attribute_values(":kind", s(kind))
-            .expression_attribute_values(":kinds", AttributeValue::L(vec![s(kind)]))
-            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
-            .expression_attribute_values(":to", s(to.as_str()))
-            .expression_attribute_values(":at", s(self.clock.now_rfc3339()));
-        update = match reason {
-            Some(reason) => update
-                .update_expression(
-                    "SET #status = :to, reason = :reason, updated_at = :at, \
-                     feedback = list_append(if_not_exists(feedback, :none), :kinds)",
-                )
-                .expression_attribute_values(":reason", s(reason)),
-            None => update.update_expression(
-                "SET #status = :to, updated_at = :at, \
-                 feedback = list_append(if_not_exists(feedback, :none), :kinds)",
-            ),
-        };
-        let update = update.build().map_err(Error::internal)?;
-        let run = self.run_counters(&item.user_id, &item.run_id, counters)?;
-        let applied = self.transact_communication(update, run).await?;
-        let event = match to {
-            CommunicationStatus::Bounced => Some(EventType::CommunicationBounced),
-            CommunicationStatus::Complained => Some(EventType::CommunicationComplained),
-            _ => None,
-        };
-        if applied && let Some(event) = event {
-            self.publish_communication(item, event, to, reason).await;
-        }
-        Ok(applied)
     }
 
     /// Stamps a queued communication put back on the queue by the sweeper, so the next sweep

@@ -8,7 +8,7 @@
 //! 3. each claimed one is stopped, put off to its run's window, or delivered, and settled;
 //! 4. each run that had a communication finished is stamped complete once nothing remains.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::CommunicationsWorker;
@@ -20,8 +20,7 @@ use crate::communications::read_once::ReadOnce;
 use crate::communications::reason::StopReason;
 use crate::communications::store::{Claim, CommunicationItem, RunItem};
 use crate::error::{Error, ErrorChain};
-use crate::ids::{RunId, TargetId, UserId};
-use crate::targets::model::TargetView;
+use crate::ids::{RunId, UserId};
 
 pub(super) type RunKey = (UserId, RunId);
 
@@ -53,7 +52,7 @@ pub(super) struct Claimed {
 }
 
 /// What becomes of a claimed communication before any delivery.
-enum Next {
+pub(super) enum Next {
     /// A follow-up that must not go out, with why.
     Stop(StopReason),
     /// Outside its run's send window: scheduled for the next opening.
@@ -271,85 +270,6 @@ impl CommunicationsWorker {
             }
         }
         Ok(())
-    }
-
-    /// Step 2: the targets of the batch's follow-ups, one `BatchGetItem` per user (a user whose
-    /// read fails is left out: each of their follow-ups reads its own target).
-    async fn follow_up_targets(
-        &self,
-        items: &[&CommunicationItem],
-    ) -> HashMap<(UserId, TargetId), Option<TargetView>> {
-        let mut found = HashMap::new();
-        let Some(stops) = &self.stops else {
-            return found;
-        };
-        let mut by_user: HashMap<&UserId, Vec<TargetId>> = HashMap::new();
-        for item in items.iter().filter(|item| item.step > 1) {
-            by_user
-                .entry(&item.user_id)
-                .or_default()
-                .push(item.target_id);
-        }
-        // The users' reads side by side: a batch's wait is its slowest user's, not their sum.
-        let reads = futures::future::join_all(by_user.into_iter().map(|(user, ids)| async move {
-            let views = stops.targets.active_by_ids(user, &ids).await;
-            (user, ids, views)
-        }))
-        .await;
-        for (user, ids, views) in reads {
-            match views {
-                Ok(views) => {
-                    for (id, view) in ids.into_iter().zip(views) {
-                        found.insert((user.clone(), id), view);
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(error = %ErrorChain(&error), "follow-ups' targets not read for the batch; each reads its own");
-                }
-            }
-        }
-        found
-    }
-
-    /// Step 3's decision for one claimed communication.
-    async fn next_step(
-        &self,
-        one: &Claimed,
-        targets: &HashMap<(UserId, TargetId), Option<TargetView>>,
-        reads: &BatchReads,
-    ) -> Result<Next, Error> {
-        let (item, run) = (&one.item, &one.run);
-        // A follow-up: checked again right before it goes out, whatever was true when it was
-        // scheduled.
-        if item.step > 1
-            && let Some(stops) = &self.stops
-        {
-            let target = match targets.get(&(item.user_id.clone(), item.target_id)) {
-                Some(view) => view.clone(),
-                None => stops
-                    .targets
-                    .get(&item.user_id, item.target_id)
-                    .await?
-                    .map(|stored| stored.target),
-            };
-            let Some(target) = target else {
-                return Ok(Next::Stop(StopReason::TargetDeleted));
-            };
-            if let Some(reason) = stops.reason(item, run, &target, reads).await? {
-                return Ok(Next::Stop(reason));
-            }
-        }
-        // Outside the run's send window (in the target's zone when it has one): it waits,
-        // scheduled, for the next opening; claimed first so two deliveries never both decide.
-        if let Some(window) = &run.window
-            && let Some(opening) = window.next_opening(
-                item.recipient.timezone.as_deref(),
-                self.clock.epoch_seconds(),
-            )
-        {
-            return Ok(Next::Wait(opening));
-        }
-        Ok(Next::Deliver)
     }
 
     /// Step 3's action for one claimed communication.

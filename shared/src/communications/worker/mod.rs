@@ -9,16 +9,18 @@
 //! it may have been delivered, so it is never sent again.
 
 mod batch;
+mod follow_ups;
 mod tick;
 
 use super::delivery::{Accepted, Delivery, Outcome};
 use super::model::CommunicationStatus;
 use super::queue::{CommunicationMessage, CommunicationQueue};
-use super::reason::{DeliveryFailure, FailureReason, StopReason};
+use super::reason::{DeliveryFailure, FailureReason};
 use super::store::{CommunicationItem, RunItem, RunStore};
 use crate::clock::Clock;
 use crate::error::Error;
 
+pub use follow_ups::FollowUpStops;
 pub use tick::{
     RELEASE_LOOKBACK_DAYS, RELEASE_STEP, STALE_QUEUED_SECONDS, TICK_BUDGET, TickReport,
 };
@@ -53,57 +55,6 @@ pub struct CommunicationsWorker {
     tick_budget: std::time::Duration,
     replies: Option<super::replies::ReplyPoller>,
     stops: Option<FollowUpStops>,
-}
-
-/// What stops a follow-up before it goes out: the person replied (any channel, any run) since
-/// the sequence started, or their address is suppressed (unsubscribed, bounced, complained).
-#[derive(Clone)]
-pub struct FollowUpStops {
-    targets: crate::targets::TargetStore,
-    suppressions: super::suppression::SuppressionStore,
-}
-
-impl FollowUpStops {
-    /// The checks over the targets and their suppression list.
-    pub fn new(
-        targets: crate::targets::TargetStore,
-        suppressions: super::suppression::SuppressionStore,
-    ) -> Self {
-        Self {
-            targets,
-            suppressions,
-        }
-    }
-
-    /// Why `item` (a follow-up of `run`, to `target`) must not go out, if it must not; its
-    /// address's suppression as the batch read it (or read now when the batch did not).
-    async fn reason(
-        &self,
-        item: &CommunicationItem,
-        run: &RunItem,
-        target: &crate::targets::model::TargetView,
-        reads: &super::delivery::BatchReads,
-    ) -> Result<Option<StopReason>, Error> {
-        // RFC 3339 in UTC with the same precision sorts as time does.
-        if target
-            .last_replied_at
-            .as_deref()
-            .is_some_and(|replied| replied >= run.created_at.as_str())
-        {
-            return Ok(Some(StopReason::Replied));
-        }
-        if item.channel != super::model::Channel::Email {
-            return Ok(None);
-        }
-        let Some(address) = item.recipient.email.as_deref() else {
-            return Ok(None);
-        };
-        let suppression = match reads.suppression_of(&item.user_id, address) {
-            Some(found) => found.cloned(),
-            None => self.suppressions.of_address(&item.user_id, address).await?,
-        };
-        Ok(suppression.map(|suppression| StopReason::Suppressed(suppression.reason)))
-    }
 }
 
 impl CommunicationsWorker {
