@@ -113,51 +113,23 @@ impl EventPublisher {
     /// Queues events, ten per `SendMessageBatch`; each one SQS refuses is logged and counted
     /// as dropped, like [`Self::publish`]'s.
     async fn publish_all(&self, events: Vec<WebhookEvent>) {
-        let Some((sqs, url)) = &self.queue else {
-            return;
-        };
-        let mut events = events.into_iter().peekable();
-        while events.peek().is_some() {
-            let chunk: Vec<WebhookEvent> = events.by_ref().take(10).collect();
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(position, event)| {
-                    let message = WebhookMessage::Event {
-                        event: event.clone(),
-                    };
-                    let body = serde_json::to_string(&message).ok()?;
-                    SendMessageBatchRequestEntry::builder()
-                        .id(position.to_string())
-                        .message_body(body)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let refused: Vec<usize> = match sqs
-                .send_message_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(output) => output
-                    .failed
-                    .iter()
-                    .filter_map(|failed| failed.id.parse().ok())
-                    .collect(),
-                Err(error) => {
-                    let error = dependency_error(error);
-                    tracing::error!(error = %crate::error::ErrorChain(&error), "events could not be queued for webhooks");
-                    (0..chunk.len()).collect()
+        let messages: Vec<WebhookMessage> = events
+            .into_iter()
+            .map(|event| WebhookMessage::Event { event })
+            .collect();
+        for chunk in messages.chunks(10) {
+            let refused = self.send_batch(chunk).await.unwrap_or_else(|error| {
+                tracing::error!(error = %crate::error::ErrorChain(&error), "events could not be queued for webhooks");
+                (0..chunk.len()).collect()
+            });
+            for message in refused.iter().filter_map(|&position| chunk.get(position)) {
+                if let WebhookMessage::Event { event } = message {
+                    tracing::error!(
+                        event_id = event.id,
+                        event_type = event.event_type.as_str(),
+                        "an event could not be queued for webhooks"
+                    );
                 }
-            };
-            for event in refused.iter().filter_map(|&position| chunk.get(position)) {
-                tracing::error!(
-                    event_id = event.id,
-                    event_type = event.event_type.as_str(),
-                    "an event could not be queued for webhooks"
-                );
                 crate::metrics::record(crate::metrics::BusinessMetric::WebhookEventDropped);
             }
         }
@@ -181,33 +153,42 @@ impl EventPublisher {
 
     /// Sends messages without delay, ten per `SendMessageBatch`; fails if any entry failed.
     pub async fn send_all(&self, messages: &[WebhookMessage]) -> Result<(), Error> {
-        let Some((sqs, url)) = &self.queue else {
-            return Ok(());
-        };
         for chunk in messages.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(position, message)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(position.to_string())
-                        .message_body(serde_json::to_string(message).map_err(Error::internal)?)
-                        .build()
-                        .map_err(Error::internal)
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            let output = sqs
-                .send_message_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(dependency_error)?;
-            if !output.failed.is_empty() {
+            if !self.send_batch(chunk).await?.is_empty() {
                 return Err(Error::unavailable("SQS refused part of a batch"));
             }
         }
         Ok(())
+    }
+
+    /// One `SendMessageBatch` of up to ten messages without delay: the positions SQS refused.
+    async fn send_batch(&self, messages: &[WebhookMessage]) -> Result<Vec<usize>, Error> {
+        let Some((sqs, url)) = &self.queue else {
+            return Ok(Vec::new());
+        };
+        let entries = messages
+            .iter()
+            .enumerate()
+            .map(|(position, message)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(position.to_string())
+                    .message_body(serde_json::to_string(message).map_err(Error::internal)?)
+                    .build()
+                    .map_err(Error::internal)
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let output = sqs
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(dependency_error)?;
+        Ok(output
+            .failed
+            .iter()
+            .filter_map(|failed| failed.id.parse().ok())
+            .collect())
     }
 }
 
